@@ -1,0 +1,1 @@
+//! rollbot: a ChatOps bot for incident rollback with a two-person rule.
