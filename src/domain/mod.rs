@@ -1,0 +1,25 @@
+//! The domain: proposals, the state machine, the two-person rule, timeline
+//! events and the rollback decision rules.
+//!
+//! Pure on purpose: no tokio, no HTTP, no sled. Every rule about approvals,
+//! states or timing is written here once and unit-tested here.
+
+pub mod approval;
+pub mod clock;
+pub mod decision;
+pub mod ids;
+pub mod proposal;
+pub mod timeline;
+
+#[cfg(test)]
+mod tests;
+
+pub use approval::{ApprovalPolicy, Refusal, VoteOutcome, Withdrawal};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use decision::{Advice, DecisionInput, Recommendation, Severity, recommend};
+pub use ids::{IdError, ProposalId, ServiceName, UserId};
+pub use proposal::{
+    AlertRef, ContainerImage, MessageRef, Origin, Plan, Proposal, RevisionInfo, State,
+    TransitionError, Vote, VoteKind, VoteVia,
+};
+pub use timeline::{EventKind, TimelineEvent};

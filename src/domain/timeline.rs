@@ -1,0 +1,111 @@
+//! Timeline events: everything that happens to a proposal, in order.
+//!
+//! Events are stored before they are acted on; chat messages and the
+//! incident report are rendered from them, never from memory.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::approval::{Refusal, Withdrawal};
+use super::ids::UserId;
+use super::proposal::{AlertRef, State, VoteKind, VoteVia};
+
+/// One recorded event with the time it happened (from the injected clock).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEvent {
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    /// An alert fired that led to this proposal (`at` is when we received
+    /// it; `alert.starts_at` when the source says it started).
+    Detected {
+        alert: AlertRef,
+    },
+    Proposed {
+        by: UserId,
+        reason: String,
+    },
+    /// A further alert joined the open proposal.
+    AlertAttached {
+        alert: AlertRef,
+    },
+    /// The triggering alert cleared.
+    Resolved {
+        fingerprint: String,
+        ends_at: DateTime<Utc>,
+    },
+    Voted {
+        user: UserId,
+        vote: VoteKind,
+        via: VoteVia,
+    },
+    VoteWithdrawn {
+        user: UserId,
+        result: Withdrawal,
+    },
+    VoteRefused {
+        user: UserId,
+        refusal: Refusal,
+    },
+    StateChanged {
+        from: State,
+        to: State,
+    },
+    Cancelled {
+        by: UserId,
+    },
+    Superseded {
+        reason: String,
+    },
+    ExecutionStarted,
+    Progress {
+        line: String,
+    },
+    ExecutionFinished {
+        ok: bool,
+        detail: String,
+    },
+    Check {
+        name: String,
+        passed: bool,
+        value: String,
+    },
+    Note {
+        text: String,
+    },
+    /// A chat delivery failed; the message stays queued.
+    ChatError {
+        detail: String,
+    },
+}
+
+impl EventKind {
+    /// Short stable name, used by templates and the API.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::Detected { .. } => "detected",
+            EventKind::Proposed { .. } => "proposed",
+            EventKind::AlertAttached { .. } => "alert_attached",
+            EventKind::Resolved { .. } => "resolved",
+            EventKind::Voted { .. } => "voted",
+            EventKind::VoteWithdrawn { .. } => "vote_withdrawn",
+            EventKind::VoteRefused { .. } => "vote_refused",
+            EventKind::StateChanged { .. } => "state_changed",
+            EventKind::Cancelled { .. } => "cancelled",
+            EventKind::Superseded { .. } => "superseded",
+            EventKind::ExecutionStarted => "execution_started",
+            EventKind::Progress { .. } => "progress",
+            EventKind::ExecutionFinished { .. } => "execution_finished",
+            EventKind::Check { .. } => "check",
+            EventKind::Note { .. } => "note",
+            EventKind::ChatError { .. } => "chat_error",
+        }
+    }
+}
