@@ -1,0 +1,981 @@
+//! The engine: the one place that decides.
+//!
+//! Inputs (proposals from alerts or commands, votes, withdrawals, cancels,
+//! ticks) come in; the engine applies the domain rules, **persists first**,
+//! then calls the ports (chat, executor, verifier). Inputs for one proposal
+//! are processed one at a time under that proposal's lock, so a vote and an
+//! expiry tick can never interleave. Exactly one execution per proposal is
+//! guaranteed by the store's atomic `Approved -> Executing` transition, not
+//! by the lock alone, so it also holds across processes sharing a store and
+//! across restarts.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use tokio::sync::{Notify, mpsc};
+
+use crate::config::Service;
+use crate::domain::decision::{DataImpact, Scope};
+use crate::domain::{
+    AlertRef, ApprovalPolicy, Clock, DecisionInput, EventKind, MessageRef, Origin, Proposal,
+    ProposalId, Refusal, ServiceName, Severity, State, UserId, VoteKind, VoteOutcome, VoteVia,
+    Withdrawal, recommend,
+};
+use crate::ports::{
+    Chat, CheckResult, ExecError, ExecOutcome, Executor, PrivateNote, ThreadNote, Verdict, Verifier,
+};
+use crate::store::{Claim, Store, StoreError, UpdateError};
+
+/// Most alerts kept on a proposal; later ones are only counted, so an alert
+/// storm cannot grow a proposal without bound.
+pub const MAX_ATTACHED_ALERTS: usize = 20;
+
+/// Errors a person can act on, and internal ones.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("unknown service {name:?}; configured services: {known}")]
+    UnknownService { name: String, known: String },
+    #[error(
+        "{service} already has an open rollback proposal {existing} ({state}); vote on it, or cancel it with `/rollback cancel {existing}` first"
+    )]
+    AlreadyOpen {
+        service: ServiceName,
+        existing: ProposalId,
+        state: State,
+    },
+    #[error("cannot plan a rollback of {service}: {source}")]
+    Plan {
+        service: ServiceName,
+        #[source]
+        source: ExecError,
+    },
+    #[error("proposal {0} does not exist; `/rollback list` shows the current ones")]
+    NotFound(ProposalId),
+    #[error("only the proposer or an authorised approver of {service} can cancel {id}")]
+    NotAllowed {
+        id: ProposalId,
+        service: ServiceName,
+    },
+    #[error("{id} is {state}; only a proposal still waiting for votes can be cancelled")]
+    NotCancellable { id: ProposalId, state: State },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A request to open a proposal.
+#[derive(Debug, Clone)]
+pub struct ProposeRequest {
+    pub service: ServiceName,
+    pub origin: Origin,
+    pub proposer: UserId,
+    pub reason: String,
+    pub to_revision: Option<u64>,
+    pub alert: Option<AlertRef>,
+    /// Where to post; defaults to the service's channel.
+    pub channel: Option<String>,
+}
+
+/// What happened to a vote, for the voter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VoteReply {
+    Counted(VoteOutcome),
+    Refused(Refusal),
+}
+
+/// The ports the engine drives.
+#[derive(Clone)]
+pub struct Ports {
+    pub chat: Arc<dyn Chat>,
+    pub executor: Arc<dyn Executor>,
+    pub verifier: Arc<dyn Verifier>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Cheap to clone; all clones share state.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    services: BTreeMap<ServiceName, Service>,
+    ports: Ports,
+    bots: RwLock<BTreeSet<UserId>>,
+    // A std Mutex: only held to fetch a proposal's own async lock.
+    locks: Mutex<HashMap<ProposalId, Arc<tokio::sync::Mutex<()>>>>,
+    running: AtomicUsize,
+    idle: Notify,
+    panicked: AtomicBool,
+}
+
+impl Engine {
+    pub fn new(store: Store, services: BTreeMap<ServiceName, Service>, ports: Ports) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                services,
+                ports,
+                bots: RwLock::new(BTreeSet::new()),
+                locks: Mutex::new(HashMap::new()),
+                running: AtomicUsize::new(0),
+                idle: Notify::new(),
+                panicked: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn services(&self) -> &BTreeMap<ServiceName, Service> {
+        &self.inner.services
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.ports.clock.now()
+    }
+
+    /// Registers one of rollbot's own chat identities; its votes never count.
+    pub fn add_bot_identity(&self, id: UserId) {
+        self.inner
+            .bots
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
+    }
+
+    fn service(&self, name: &ServiceName) -> Result<&Service, EngineError> {
+        self.inner
+            .services
+            .get(name)
+            .ok_or_else(|| EngineError::UnknownService {
+                name: name.to_string(),
+                known: self
+                    .inner
+                    .services
+                    .keys()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// Looks a service up by the name a person typed.
+    ///
+    /// # Errors
+    /// [`EngineError::UnknownService`] listing the configured ones.
+    pub fn service_named(&self, name: &str) -> Result<&Service, EngineError> {
+        let unknown = || EngineError::UnknownService {
+            name: name.to_string(),
+            known: self
+                .inner
+                .services
+                .keys()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        let parsed = ServiceName::parse(name).map_err(|_| unknown())?;
+        self.inner.services.get(&parsed).ok_or_else(unknown)
+    }
+
+    fn policy(&self, service: &ServiceName) -> Result<ApprovalPolicy, EngineError> {
+        let bots = self.inner.bots.read().unwrap_or_else(|e| e.into_inner());
+        Ok(self.service(service)?.policy(&bots))
+    }
+
+    fn lock_for(&self, id: &ProposalId) -> Arc<tokio::sync::Mutex<()>> {
+        self.inner
+            .locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id.clone())
+            .or_default()
+            .clone()
+    }
+
+    /// Opens a proposal: plans the rollback, records it, posts it.
+    ///
+    /// # Errors
+    /// Unknown service, an already open proposal, a plan the executor cannot
+    /// make (no history, already current, …), or storage failure.
+    pub async fn propose(&self, req: ProposeRequest) -> Result<Proposal, EngineError> {
+        let service = self.service(&req.service)?.clone();
+        if let Some(open) = self.inner.store.open_for(&req.service)? {
+            return Err(EngineError::AlreadyOpen {
+                service: req.service,
+                existing: open.id,
+                state: open.state,
+            });
+        }
+        let plan = self
+            .inner
+            .ports
+            .executor
+            .plan(&service.target, req.to_revision)
+            .await
+            .map_err(|source| EngineError::Plan {
+                service: req.service.clone(),
+                source,
+            })?;
+        let now = self.now();
+        let recommendation = recommend(&decision_input(req.alert.as_ref(), plan.migrations, now));
+        let expires = chrono::Duration::from_std(service.expires_after)
+            .unwrap_or(chrono::Duration::minutes(30));
+        let proposal = Proposal {
+            id: ProposalId::from_random(uuid::Uuid::new_v4().as_u128()),
+            service: req.service.clone(),
+            origin: req.origin,
+            proposer: req.proposer.clone(),
+            reason: req.reason.clone(),
+            plan,
+            created_at: now,
+            expires_at: now + expires,
+            state: State::Proposed,
+            required: service.required,
+            single_approver: service.single_approver,
+            approvals: vec![],
+            rejected_by: None,
+            messages: vec![],
+            alerts: req.alert.iter().cloned().collect(),
+            extra_alerts: 0,
+            alert_resolved_at: None,
+            recommendation: Some(recommendation),
+            timeline_len: 0,
+            updated_at: now,
+            drill: req.origin == Origin::Drill,
+            no_checks: false,
+            locale: service.locale.clone(),
+        };
+        let mut events = Vec::new();
+        if let Some(alert) = &req.alert {
+            events.push((
+                now,
+                EventKind::Detected {
+                    alert: alert.clone(),
+                },
+            ));
+        }
+        events.push((
+            now,
+            EventKind::Proposed {
+                by: req.proposer.clone(),
+                reason: req.reason.clone(),
+            },
+        ));
+        self.inner
+            .store
+            .insert(&proposal, &events)
+            .map_err(|e| match e {
+                StoreError::AlreadyOpen { service, existing } => EngineError::AlreadyOpen {
+                    service,
+                    existing,
+                    state: State::Proposed,
+                },
+                other => EngineError::Store(other),
+            })?;
+        self.inner.store.flush().await?;
+        tracing::info!(proposal = %proposal.id, service = %proposal.service, "proposed");
+
+        let lock = self.lock_for(&proposal.id);
+        let _guard = lock.lock().await;
+        let channel = req.channel.or(service.channel);
+        let Some(channel) = channel else {
+            tracing::warn!(proposal = %proposal.id, "no chat channel configured for {}; the proposal is only visible through the API", proposal.service);
+            return Ok(proposal);
+        };
+        match self
+            .inner
+            .ports
+            .chat
+            .post_proposal(&channel, &proposal)
+            .await
+        {
+            Ok(at) => {
+                let key = message_key(&at);
+                self.inner.store.claim(&key, proposal.id.as_str(), now)?;
+                let (_, p) = self
+                    .inner
+                    .store
+                    .update(&proposal.id, now, |p| {
+                        p.messages.push(at.clone());
+                        Ok::<_, std::convert::Infallible>(((), vec![]))
+                    })
+                    .map_err(store_only)?;
+                Ok(p)
+            }
+            Err(e) => {
+                self.record_chat_error(&proposal.id, &e.to_string())?;
+                Ok(proposal)
+            }
+        }
+    }
+
+    /// The proposal whose chat message is `at` (for reactions and buttons).
+    ///
+    /// # Errors
+    /// Storage failure.
+    pub fn proposal_for_message(&self, at: &MessageRef) -> Result<Option<ProposalId>, StoreError> {
+        Ok(self
+            .inner
+            .store
+            .seen(&message_key(at))?
+            .and_then(|e| ProposalId::parse(&e.value).ok()))
+    }
+
+    /// Applies a vote. Refusals are recorded on the timeline and told to the
+    /// voter privately; they are not errors.
+    ///
+    /// # Errors
+    /// Unknown proposal or storage failure.
+    pub async fn vote(
+        &self,
+        id: &ProposalId,
+        voter: &UserId,
+        kind: VoteKind,
+        via: VoteVia,
+    ) -> Result<VoteReply, EngineError> {
+        let lock = self.lock_for(id);
+        let _guard = lock.lock().await;
+        let current = self.get(id)?;
+        let policy = self.policy(&current.service)?;
+        let now = self.now();
+        let result = self.inner.store.update(id, now, |p| -> Result<_, Refusal> {
+            let before = p.state;
+            let outcome = policy.vote(p, voter, kind, via, now)?;
+            let mut events = Vec::new();
+            if !matches!(outcome, VoteOutcome::AlreadyCounted { .. }) {
+                events.push(EventKind::Voted {
+                    user: voter.clone(),
+                    vote: kind,
+                    via,
+                });
+            }
+            if p.state != before {
+                events.push(EventKind::StateChanged {
+                    from: before,
+                    to: p.state,
+                });
+            }
+            Ok((outcome, events))
+        });
+        match result {
+            Ok((outcome, p)) => {
+                self.inner.store.flush().await?;
+                tracing::info!(proposal = %id, voter = %voter, ?outcome, "vote counted");
+                if !matches!(outcome, VoteOutcome::AlreadyCounted { .. }) {
+                    self.update_message(&p).await?;
+                }
+                if outcome == VoteOutcome::Approved {
+                    self.start_execution(id).await?;
+                }
+                Ok(VoteReply::Counted(outcome))
+            }
+            Err(UpdateError::Rejected(refusal)) => {
+                tracing::info!(proposal = %id, voter = %voter, %refusal, "vote refused");
+                let p = self.inner.store.append(
+                    id,
+                    now,
+                    vec![EventKind::VoteRefused {
+                        user: voter.clone(),
+                        refusal: refusal.clone(),
+                    }],
+                )?;
+                self.tell(
+                    &p,
+                    voter,
+                    PrivateNote::VoteRefused {
+                        refusal: refusal.clone(),
+                    },
+                )
+                .await?;
+                Ok(VoteReply::Refused(refusal))
+            }
+            Err(UpdateError::Store(e)) => Err(e.into()),
+        }
+    }
+
+    /// Takes a person's approval back (their ✅ reaction was removed).
+    ///
+    /// # Errors
+    /// Unknown proposal or storage failure.
+    pub async fn withdraw(
+        &self,
+        id: &ProposalId,
+        voter: &UserId,
+    ) -> Result<Result<Withdrawal, Refusal>, EngineError> {
+        let lock = self.lock_for(id);
+        let _guard = lock.lock().await;
+        let current = self.get(id)?;
+        let policy = self.policy(&current.service)?;
+        let now = self.now();
+        let result = self.inner.store.update(id, now, |p| -> Result<_, Refusal> {
+            let w = policy.withdraw(p, voter, now)?;
+            let events = match w {
+                Withdrawal::Withdrawn => vec![EventKind::VoteWithdrawn {
+                    user: voter.clone(),
+                    result: w,
+                }],
+                Withdrawal::NothingToWithdraw => vec![],
+            };
+            Ok((w, events))
+        });
+        match result {
+            Ok((w, p)) => {
+                if w == Withdrawal::Withdrawn {
+                    self.inner.store.flush().await?;
+                    self.update_message(&p).await?;
+                }
+                Ok(Ok(w))
+            }
+            Err(UpdateError::Rejected(refusal)) => {
+                let p = self.get(id)?;
+                self.tell(
+                    &p,
+                    voter,
+                    PrivateNote::VoteRefused {
+                        refusal: refusal.clone(),
+                    },
+                )
+                .await?;
+                Ok(Err(refusal))
+            }
+            Err(UpdateError::Store(e)) => Err(e.into()),
+        }
+    }
+
+    /// Cancels a proposal still waiting for votes.
+    ///
+    /// # Errors
+    /// [`EngineError::NotAllowed`] unless `by` proposed it or may approve
+    /// it; [`EngineError::NotCancellable`] once votes are closed.
+    pub async fn cancel(&self, id: &ProposalId, by: &UserId) -> Result<Proposal, EngineError> {
+        let lock = self.lock_for(id);
+        let _guard = lock.lock().await;
+        let current = self.get(id)?;
+        let policy = self.policy(&current.service)?;
+        if &current.proposer != by && !policy.approvers.contains(by) {
+            return Err(EngineError::NotAllowed {
+                id: id.clone(),
+                service: current.service,
+            });
+        }
+        let now = self.now();
+        let (_, p) = self
+            .inner
+            .store
+            .update(id, now, |p| -> Result<_, EngineError> {
+                let from = p.state;
+                p.transition(State::Cancelled, now)
+                    .map_err(|e| EngineError::NotCancellable {
+                        id: e.id,
+                        state: e.from,
+                    })?;
+                Ok((
+                    (),
+                    vec![
+                        EventKind::Cancelled { by: by.clone() },
+                        EventKind::StateChanged {
+                            from,
+                            to: State::Cancelled,
+                        },
+                    ],
+                ))
+            })
+            .map_err(|e| match e {
+                UpdateError::Rejected(e) => e,
+                UpdateError::Store(e) => e.into(),
+            })?;
+        self.inner.store.flush().await?;
+        self.update_message(&p).await?;
+        Ok(p)
+    }
+
+    /// Expires proposals whose voting time is over. Call periodically.
+    ///
+    /// # Errors
+    /// Storage failure.
+    pub async fn tick(&self) -> Result<Vec<ProposalId>, EngineError> {
+        let now = self.now();
+        let mut expired = Vec::new();
+        let due: Vec<_> = self
+            .inner
+            .store
+            .list()?
+            .into_iter()
+            .filter(|p| p.state == State::Proposed && p.expires_at <= now)
+            .map(|p| p.id)
+            .collect();
+        for id in due {
+            let lock = self.lock_for(&id);
+            let _guard = lock.lock().await;
+            let result = self.inner.store.update(&id, now, |p| {
+                if p.state != State::Proposed || p.expires_at > now {
+                    return Err(());
+                }
+                p.transition(State::Expired, now).map_err(|_| ())?;
+                Ok((
+                    (),
+                    vec![EventKind::StateChanged {
+                        from: State::Proposed,
+                        to: State::Expired,
+                    }],
+                ))
+            });
+            if let Ok(((), p)) = result {
+                self.update_message(&p).await?;
+                expired.push(id);
+            }
+        }
+        if !expired.is_empty() {
+            self.inner.store.flush().await?;
+        }
+        Ok(expired)
+    }
+
+    /// Picks up work interrupted by a restart: approved proposals are
+    /// executed; a rollback that was running when rollbot stopped is marked
+    /// failed (it may or may not have been applied — a person must look).
+    ///
+    /// # Errors
+    /// Storage failure.
+    pub async fn recover(&self) -> Result<(), EngineError> {
+        let now = self.now();
+        for p in self.inner.store.list()? {
+            match p.state {
+                State::Approved => self.start_execution(&p.id).await?,
+                State::Executing | State::RolledBack if p.is_open() => {
+                    let lock = self.lock_for(&p.id);
+                    let _guard = lock.lock().await;
+                    let detail = "rollbot restarted while this rollback was in progress; check the workload (e.g. `kubectl rollout status`) and propose again if needed".to_string();
+                    let result = self.inner.store.update(&p.id, now, |p| -> Result<_, ()> {
+                        let from = p.state;
+                        let to = if from == State::Executing {
+                            State::Failed
+                        } else {
+                            State::VerificationFailed
+                        };
+                        p.transition(to, now).map_err(|_| ())?;
+                        Ok((
+                            (),
+                            vec![
+                                EventKind::ExecutionFinished {
+                                    ok: false,
+                                    detail: detail.clone(),
+                                },
+                                EventKind::StateChanged { from, to },
+                            ],
+                        ))
+                    });
+                    if let Ok(((), p)) = result {
+                        self.update_message(&p).await?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.inner.store.flush().await?;
+        Ok(())
+    }
+
+    /// The atomic `Approved -> Executing` step; the winner spawns the rollback.
+    async fn start_execution(&self, id: &ProposalId) -> Result<(), EngineError> {
+        let now = self.now();
+        let result = self.inner.store.update(id, now, |p| {
+            if p.state != State::Approved {
+                return Err(p.state);
+            }
+            p.transition(State::Executing, now).map_err(|e| e.from)?;
+            Ok((
+                (),
+                vec![
+                    EventKind::StateChanged {
+                        from: State::Approved,
+                        to: State::Executing,
+                    },
+                    EventKind::ExecutionStarted,
+                ],
+            ))
+        });
+        match result {
+            Ok(((), p)) => {
+                self.inner.store.flush().await?;
+                tracing::info!(proposal = %id, "execution started");
+                self.update_message(&p).await?;
+                self.post_thread(&p, ThreadNote::ExecutionStarted).await?;
+                let engine = self.clone();
+                self.spawn(async move {
+                    if let Err(e) = engine.run_execution(p).await {
+                        tracing::error!(error = %e, "rollback task failed");
+                    }
+                });
+                Ok(())
+            }
+            // Someone else won the race, or it is no longer approved.
+            Err(UpdateError::Rejected(state)) => {
+                tracing::debug!(proposal = %id, %state, "execution not started");
+                Ok(())
+            }
+            Err(UpdateError::Store(e)) => Err(e.into()),
+        }
+    }
+
+    async fn run_execution(&self, p: Proposal) -> Result<(), EngineError> {
+        let service = self.service(&p.service)?.clone();
+        let (tx, mut rx) = mpsc::channel::<String>(64);
+        let exec = self
+            .inner
+            .ports
+            .executor
+            .execute(&service.target, &p.plan, tx);
+        tokio::pin!(exec);
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                Some(line) = rx.recv() => self.progress(&p.id, line).await?,
+                outcome = &mut exec => break outcome,
+            }
+        };
+        while let Ok(line) = rx.try_recv() {
+            self.progress(&p.id, line).await?;
+        }
+        let now = self.now();
+        let (to, events, note) = match outcome {
+            Ok(ExecOutcome::RolledBack { detail }) => (
+                State::RolledBack,
+                vec![EventKind::ExecutionFinished {
+                    ok: true,
+                    detail: detail.clone(),
+                }],
+                ThreadNote::ExecutionFinished { ok: true, detail },
+            ),
+            Ok(ExecOutcome::Superseded { reason }) => (
+                State::Superseded,
+                vec![EventKind::Superseded {
+                    reason: reason.clone(),
+                }],
+                ThreadNote::Superseded { reason },
+            ),
+            Err(e) => (
+                State::Failed,
+                vec![EventKind::ExecutionFinished {
+                    ok: false,
+                    detail: e.message.clone(),
+                }],
+                ThreadNote::ExecutionFinished {
+                    ok: false,
+                    detail: e.message,
+                },
+            ),
+        };
+        let p = self.finish(&p.id, now, to, events)?;
+        self.post_thread(&p, note).await?;
+        self.update_message(&p).await?;
+        if to == State::RolledBack {
+            self.run_verification(p).await?;
+        }
+        Ok(())
+    }
+
+    async fn run_verification(&self, p: Proposal) -> Result<(), EngineError> {
+        let (tx, mut rx) = mpsc::channel::<CheckResult>(64);
+        let verify = self.inner.ports.verifier.verify(&p.service, &p.plan, tx);
+        tokio::pin!(verify);
+        let verdict = loop {
+            tokio::select! {
+                biased;
+                Some(check) = rx.recv() => self.record_check(&p.id, check)?,
+                verdict = &mut verify => break verdict,
+            }
+        };
+        while let Ok(check) = rx.try_recv() {
+            self.record_check(&p.id, check)?;
+        }
+        let now = self.now();
+        let p = match &verdict {
+            Verdict::NotConfigured => {
+                let (_, p) = self
+                    .inner
+                    .store
+                    .update(&p.id, now, |p| {
+                        p.no_checks = true;
+                        Ok::<_, std::convert::Infallible>((
+                            (),
+                            vec![EventKind::Note {
+                                text: "no verification checks are configured for this service"
+                                    .into(),
+                            }],
+                        ))
+                    })
+                    .map_err(store_only)?;
+                p
+            }
+            Verdict::Passed { checks } | Verdict::Failed { checks } => {
+                let passed = matches!(verdict, Verdict::Passed { .. });
+                let to = if passed {
+                    State::Verified
+                } else {
+                    State::VerificationFailed
+                };
+                let p = self.finish(&p.id, now, to, vec![])?;
+                self.post_thread(
+                    &p,
+                    ThreadNote::Verification {
+                        passed,
+                        checks: checks.clone(),
+                    },
+                )
+                .await?;
+                p
+            }
+        };
+        self.inner.store.flush().await?;
+        self.update_message(&p).await
+    }
+
+    fn finish(
+        &self,
+        id: &ProposalId,
+        now: DateTime<Utc>,
+        to: State,
+        events: Vec<EventKind>,
+    ) -> Result<Proposal, EngineError> {
+        let (_, p) = self
+            .inner
+            .store
+            .update(id, now, |p| -> Result<_, crate::domain::TransitionError> {
+                let from = p.state;
+                p.transition(to, now)?;
+                let mut ev = events.clone();
+                ev.push(EventKind::StateChanged { from, to });
+                Ok(((), ev))
+            })
+            .map_err(|e| match e {
+                UpdateError::Rejected(t) => EngineError::Store(StoreError::Corrupt {
+                    tree: "proposals",
+                    key: id.to_string(),
+                    detail: t.to_string(),
+                }),
+                UpdateError::Store(e) => e.into(),
+            })?;
+        Ok(p)
+    }
+
+    async fn progress(&self, id: &ProposalId, line: String) -> Result<(), EngineError> {
+        let p = self.inner.store.append(
+            id,
+            self.now(),
+            vec![EventKind::Progress { line: line.clone() }],
+        )?;
+        self.post_thread(&p, ThreadNote::Progress { line }).await
+    }
+
+    fn record_check(&self, id: &ProposalId, c: CheckResult) -> Result<(), EngineError> {
+        self.inner.store.append(
+            id,
+            self.now(),
+            vec![EventKind::Check {
+                name: c.name,
+                passed: c.passed,
+                value: c.value,
+            }],
+        )?;
+        Ok(())
+    }
+
+    /// Records that an alert joined `id` (an alert storm is summarised, not
+    /// kept whole). Returns the updated proposal.
+    ///
+    /// # Errors
+    /// Unknown proposal or storage failure.
+    pub async fn attach_alert(
+        &self,
+        id: &ProposalId,
+        alert: AlertRef,
+    ) -> Result<Proposal, EngineError> {
+        let lock = self.lock_for(id);
+        let _guard = lock.lock().await;
+        let now = self.now();
+        let (_, p) = self
+            .inner
+            .store
+            .update(id, now, |p| {
+                if p.alerts.len() < MAX_ATTACHED_ALERTS {
+                    p.alerts.push(alert.clone());
+                    Ok::<_, std::convert::Infallible>((
+                        (),
+                        vec![EventKind::AlertAttached {
+                            alert: alert.clone(),
+                        }],
+                    ))
+                } else {
+                    p.extra_alerts += 1;
+                    Ok(((), vec![]))
+                }
+            })
+            .map_err(store_only)?;
+        Ok(p)
+    }
+
+    /// Records that a triggering alert cleared.
+    ///
+    /// # Errors
+    /// Unknown proposal or storage failure.
+    pub async fn alert_resolved(
+        &self,
+        id: &ProposalId,
+        fingerprint: &str,
+        ends_at: DateTime<Utc>,
+    ) -> Result<Proposal, EngineError> {
+        let lock = self.lock_for(id);
+        let _guard = lock.lock().await;
+        let now = self.now();
+        let (first, p) = self
+            .inner
+            .store
+            .update(id, now, |p| {
+                let first = p.alert_resolved_at.is_none();
+                if first {
+                    p.alert_resolved_at = Some(ends_at);
+                }
+                Ok::<_, std::convert::Infallible>((
+                    first,
+                    vec![EventKind::Resolved {
+                        fingerprint: fingerprint.to_string(),
+                        ends_at,
+                    }],
+                ))
+            })
+            .map_err(store_only)?;
+        self.inner.store.flush().await?;
+        if first {
+            self.update_message(&p).await?;
+            self.post_thread(&p, ThreadNote::Resolved).await?;
+        }
+        Ok(p)
+    }
+
+    /// Claims a dedup key (alert deliveries, chat event ids).
+    ///
+    /// # Errors
+    /// Storage failure.
+    pub fn claim(&self, key: &str, value: &str) -> Result<Claim, EngineError> {
+        Ok(self.inner.store.claim(key, value, self.now())?)
+    }
+
+    /// # Errors
+    /// [`EngineError::NotFound`] or storage failure.
+    pub fn get(&self, id: &ProposalId) -> Result<Proposal, EngineError> {
+        self.inner
+            .store
+            .get(id)?
+            .ok_or_else(|| EngineError::NotFound(id.clone()))
+    }
+
+    async fn update_message(&self, p: &Proposal) -> Result<(), EngineError> {
+        if let Some(at) = p.primary_message()
+            && let Err(e) = self.inner.ports.chat.update_proposal(at, p).await
+        {
+            self.record_chat_error(&p.id, &e.to_string())?;
+        }
+        Ok(())
+    }
+
+    async fn post_thread(&self, p: &Proposal, note: ThreadNote) -> Result<(), EngineError> {
+        if let Some(at) = p.primary_message()
+            && let Err(e) = self.inner.ports.chat.post_thread(at, p, &note).await
+        {
+            self.record_chat_error(&p.id, &e.to_string())?;
+        }
+        Ok(())
+    }
+
+    async fn tell(
+        &self,
+        p: &Proposal,
+        user: &UserId,
+        note: PrivateNote,
+    ) -> Result<(), EngineError> {
+        if let Some(at) = p.primary_message()
+            && let Err(e) = self.inner.ports.chat.tell(&at.channel, user, &note).await
+        {
+            self.record_chat_error(&p.id, &e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn record_chat_error(&self, id: &ProposalId, detail: &str) -> Result<(), EngineError> {
+        tracing::warn!(proposal = %id, error = %detail, "chat delivery failed");
+        self.inner.store.append(
+            id,
+            self.now(),
+            vec![EventKind::ChatError {
+                detail: detail.to_string(),
+            }],
+        )?;
+        Ok(())
+    }
+
+    /// Runs `fut` in the background, counting it for [`Engine::wait_idle`]
+    /// and remembering if it panicked.
+    fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.inner.running.fetch_add(1, Ordering::SeqCst);
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            if AssertUnwindSafe(fut).catch_unwind().await.is_err() {
+                tracing::error!("a background rollback task panicked");
+                inner.panicked.store(true, Ordering::SeqCst);
+            }
+            if inner.running.fetch_sub(1, Ordering::SeqCst) == 1 {
+                inner.idle.notify_waiters();
+            }
+        });
+    }
+
+    /// Waits until no background task is running.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.inner.idle.notified();
+            if self.inner.running.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Whether any background task panicked (tests fail on this).
+    pub fn background_panicked(&self) -> bool {
+        self.inner.panicked.load(Ordering::SeqCst)
+    }
+}
+
+fn message_key(at: &MessageRef) -> String {
+    format!("msg:{}:{}:{}", at.platform, at.channel, at.message)
+}
+
+fn store_only(e: UpdateError<std::convert::Infallible>) -> EngineError {
+    match e {
+        UpdateError::Store(e) => e.into(),
+        UpdateError::Rejected(never) => match never {},
+    }
+}
+
+/// What the decision rules can learn from an alert: severity and scope
+/// labels, how long it has fired, and optional hints in annotations.
+fn decision_input(alert: Option<&AlertRef>, migrations: bool, now: DateTime<Utc>) -> DecisionInput {
+    let label = |k: &str| alert.and_then(|a| a.labels.get(k)).map(String::as_str);
+    DecisionInput {
+        severity: label("severity").and_then(Severity::parse),
+        scope: label("scope").and_then(Scope::parse),
+        lasting_minutes: alert.map(|a| (now - a.starts_at).num_minutes().max(0) as u64),
+        data_impact: label("data_impact").and_then(DataImpact::parse),
+        time_to_fix_minutes: label("time_to_fix_minutes").and_then(|v| v.parse().ok()),
+        migrations,
+    }
+}

@@ -1,0 +1,184 @@
+//! The ports: the small traits through which the engine reaches the outside
+//! world. Adapters (Slack, Discord, console; Kubernetes, Swarm, scripts;
+//! HTTP/Prometheus checks) implement them; [`memory`] has in-memory doubles
+//! for tests and the console.
+
+pub mod memory;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::config::Target;
+use crate::domain::{MessageRef, Plan, Proposal, Refusal, ServiceName, UserId};
+
+/// A chat delivery failure.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{platform}: {message}")]
+pub struct ChatError {
+    pub platform: String,
+    pub message: String,
+    /// Worth retrying later (rate limit, 5xx, network) rather than a permanent refusal.
+    pub retryable: bool,
+}
+
+/// Something posted into a proposal's thread.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "note", rename_all = "snake_case")]
+pub enum ThreadNote {
+    ExecutionStarted,
+    /// The latest kubectl-style progress line (edited in place when possible).
+    Progress {
+        line: String,
+    },
+    ExecutionFinished {
+        ok: bool,
+        detail: String,
+    },
+    Superseded {
+        reason: String,
+    },
+    Verification {
+        passed: bool,
+        checks: Vec<CheckResult>,
+    },
+    /// The triggering alert cleared.
+    Resolved,
+    /// The draft incident report (Markdown) and an optional chart.
+    Report {
+        markdown: String,
+        #[serde(skip)]
+        chart_png: Option<Vec<u8>>,
+    },
+    Text {
+        text: String,
+    },
+}
+
+/// What one person alone is told (e.g. why their vote did not count).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "note", rename_all = "snake_case")]
+pub enum PrivateNote {
+    VoteRefused { refusal: Refusal },
+    Text { text: String },
+}
+
+/// The chat platform(s). `channel` strings are `platform:channel`.
+#[async_trait]
+pub trait Chat: Send + Sync {
+    /// Posts the proposal message; returns where it went.
+    async fn post_proposal(&self, channel: &str, p: &Proposal) -> Result<MessageRef, ChatError>;
+    /// Re-renders the proposal message in place (votes, status line).
+    async fn update_proposal(&self, at: &MessageRef, p: &Proposal) -> Result<(), ChatError>;
+    /// Posts into the proposal message's thread.
+    async fn post_thread(
+        &self,
+        at: &MessageRef,
+        p: &Proposal,
+        note: &ThreadNote,
+    ) -> Result<MessageRef, ChatError>;
+    /// Replaces a thread message's content (throttled progress).
+    async fn edit_thread(
+        &self,
+        at: &MessageRef,
+        p: &Proposal,
+        note: &ThreadNote,
+    ) -> Result<(), ChatError>;
+    /// Tells `user` something only they see, in `channel`.
+    async fn tell(&self, channel: &str, user: &UserId, note: &PrivateNote)
+    -> Result<(), ChatError>;
+}
+
+/// An executor failure, with what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ExecError {
+    pub kind: ExecErrorKind,
+    pub message: String,
+}
+
+impl ExecError {
+    pub fn new(kind: ExecErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// Broad classes of executor failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecErrorKind {
+    NotFound,
+    NoHistory,
+    RevisionNotFound,
+    AlreadyCurrent,
+    Paused,
+    Forbidden,
+    Unsupported,
+    Unreachable,
+    RolloutFailed,
+    Other,
+}
+
+/// How an execution ended (errors aside).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ExecOutcome {
+    /// The rollback was applied and the rollout finished.
+    RolledBack { detail: String },
+    /// The workload moved since the plan was made; nothing was changed.
+    Superseded { reason: String },
+}
+
+/// Runs rollbacks.
+#[async_trait]
+pub trait Executor: Send + Sync {
+    /// Reads the workload and works out what a rollback would do.
+    async fn plan(&self, target: &Target, to_revision: Option<u64>) -> Result<Plan, ExecError>;
+    /// Applies exactly `plan` (or reports it superseded) and follows the
+    /// rollout, sending progress lines as they happen.
+    async fn execute(
+        &self,
+        target: &Target,
+        plan: &Plan,
+        progress: mpsc::Sender<String>,
+    ) -> Result<ExecOutcome, ExecError>;
+}
+
+/// One verification check's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub name: String,
+    pub passed: bool,
+    /// What was observed, e.g. `0.997` or `HTTP 200, version=v1.2.0`.
+    pub value: String,
+}
+
+/// The end of verification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    Passed {
+        checks: Vec<CheckResult>,
+    },
+    Failed {
+        checks: Vec<CheckResult>,
+    },
+    /// The service has no checks configured.
+    NotConfigured,
+}
+
+/// Checks that the service recovered after a rollback.
+#[async_trait]
+pub trait Verifier: Send + Sync {
+    /// Evaluates the service's checks until all pass or the window ends,
+    /// sending every intermediate result.
+    async fn verify(
+        &self,
+        service: &ServiceName,
+        plan: &Plan,
+        results: mpsc::Sender<CheckResult>,
+    ) -> Verdict;
+}
