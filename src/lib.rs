@@ -1,1 +1,23 @@
 //! rollbot: a ChatOps bot for incident rollback with a two-person rule.
+//!
+//! # Layout
+//!
+//! - [`domain`]: proposals, the state machine, the two-person rule, timeline
+//!   events and the runbook decision rules. Pure: no I/O, no async.
+//! - [`store`]: durable sled storage of proposals, timelines and dedup keys,
+//!   with atomic state transitions.
+//! - [`engine`]: the one place that decides. Takes inputs (alerts, commands,
+//!   votes, ticks), applies domain rules, persists, then calls the ports.
+//! - [`ports`]: the small traits the engine talks through (`Chat`,
+//!   `Executor`, `Verifier`) and their in-memory doubles.
+//! - [`config`]: the TOML configuration, its loading and validation.
+//! - [`app`]: wiring for `rollbot serve`, shared by `main` and tests.
+//! - [`http`]: the axum server: health, readiness and the read API.
+
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod engine;
+pub mod http;
+pub mod ports;
+pub mod store;

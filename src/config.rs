@@ -1,0 +1,643 @@
+//! The TOML configuration: model, loading, and validation that reports every
+//! problem with its key path.
+//!
+//! Rules of the house: unknown keys are errors (`deny_unknown_fields`), a
+//! missing section means the feature is off, and secrets never appear inline
+//! — they are read from an environment variable or a file named here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{ApprovalPolicy, ServiceName, UserId};
+
+/// Locales with templates.
+pub const LOCALES: &[&str] = &["en", "zh", "ja"];
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub approval: ApprovalConfig,
+    /// Named approver groups: `oncall = ["slack:U01", "discord:1234"]`.
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceConfig>,
+    /// Message locale used where a service names none (`en`, `zh`, `ja`).
+    #[serde(default = "default_locale")]
+    pub locale: String,
+    pub slack: Option<SlackConfig>,
+    pub discord: Option<DiscordConfig>,
+    pub kubernetes: Option<KubernetesConfig>,
+}
+
+fn default_locale() -> String {
+    "en".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Largest accepted request body, in bytes.
+    #[serde(default = "default_body_limit")]
+    pub body_limit_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            body_limit_bytes: default_body_limit(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+fn default_body_limit() -> usize {
+    1024 * 1024
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    #[serde(default = "default_store_path")]
+    pub path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: default_store_path(),
+        }
+    }
+}
+
+fn default_store_path() -> PathBuf {
+    PathBuf::from("rollbot.db")
+}
+
+/// Defaults for every service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalConfig {
+    #[serde(default = "default_required")]
+    pub required: u8,
+    /// How long a proposal waits for votes, e.g. `"30m"`.
+    #[serde(default = "default_expiry")]
+    pub expires_after: String,
+    /// Where proposals are posted when a service names no channel,
+    /// as `platform:channel` (e.g. `slack:C0123ABCD`).
+    #[serde(default)]
+    pub channel: Option<String>,
+}
+
+impl Default for ApprovalConfig {
+    fn default() -> Self {
+        Self {
+            required: default_required(),
+            expires_after: default_expiry(),
+            channel: None,
+        }
+    }
+}
+
+fn default_required() -> u8 {
+    2
+}
+
+fn default_expiry() -> String {
+    "30m".into()
+}
+
+/// One service rollbot may roll back.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// People allowed to approve, as `platform:id`.
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    /// Groups (from `[groups]`) whose members may approve.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Distinct approvals needed; defaults to `approval.required`.
+    pub required_approvals: Option<u8>,
+    /// Must be `true` for `required_approvals = 1`; the proposal says so.
+    #[serde(default)]
+    pub allow_single_approver: bool,
+    pub channel: Option<String>,
+    pub locale: Option<String>,
+    pub expires_after: Option<String>,
+    pub kubernetes: Option<KubeTarget>,
+}
+
+/// The workload kinds rollbot can roll back in Kubernetes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+}
+
+/// A Kubernetes workload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeTarget {
+    pub namespace: String,
+    #[serde(default = "default_kind")]
+    pub kind: WorkloadKind,
+    pub name: String,
+}
+
+fn default_kind() -> WorkloadKind {
+    WorkloadKind::Deployment
+}
+
+/// What a service's rollback acts on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Target {
+    Kubernetes(KubeTarget),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Kubernetes(k) => {
+                let kind = match k.kind {
+                    WorkloadKind::Deployment => "deployment",
+                    WorkloadKind::StatefulSet => "statefulset",
+                    WorkloadKind::DaemonSet => "daemonset",
+                };
+                write!(f, "{kind} {}/{}", k.namespace, k.name)
+            }
+        }
+    }
+}
+
+/// How rollbot reaches the cluster. Without this section it uses the
+/// in-cluster service account or `~/.kube/config`, like kubectl.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesConfig {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+}
+
+/// A secret's location. Inline values are refused by validation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Secret {
+    Inline(String),
+    Env { env: String },
+    File { file: PathBuf },
+}
+
+impl Secret {
+    /// Reads the secret's value.
+    ///
+    /// # Errors
+    /// Says which variable or file is missing and how to provide it.
+    pub fn read(&self, key: &str) -> Result<String, String> {
+        match self {
+            Secret::Inline(_) => Err(format!(
+                "{key}: inline secrets are not allowed; use {{ env = \"VAR\" }} or {{ file = \"/path\" }}"
+            )),
+            Secret::Env { env } => std::env::var(env)
+                .map(|v| v.trim().to_string())
+                .map_err(|_| format!("{key}: environment variable {env} is not set; export it before starting rollbot")),
+            Secret::File { file } => std::fs::read_to_string(file)
+                .map(|v| v.trim().to_string())
+                .map_err(|e| format!("{key}: cannot read secret file {}: {e}", file.display())),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    pub bot_token: Secret,
+    pub signing_secret: Secret,
+    /// Base URL of the Web API (GovSlack, proxies, tests).
+    #[serde(default = "default_slack_api")]
+    pub api_url: String,
+}
+
+fn default_slack_api() -> String {
+    "https://slack.com/api/".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscordConfig {
+    pub bot_token: Secret,
+    pub public_key: String,
+    #[serde(default = "default_discord_api")]
+    pub api_url: String,
+}
+
+fn default_discord_api() -> String {
+    "https://discord.com".into()
+}
+
+/// One problem in a configuration, with the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Everything wrong with a configuration file.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{} problem(s) in {file}:\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    pub file: String,
+    pub problems: Vec<Problem>,
+}
+
+/// A service with its configuration resolved: groups expanded, defaults applied.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub name: ServiceName,
+    pub target: Target,
+    pub required: u8,
+    pub single_approver: bool,
+    pub approvers: BTreeSet<UserId>,
+    pub channel: Option<String>,
+    pub locale: String,
+    pub expires_after: Duration,
+}
+
+impl Service {
+    /// The two-person rule for this service, given rollbot's own identities.
+    pub fn policy(&self, bots: &BTreeSet<UserId>) -> ApprovalPolicy {
+        ApprovalPolicy {
+            required: self.required,
+            single_approver: self.single_approver,
+            approvers: self.approvers.clone(),
+            bots: bots.clone(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every problem found.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            problems: vec![Problem {
+                path: "<file>".into(),
+                message: format!("cannot read the file: {e}"),
+            }],
+        })?;
+        Self::parse(&text).map_err(|problems| ConfigError {
+            file: path.display().to_string(),
+            problems,
+        })
+    }
+
+    /// Parses and validates TOML text.
+    ///
+    /// # Errors
+    /// Every problem found, each with its key path.
+    pub fn parse(text: &str) -> Result<Self, Vec<Problem>> {
+        let config: Config = parse_toml(text)?;
+        let problems = config.validate();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Checks what the types cannot: references, ranges, secrets, durations.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut problem = |path: String, message: String| out.push(Problem { path, message });
+
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            problem(
+                "server.listen".into(),
+                format!(
+                    "{:?} is not an address like 0.0.0.0:8080",
+                    self.server.listen
+                ),
+            );
+        }
+        if self.approval.required < 2 {
+            problem(
+                "approval.required".into(),
+                "the default must be at least 2 (two-person rule); a single service may opt into 1 with allow_single_approver".into(),
+            );
+        }
+        if humantime::parse_duration(&self.approval.expires_after).is_err() {
+            problem(
+                "approval.expires_after".into(),
+                bad_duration(&self.approval.expires_after),
+            );
+        }
+        if let Some(c) = &self.approval.channel {
+            check_channel(c, "approval.channel", &mut problem);
+        }
+        if !LOCALES.contains(&self.locale.as_str()) {
+            problem(
+                "locale".into(),
+                format!(
+                    "unknown locale {:?}; use one of {}",
+                    self.locale,
+                    LOCALES.join(", ")
+                ),
+            );
+        }
+        for (group, members) in &self.groups {
+            for (i, m) in members.iter().enumerate() {
+                if let Err(e) = UserId::parse(m) {
+                    problem(format!("groups.{group}[{i}]"), e.to_string());
+                }
+            }
+        }
+        for (name, s) in &self.services {
+            let at = |k: &str| format!("services.{name}.{k}");
+            if let Err(e) = ServiceName::parse(name) {
+                problem(format!("services.{name}"), e.to_string());
+            }
+            for (i, a) in s.approvers.iter().enumerate() {
+                if let Err(e) = UserId::parse(a) {
+                    problem(format!("{}[{i}]", at("approvers")), e.to_string());
+                }
+            }
+            for (i, g) in s.groups.iter().enumerate() {
+                if !self.groups.contains_key(g) {
+                    problem(
+                        format!("{}[{i}]", at("groups")),
+                        format!("group {g:?} is not defined under [groups]"),
+                    );
+                }
+            }
+            if s.approvers.is_empty() && s.groups.is_empty() {
+                problem(
+                    at("approvers"),
+                    "nobody may approve this service's rollbacks; list approvers or groups".into(),
+                );
+            }
+            match s.required_approvals {
+                Some(0) => problem(at("required_approvals"), "must be at least 1".into()),
+                Some(1) if !s.allow_single_approver => problem(
+                    at("required_approvals"),
+                    "1 breaks the two-person rule; set allow_single_approver = true for this service to opt in explicitly".into(),
+                ),
+                _ => {}
+            }
+            if let Some(d) = &s.expires_after
+                && humantime::parse_duration(d).is_err()
+            {
+                problem(at("expires_after"), bad_duration(d));
+            }
+            if let Some(c) = &s.channel {
+                check_channel(c, &at("channel"), &mut problem);
+            }
+            if let Some(l) = &s.locale
+                && !LOCALES.contains(&l.as_str())
+            {
+                problem(
+                    at("locale"),
+                    format!("unknown locale {l:?}; use one of {}", LOCALES.join(", ")),
+                );
+            }
+            if s.kubernetes.is_none() {
+                problem(
+                    format!("services.{name}"),
+                    "no rollback target; add a [services.NAME.kubernetes] table with namespace and name".into(),
+                );
+            }
+        }
+        if let Some(slack) = &self.slack {
+            check_secret(&slack.bot_token, "slack.bot_token", &mut problem);
+            check_secret(&slack.signing_secret, "slack.signing_secret", &mut problem);
+        }
+        if let Some(discord) = &self.discord {
+            check_secret(&discord.bot_token, "discord.bot_token", &mut problem);
+        }
+        out
+    }
+
+    /// The resolved services. Call only on a validated config.
+    pub fn services(&self) -> BTreeMap<ServiceName, Service> {
+        self.services
+            .iter()
+            .filter_map(|(name, s)| {
+                let name = ServiceName::parse(name).ok()?;
+                let target = Target::Kubernetes(s.kubernetes.clone()?);
+                let mut approvers: BTreeSet<UserId> = s
+                    .approvers
+                    .iter()
+                    .filter_map(|a| UserId::parse(a).ok())
+                    .collect();
+                for g in &s.groups {
+                    approvers.extend(
+                        self.groups
+                            .get(g)
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|m| UserId::parse(m).ok()),
+                    );
+                }
+                let expires = s
+                    .expires_after
+                    .as_deref()
+                    .unwrap_or(&self.approval.expires_after);
+                let service = Service {
+                    target,
+                    required: s.required_approvals.unwrap_or(self.approval.required),
+                    single_approver: s.allow_single_approver && s.required_approvals == Some(1),
+                    approvers,
+                    channel: s.channel.clone().or_else(|| self.approval.channel.clone()),
+                    locale: s.locale.clone().unwrap_or_else(|| self.locale.clone()),
+                    expires_after: humantime::parse_duration(expires)
+                        .unwrap_or(Duration::from_secs(1800)),
+                    name: name.clone(),
+                };
+                Some((name, service))
+            })
+            .collect()
+    }
+}
+
+fn bad_duration(text: &str) -> String {
+    format!("{text:?} is not a duration; write one like \"30m\", \"1h\" or \"90s\"")
+}
+
+fn check_channel(c: &str, path: &str, problem: &mut impl FnMut(String, String)) {
+    match c.split_once(':') {
+        Some(("slack" | "discord" | "console" | "memory", rest)) if !rest.is_empty() => {}
+        _ => problem(
+            path.into(),
+            format!("{c:?} is not platform:channel, e.g. slack:C0123ABCD or discord:1234567890"),
+        ),
+    }
+}
+
+fn check_secret(s: &Secret, path: &str, problem: &mut impl FnMut(String, String)) {
+    match s {
+        Secret::Inline(_) => problem(
+            path.into(),
+            "inline secrets are not allowed in the config file; use { env = \"VAR\" } or { file = \"/run/secrets/...\" }".into(),
+        ),
+        Secret::Env { env } if env.is_empty() => {
+            problem(path.into(), "env must name an environment variable".into())
+        }
+        _ => {}
+    }
+}
+
+fn parse_toml(text: &str) -> Result<Config, Vec<Problem>> {
+    let de =
+        toml::Deserializer::parse(text).map_err(|e| vec![toml_problem(text, "<syntax>", &e)])?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        vec![toml_problem(text, &path, e.inner())]
+    })
+}
+
+fn toml_problem(text: &str, path: &str, e: &toml::de::Error) -> Problem {
+    let line = e
+        .span()
+        .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+    let message = e.message().trim().to_string();
+    Problem {
+        path: if path.is_empty() || path == "." {
+            "<root>".into()
+        } else {
+            path.to_string()
+        },
+        message: match line {
+            Some(l) => format!("{message} (line {l})"),
+            None => message,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [groups]
+        sre = ["slack:UALICE", "slack:UBOB"]
+        [services.payment-api]
+        groups = ["sre"]
+        [services.payment-api.kubernetes]
+        namespace = "production"
+        name = "prod-payment-deploy"
+    "#;
+
+    fn problems(text: &str) -> Vec<String> {
+        Config::parse(text)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_minimal_config_resolves_groups_and_defaults() {
+        let c = Config::parse(MINIMAL).unwrap();
+        let services = c.services();
+        let s = &services[&ServiceName::parse("payment-api").unwrap()];
+        assert_eq!(s.required, 2);
+        assert_eq!(s.approvers.len(), 2);
+        assert_eq!(s.expires_after, Duration::from_secs(1800));
+        assert_eq!(
+            s.target.to_string(),
+            "deployment production/prod-payment-deploy"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let p = problems(&format!(
+            "{MINIMAL}\n[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n"
+        ));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("server.lisen: unknown field `lisen`"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn single_approver_needs_the_opt_in() {
+        let text = MINIMAL.replace(
+            "groups = [\"sre\"]",
+            "groups = [\"sre\"]\nrequired_approvals = 1",
+        );
+        assert_eq!(
+            problems(&text),
+            [
+                "services.payment-api.required_approvals: 1 breaks the two-person rule; set allow_single_approver = true for this service to opt in explicitly"
+            ]
+        );
+        let ok = text.replace(
+            "required_approvals = 1",
+            "required_approvals = 1\nallow_single_approver = true",
+        );
+        let c = Config::parse(&ok).unwrap();
+        assert!(
+            c.services()
+                .values()
+                .all(|s| s.single_approver && s.required == 1)
+        );
+    }
+
+    #[test]
+    fn inline_secrets_are_refused() {
+        let text = format!(
+            "{MINIMAL}\n[slack]\nbot_token = \"xoxb-123\"\nsigning_secret = {{ env = \"S\" }}\n"
+        );
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("slack.bot_token: inline secrets are not allowed"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported_at_once() {
+        let text = r#"
+            locale = "fr"
+            [approval]
+            required = 1
+            expires_after = "soon"
+            [services.Bad]
+            approvers = ["UALICE"]
+            groups = ["nosuch"]
+        "#;
+        let p = problems(text);
+        insta::assert_yaml_snapshot!(p);
+    }
+}

@@ -1,0 +1,143 @@
+//! The HTTP server: health, readiness and the read API. Later modules add
+//! webhook and chat routes to the same router.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::domain::{Proposal, ProposalId, TimelineEvent};
+use crate::engine::Engine;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    /// Set once configuration is loaded and every adapter has started.
+    pub ready: Arc<AtomicBool>,
+}
+
+/// The one error type of the HTTP layer: client errors are returned as they
+/// are, server errors are logged once and shown as a short generic line.
+#[derive(Debug)]
+pub enum AppError {
+    Client { status: StatusCode, message: String },
+    Internal(String),
+}
+
+impl AppError {
+    pub fn client(status: StatusCode, message: impl Into<String>) -> Self {
+        Self::Client {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for AppError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+impl From<crate::engine::EngineError> for AppError {
+    fn from(e: crate::engine::EngineError) -> Self {
+        use crate::engine::EngineError as E;
+        match e {
+            E::NotFound(_) => Self::client(StatusCode::NOT_FOUND, e.to_string()),
+            E::Store(_) => Self::Internal(e.to_string()),
+            other => Self::client(StatusCode::CONFLICT, other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            AppError::Client { status, message } => (status, message),
+            AppError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error; see the rollbot logs".to_string(),
+                )
+            }
+        };
+        (status, Json(serde_json::json!({ "error": message }))).into_response()
+    }
+}
+
+/// A proposal with its timeline, as the API returns it.
+#[derive(Serialize)]
+pub struct ProposalWithTimeline {
+    #[serde(flatten)]
+    pub proposal: Proposal,
+    pub timeline: Vec<TimelineEvent>,
+}
+
+/// Builds the router with every route; `body_limit` caps request bodies.
+pub fn router(state: AppState, body_limit: usize) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/proposals", get(list_proposals))
+        .route("/api/v1/proposals/{id}", get(get_proposal))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// Serves `router` on an already-bound listener until `shutdown` resolves,
+/// so `main` and tests start the server the same way.
+///
+/// # Errors
+/// I/O errors of the listener.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<AppState>) -> Result<&'static str, AppError> {
+    if !state.ready.load(Ordering::SeqCst) {
+        return Err(AppError::client(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting up: configuration or adapters not ready yet",
+        ));
+    }
+    state.engine.store().ping().map_err(|e| {
+        AppError::client(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store not available: {e}"),
+        )
+    })?;
+    Ok("ready\n")
+}
+
+async fn list_proposals(State(state): State<AppState>) -> Result<Json<Vec<Proposal>>, AppError> {
+    Ok(Json(state.engine.store().list()?))
+}
+
+async fn get_proposal(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ProposalWithTimeline>, AppError> {
+    let id = ProposalId::parse(&id)
+        .map_err(|e| AppError::client(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let proposal = state.engine.get(&id)?;
+    let timeline = state.engine.store().timeline(&id)?;
+    Ok(Json(ProposalWithTimeline { proposal, timeline }))
+}
