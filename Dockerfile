@@ -1,0 +1,25 @@
+# syntax=docker/dockerfile:1
+# Build stage: compile rollbot on Debian bookworm.
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY templates ./templates
+COPY config ./config
+RUN cargo build --release --locked --bin rollbot
+
+# Runtime stage: a slim image with a non-root user.
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates=20230311+deb12u1 curl=7.88.1-10+deb12u14 \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home-dir /var/lib/rollbot --create-home rollbot
+COPY --from=build /src/target/release/rollbot /usr/local/bin/rollbot
+COPY templates /usr/share/rollbot/templates
+COPY config/rollbot.example.toml /etc/rollbot/rollbot.toml
+USER 10001
+WORKDIR /var/lib/rollbot
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=3s CMD curl -fsS http://127.0.0.1:8080/healthz || exit 1
+ENTRYPOINT ["/usr/local/bin/rollbot"]
+CMD ["serve", "--config", "/etc/rollbot/rollbot.toml"]

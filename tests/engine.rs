@@ -1,0 +1,520 @@
+//! The engine end to end with in-memory ports: the two-person rule, expiry,
+//! races and restarts.
+
+mod support;
+
+use chrono::Duration;
+use rollbot::domain::{EventKind, Refusal, State, VoteOutcome, Withdrawal};
+use rollbot::engine::{EngineError, VoteReply};
+use rollbot::ports::memory::{ChatCall, Script};
+use rollbot::ports::{CheckResult, ExecError, ExecErrorKind, Verdict};
+use support::*;
+
+#[tokio::test]
+async fn two_distinct_approvals_run_the_rollback_once_and_verify() {
+    bounded(async {
+        let t = Tester::new();
+        t.verifier.push(Verdict::Passed {
+            checks: vec![CheckResult {
+                name: "success rate".into(),
+                passed: true,
+                value: "0.997".into(),
+            }],
+        });
+        let p = t.propose_by("slack:UALICE").await.unwrap();
+        assert!(matches!(
+            t.approve(&p.id, "slack:UBOB").await,
+            VoteReply::Counted(VoteOutcome::Counted {
+                approvals: 1,
+                required: 2
+            })
+        ));
+        t.proposal(&p.id).expect_state(State::Proposed);
+        assert_eq!(
+            t.approve(&p.id, "slack:UCAROL").await,
+            VoteReply::Counted(VoteOutcome::Approved)
+        );
+        t.settle().await;
+        assert_eq!(t.executor.executions(), 1);
+        t.proposal(&p.id)
+            .expect_state(State::Verified)
+            .expect_approved_by(&["slack:UBOB", "slack:UCAROL"])
+            .expect_events(&[
+                "proposed",
+                "voted",
+                "voted",
+                "state_changed",
+                "state_changed",
+                "execution_started",
+                "progress",
+                "execution_finished",
+                "state_changed",
+                "check",
+                "state_changed",
+            ]);
+        // The message was posted once, then updated for each vote and state.
+        let calls = t.chat.calls();
+        assert!(matches!(
+            &calls[0],
+            ChatCall::Posted {
+                state: State::Proposed,
+                ..
+            }
+        ));
+        let updates: Vec<State> = calls
+            .iter()
+            .filter_map(|c| match c {
+                ChatCall::Updated { state, .. } => Some(*state),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            updates,
+            [
+                State::Proposed,
+                State::Approved,
+                State::Executing,
+                State::RolledBack,
+                State::Verified
+            ]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn self_approval_is_refused_privately_and_recorded() {
+    bounded(async {
+        let t = Tester::new();
+        let p = t.propose_by("slack:UALICE").await.unwrap();
+        assert_eq!(
+            t.approve(&p.id, "slack:UALICE").await,
+            VoteReply::Refused(Refusal::SelfApproval)
+        );
+        assert_eq!(t.told("slack:UALICE").len(), 1);
+        assert!(t.told("slack:UALICE")[0].contains("self_approval"));
+        let x = t.proposal(&p.id);
+        x.expect_state(State::Proposed).expect_approved_by(&[]);
+        assert_eq!(x.events(), ["proposed", "vote_refused"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_bots_own_vote_is_refused() {
+    bounded(async {
+        let t = Tester::new();
+        let p = t.propose_by("slack:UALICE").await.unwrap();
+        assert_eq!(
+            t.approve(&p.id, BOT).await,
+            VoteReply::Refused(Refusal::Bot)
+        );
+        t.proposal(&p.id).expect_approved_by(&[]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unauthorised_approver_is_refused_with_the_reason() {
+    bounded(async {
+        let t = Tester::new();
+        let p = t.propose_by("slack:UALICE").await.unwrap();
+        let reply = t.approve(&p.id, "slack:UMALLORY").await;
+        let VoteReply::Refused(refusal) = reply else {
+            panic!("expected a refusal, got {reply:?}");
+        };
+        assert_eq!(
+            refusal.to_string(),
+            "you are not an authorised approver for payment-api; ask someone on its approver list"
+        );
+        assert!(t.told("slack:UMALLORY")[0].contains("not_authorised"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_same_person_twice_counts_once() {
+    bounded(async {
+        let t = Tester::new();
+        let p = t.propose_by("slack:UALICE").await.unwrap();
+        t.approve(&p.id, "slack:UBOB").await;
+        assert_eq!(
+            t.approve(&p.id, "slack:UBOB").await,
+            VoteReply::Counted(VoteOutcome::AlreadyCounted {
+                approvals: 1,
+                required: 2
+            })
+        );
+        t.proposal(&p.id)
+            .expect_state(State::Proposed)
+            .expect_events(&["proposed", "voted"]);
+        assert_eq!(t.executor.executions(), 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_reject_vetoes_and_later_votes_are_refused() {
+    bounded(async {
+        let t = Tester::new();
+        let p = t.propose_by("slack:UALICE").await.unwrap();
+        t.approve(&p.id, "slack:UBOB").await;
+        assert_eq!(
+            t.reject(&p.id, "discord:1001").await,
+            VoteReply::Counted(VoteOutcome::Rejected)
+        );
+        assert_eq!(
+            t.approve(&p.id, "slack:UCAROL").await,
+            VoteReply::Refused(Refusal::Closed {
+                state: State::Rejected
+            })
+        );
+        t.settle().await;
+        assert_eq!(t.executor.executions(), 0);
+        t.proposal(&p.id).expect_state(State::Rejected);
+        // A rejected proposal no longer blocks a new one.
+        t.propose_by("slack:UBOB").await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn removing_a_reaction_withdraws_the_vote() {
+    bounded(async {
+        let t = Tester::new();
+        let p = t.propose_by("slack:UALICE").await.unwrap();
+        t.approve(&p.id, "slack:UBOB").await;
+        let w = t.engine.withdraw(&p.id, &user("slack:UBOB")).await.unwrap();
+        assert_eq!(w, Ok(Withdrawal::Withdrawn));
+        t.approve(&p.id, "slack:UCAROL").await;
+        t.proposal(&p.id)
+            .expect_state(State::Proposed)
+            .expect_approved_by(&["slack:UCAROL"]);
+        // Once approved, removing an emoji cannot undo the decision.
+        t.approve(&p.id, "slack:UBOB").await;
+        t.settle().await;
+        let w = t.engine.withdraw(&p.id, &user("slack:UBOB")).await.unwrap();
+        assert!(matches!(w, Err(Refusal::Closed { .. })));
+        assert_eq!(t.executor.executions(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn proposals_expire_on_the_tick_after_their_deadline() {
+    bounded(async {
+        let t = Tester::new();
+        let p = t.propose_by("slack:UALICE").await.unwrap();
+        t.approve(&p.id, "slack:UBOB").await;
+        t.clock.advance(Duration::minutes(29));
+        assert!(t.engine.tick().await.unwrap().is_empty());
+        t.clock.advance(Duration::minutes(1));
+        // Before the tick runs, a late vote is already refused.
+        assert_eq!(
+            t.approve(&p.id, "slack:UCAROL").await,
+            VoteReply::Refused(Refusal::Expired)
+        );
+        assert_eq!(t.engine.tick().await.unwrap(), std::slice::from_ref(&p.id));
+        t.proposal(&p.id).expect_state(State::Expired);
+        assert_eq!(
+            t.approve(&p.id, "slack:UCAROL").await,
+            VoteReply::Refused(Refusal::Closed {
+                state: State::Expired
+            })
+        );
+        assert_eq!(t.executor.executions(), 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn one_open_proposal_per_service() {
+    bounded(async {
+        let t = Tester::new();
+        let p = t.propose_by("slack:UALICE").await.unwrap();
+        let err = t.propose_by("slack:UBOB").await.unwrap_err();
+        assert!(matches!(err, EngineError::AlreadyOpen { ref existing, .. } if *existing == p.id));
+        assert!(
+            err.to_string()
+                .contains(&format!("/rollback cancel {}", p.id))
+        );
+        t.engine.cancel(&p.id, &user("slack:UALICE")).await.unwrap();
+        t.proposal(&p.id).expect_state(State::Cancelled);
+        t.propose_by("slack:UBOB").await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn only_the_proposer_or_an_approver_may_cancel() {
+    bounded(async {
+        let t = Tester::new();
+        let p = t.propose_by("slack:UALICE").await.unwrap();
+        let err = t
+            .engine
+            .cancel(&p.id, &user("slack:UMALLORY"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, EngineError::NotAllowed { .. }));
+        t.approve(&p.id, "slack:UBOB").await;
+        t.approve(&p.id, "slack:UCAROL").await;
+        t.settle().await;
+        let err = t
+            .engine
+            .cancel(&p.id, &user("slack:UALICE"))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("only a proposal still waiting for votes"),
+            "{err}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn single_approver_services_run_after_one_vote() {
+    bounded(async {
+        let t = Tester::new();
+        let p = t.propose_for("search", "slack:UBOB").await.unwrap();
+        assert!(p.single_approver);
+        assert_eq!(p.required, 1);
+        assert_eq!(
+            t.approve(&p.id, "slack:UALICE").await,
+            VoteReply::Counted(VoteOutcome::Approved)
+        );
+        t.settle().await;
+        assert_eq!(t.executor.executions(), 1);
+        // No checks configured: it stays RolledBack and frees the service.
+        t.proposal(&p.id).expect_state(State::RolledBack);
+        t.propose_for("search", "slack:UBOB").await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn executor_outcomes_map_to_states() {
+    bounded(async {
+        let t = Tester::new();
+        t.executor.set_script(Script::Supersede {
+            reason: "revision moved from 3 to 4 since the plan".into(),
+        });
+        let p = t.propose_by("slack:UALICE").await.unwrap();
+        t.approve(&p.id, "slack:UBOB").await;
+        t.approve(&p.id, "slack:UCAROL").await;
+        t.settle().await;
+        t.proposal(&p.id).expect_state(State::Superseded);
+
+        t.executor.set_script(Script::Fail(ExecError::new(
+            ExecErrorKind::RolloutFailed,
+            "deployment \"prod-payment-deploy\" exceeded its progress deadline",
+        )));
+        let p = t.propose_by("slack:UALICE").await.unwrap();
+        t.approve(&p.id, "slack:UBOB").await;
+        t.approve(&p.id, "slack:UCAROL").await;
+        t.settle().await;
+        let x = t.proposal(&p.id);
+        x.expect_state(State::Failed);
+        assert!(x.timeline.iter().any(|e| matches!(&e.kind,
+            EventKind::ExecutionFinished { ok: false, detail } if detail.contains("progress deadline"))));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_plan_error_is_explained_and_nothing_is_stored() {
+    bounded(async {
+        let t = Tester::new();
+        t.executor.set_plan(Err(ExecError::new(
+            ExecErrorKind::NoHistory,
+            "no rollout history found for deployment \"prod-payment-deploy\"",
+        )));
+        let err = t.propose_by("slack:UALICE").await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot plan a rollback of payment-api: no rollout history found for deployment \"prod-payment-deploy\""
+        );
+        assert!(t.engine.store().list().unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_final_approvals_start_exactly_one_execution() {
+    bounded(async {
+        let t = Tester::new();
+        let gate = t.executor.hold();
+        for round in 0..1000 {
+            let p = t.propose_by("slack:UALICE").await.unwrap();
+            t.approve(&p.id, "slack:UBOB").await;
+            let (a, b) = tokio::join!(
+                tokio::spawn({
+                    let e = t.engine.clone();
+                    let id = p.id.clone();
+                    async move {
+                        e.vote(
+                            &id,
+                            &user("slack:UCAROL"),
+                            rollbot::domain::VoteKind::Approve,
+                            rollbot::domain::VoteVia::Reaction,
+                        )
+                        .await
+                    }
+                }),
+                tokio::spawn({
+                    let e = t.engine.clone();
+                    let id = p.id.clone();
+                    async move {
+                        e.vote(
+                            &id,
+                            &user("discord:1001"),
+                            rollbot::domain::VoteKind::Approve,
+                            rollbot::domain::VoteVia::Button,
+                        )
+                        .await
+                    }
+                }),
+            );
+            let replies = [a.unwrap().unwrap(), b.unwrap().unwrap()];
+            let approved = replies
+                .iter()
+                .filter(|r| **r == VoteReply::Counted(VoteOutcome::Approved))
+                .count();
+            assert_eq!(approved, 1, "round {round}: {replies:?}");
+            let x = t.proposal(&p.id);
+            x.expect_state(State::Executing);
+            let starts = x
+                .events()
+                .iter()
+                .filter(|e| **e == "execution_started")
+                .count();
+            assert_eq!(starts, 1, "round {round}");
+            gate.add_permits(1);
+            t.settle().await;
+            assert_eq!(t.executor.executions(), round + 1);
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_transitions_in_the_store_have_one_winner() {
+    // The guarantee must hold without the engine's per-proposal lock too
+    // (another process, a recovery running beside a vote).
+    bounded(async {
+        let t = Tester::new();
+        for round in 0..1000 {
+            let p = t.propose_for("search", "slack:UBOB").await.unwrap();
+            let store = t.engine.store().clone();
+            store
+                .update(&p.id, t0(), |p| {
+                    p.transition(State::Approved, t0()).map(|_| ((), vec![]))
+                })
+                .unwrap();
+            let race = || {
+                let store = store.clone();
+                let id = p.id.clone();
+                std::thread::spawn(move || {
+                    store
+                        .update(&id, t0(), |p| {
+                            p.transition(State::Executing, t0())
+                                .map(|_| ((), vec![EventKind::ExecutionStarted]))
+                        })
+                        .is_ok()
+                })
+            };
+            let (a, b) = (race(), race());
+            let wins = [a.join().unwrap(), b.join().unwrap()];
+            assert_eq!(wins.iter().filter(|w| **w).count(), 1, "round {round}");
+            let started = store
+                .timeline(&p.id)
+                .unwrap()
+                .iter()
+                .filter(|e| e.kind.name() == "execution_started")
+                .count();
+            assert_eq!(started, 1);
+            store
+                .update(&p.id, t0(), |p| {
+                    p.transition(State::Superseded, t0()).map(|_| ((), vec![]))
+                })
+                .unwrap();
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_restart_keeps_proposals_votes_and_timeline() {
+    bounded(async {
+        let t = Tester::new();
+        let p = t.propose_by("slack:UALICE").await.unwrap();
+        t.approve(&p.id, "slack:UBOB").await;
+        t.approve(&p.id, "slack:UMALLORY").await;
+        let before = t.proposal(&p.id);
+        let t = t.restart().await;
+        let after = t.proposal(&p.id);
+        assert_eq!(after.proposal, before.proposal);
+        assert_eq!(after.timeline, before.timeline);
+        after.expect_approved_by(&["slack:UBOB"]).expect_events(&[
+            "proposed",
+            "voted",
+            "vote_refused",
+        ]);
+        // The rule continues where it stopped.
+        assert_eq!(
+            t.approve(&p.id, "slack:UCAROL").await,
+            VoteReply::Counted(VoteOutcome::Approved)
+        );
+        t.settle().await;
+        assert_eq!(t.executor.executions(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn recovery_executes_approved_and_flags_interrupted_rollbacks() {
+    bounded(async {
+        let t = Tester::new();
+        // State as a crash would leave it: one rollback mid-flight, one
+        // approved but not yet started.
+        let a = t.propose_by("slack:UALICE").await.unwrap();
+        let b = t.propose_for("search", "slack:UBOB").await.unwrap();
+        let store = t.engine.store().clone();
+        for (id, states) in [
+            (&a.id, &[State::Approved, State::Executing][..]),
+            (&b.id, &[State::Approved][..]),
+        ] {
+            for s in states {
+                store
+                    .update(id, t0(), |p| p.transition(*s, t0()).map(|_| ((), vec![])))
+                    .unwrap();
+            }
+        }
+        drop(store);
+        let t = t.restart().await;
+        t.engine.recover().await.unwrap();
+        t.settle().await;
+        assert_eq!(t.executor.executions(), 1, "only the approved one runs");
+        t.proposal(&b.id).expect_state(State::RolledBack);
+        let x = t.proposal(&a.id);
+        x.expect_state(State::Failed);
+        assert!(x.timeline.iter().any(|e| matches!(&e.kind,
+            EventKind::ExecutionFinished { ok: false, detail } if detail.contains("restarted"))));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn chat_outages_are_recorded_not_fatal() {
+    bounded(async {
+        let t = Tester::new();
+        let p = t.propose_by("slack:UALICE").await.unwrap();
+        t.chat.set_failing(true);
+        t.approve(&p.id, "slack:UBOB").await;
+        let x = t.proposal(&p.id);
+        assert_eq!(x.events(), ["proposed", "voted", "chat_error"]);
+        x.expect_approved_by(&["slack:UBOB"]);
+    })
+    .await;
+}

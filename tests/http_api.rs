@@ -1,0 +1,188 @@
+//! The HTTP skeleton and the CLI, over real sockets and the real binary.
+
+mod support;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use rollbot::http::{self, AppState};
+use support::*;
+
+async fn start(t: &Tester) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = AppState {
+        engine: t.engine.clone(),
+        ready: Arc::new(AtomicBool::new(true)),
+    };
+    tokio::spawn(http::serve(
+        listener,
+        http::router(state, 64 * 1024),
+        std::future::pending(),
+    ));
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn health_ready_and_the_proposal_api() {
+    bounded(async {
+        let t = Tester::new();
+        let base = start(&t).await;
+        let client = reqwest::Client::new();
+        let r = client.get(format!("{base}/healthz")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let r = client.get(format!("{base}/readyz")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+
+        let p = t.propose_by("slack:UALICE").await.unwrap();
+        t.approve(&p.id, "slack:UBOB").await;
+        let list: serde_json::Value = client
+            .get(format!("{base}/api/v1/proposals"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(list[0]["id"], p.id.as_str());
+        assert_eq!(list[0]["state"], "proposed");
+
+        let one: serde_json::Value = client
+            .get(format!("{base}/api/v1/proposals/{}", p.id))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(one["approvals"][0]["user"], "slack:UBOB");
+        let events: Vec<_> = one["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(events, ["proposed", "voted"]);
+
+        let r = client
+            .get(format!("{base}/api/v1/proposals/RB-2222AA"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains("/rollback list"));
+        let r = client
+            .get(format!("{base}/api/v1/proposals/nonsense"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+    })
+    .await;
+}
+
+fn rollbot(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_rollbot"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn check_config_accepts_the_example() {
+    let out = rollbot(&["check-config", "--config", "config/rollbot.example.toml"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
+}
+
+#[test]
+fn check_config_names_every_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string("config/rollbot.example.toml").unwrap();
+    let cases = [
+        (
+            example.replace(
+                "body_limit_bytes = 1048576",
+                "body_limit_bytes = 1048576\nbody_limt = 3",
+            ),
+            "server.body_limt: unknown field `body_limt`",
+        ),
+        (
+            example.replace("required_approvals = 2", "required_approvals = 1"),
+            "services.payment-api.required_approvals: 1 breaks the two-person rule",
+        ),
+        (
+            format!(
+                "{example}\n[slack]\nbot_token = \"xoxb-1-2\"\nsigning_secret = {{ env = \"SLACK_SIGNING_SECRET\" }}\n"
+            ),
+            "slack.bot_token: inline secrets are not allowed",
+        ),
+    ];
+    for (i, (text, expected)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("c{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let out = rollbot(&["check-config", "--config", path.to_str().unwrap()]);
+        assert!(!out.status.success(), "case {i} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "case {i}: {err}");
+    }
+}
+
+#[test]
+fn help_describes_the_commands() {
+    let out = rollbot(&["--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("serve") && text.contains("check-config"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn serve_starts_and_answers_health_checks() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("rollbot.toml");
+        let example = std::fs::read_to_string("config/rollbot.example.toml").unwrap();
+        std::fs::write(
+            &cfg,
+            example.replace(
+                "/var/lib/rollbot/db",
+                dir.path().join("db").to_str().unwrap(),
+            ),
+        )
+        .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollbot"))
+            .args(["serve", "--config", cfg.to_str().unwrap(), "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let client = reqwest::Client::new();
+        let url = format!("http://127.0.0.1:{port}/readyz");
+        loop {
+            if let Ok(r) = client.get(&url).send().await {
+                assert_eq!(r.status(), 200);
+                break;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "rollbot serve exited early"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        child.kill().await.unwrap();
+    })
+    .await;
+}
