@@ -34,7 +34,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::event::{
     AlertBatch, AlertEvent, AlertLinks, AlertSource, AlertStatus, NewAlert, label_set_fingerprint,
@@ -44,7 +44,8 @@ use super::payload::{self, PayloadError, non_empty};
 const ORIGIN: AlertSource = AlertSource::PagerDuty;
 
 /// What a PagerDuty delivery amounts to.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PagerDutyDelivery {
     /// An `incident.triggered` or `incident.resolved` event, as a batch of one.
     Alert(AlertBatch),
@@ -53,7 +54,7 @@ pub enum PagerDutyDelivery {
 }
 
 /// A well-formed PagerDuty event that rollbot does not act on.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[error(
     "ignored PagerDuty event type {event_type:?} (event {event_id}): rollbot only acts on incident.triggered and incident.resolved"
 )]
