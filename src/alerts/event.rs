@@ -293,7 +293,8 @@ impl From<NewAlert> for AlertEvent {
 pub struct AlertBatch {
     /// Which webhook it came from.
     pub source: AlertSource,
-    /// The receiver / contact point name, when the source names one.
+    /// The receiver / contact point name, when the source names one, as sent
+    /// (Alertmanager regex-quotes it: `a.b` arrives as `a\\.b`).
     pub receiver: Option<String>,
     /// Group status: firing if any alert fires, else resolved.
     pub status: AlertStatus,
