@@ -10,10 +10,13 @@
 //!   votes, ticks), applies domain rules, persists, then calls the ports.
 //! - [`ports`]: the small traits the engine talks through (`Chat`,
 //!   `Executor`, `Verifier`) and their in-memory doubles.
+//! - [`alerts`]: alert webhook payloads (Alertmanager, Grafana, PagerDuty,
+//!   generic) parsed into one `AlertEvent`, source authentication, routing.
 //! - [`config`]: the TOML configuration, its loading and validation.
 //! - [`app`]: wiring for `rollbot serve`, shared by `main` and tests.
 //! - [`http`]: the axum server: health, readiness and the read API.
 
+pub mod alerts;
 pub mod app;
 pub mod config;
 pub mod domain;
