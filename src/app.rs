@@ -44,6 +44,7 @@ pub async fn serve(
             "[discord] is configured, but this rollbot build has no Discord adapter yet; remove the [discord] section to run without chat"
         );
     }
+    crate::templates::Templates::load().context("loading message templates")?;
     let store = Store::open(&config.store.path)
         .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
     let ports = Ports {

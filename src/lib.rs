@@ -14,6 +14,7 @@
 //!   generic) parsed into one `AlertEvent`, source authentication, routing.
 //! - [`config`]: the TOML configuration, its loading and validation.
 //! - [`app`]: wiring for `rollbot serve`, shared by `main` and tests.
+//! - [`templates`]: every user-facing message, from `templates/<locale>/`.
 //! - [`http`]: the axum server: health, readiness and the read API.
 
 pub mod alerts;
@@ -24,3 +25,4 @@ pub mod engine;
 pub mod http;
 pub mod ports;
 pub mod store;
+pub mod templates;

@@ -41,6 +41,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { config } => match Config::load(&config) {
+            Ok(_) if let Err(e) = rollbot::templates::Templates::load() => {
+                eprintln!("message templates: {e}");
+                ExitCode::FAILURE
+            }
             Ok(c) => {
                 println!(
                     "{}: OK ({} service(s), {} group(s))",
