@@ -10,8 +10,11 @@ RUN cargo build --release --locked --bin rollbot
 
 # Runtime stage: a slim image with a non-root user.
 FROM debian:bookworm-slim
+# Unpinned on purpose: the runtime should pick up Debian's security updates
+# for CA certificates whenever the image is rebuilt.
+# hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates=20230311+deb12u1 curl=7.88.1-10+deb12u14 \
+    && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /var/lib/rollbot --create-home rollbot
 COPY --from=build /src/target/release/rollbot /usr/local/bin/rollbot
@@ -20,6 +23,6 @@ COPY config/rollbot.example.toml /etc/rollbot/rollbot.toml
 USER 10001
 WORKDIR /var/lib/rollbot
 EXPOSE 8080
-HEALTHCHECK --interval=30s --timeout=3s CMD curl -fsS http://127.0.0.1:8080/healthz || exit 1
+HEALTHCHECK --interval=30s --timeout=3s CMD ["/usr/local/bin/rollbot", "healthcheck", "--url", "http://127.0.0.1:8080/healthz"]
 ENTRYPOINT ["/usr/local/bin/rollbot"]
 CMD ["serve", "--config", "/etc/rollbot/rollbot.toml"]

@@ -86,6 +86,43 @@ pub async fn serve(
     result.context("HTTP server failed")
 }
 
+/// A plain-HTTP GET of `url` that succeeds on status 200; used by
+/// `rollbot healthcheck` so container images need no curl.
+///
+/// # Errors
+/// When the URL is not `http://host:port/path`, the connection fails, or
+/// the status is not 200.
+pub fn probe(url: &str) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("{url}: only http:// URLs can be probed"))?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(authority)
+        .with_context(|| format!("cannot resolve {authority}"))?
+        .next()
+        .with_context(|| format!("{authority} resolves to no address"))?;
+    let timeout = Duration::from_secs(3);
+    let mut conn = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("cannot connect to {authority}"))?;
+    conn.set_read_timeout(Some(timeout))?;
+    write!(
+        conn,
+        "GET /{path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = [0u8; 64];
+    let n = conn.read(&mut head)?;
+    let status = String::from_utf8_lossy(&head[..n]);
+    if status.starts_with("HTTP/1.1 200") || status.starts_with("HTTP/1.0 200") {
+        Ok(())
+    } else {
+        bail!(
+            "{url} answered {:?}",
+            status.lines().next().unwrap_or_default()
+        )
+    }
+}
+
 /// Used until a service's target kind has an executor in this build.
 struct NoExecutor;
 

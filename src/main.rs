@@ -30,6 +30,12 @@ enum Command {
         #[arg(long, env = "ROLLBOT_LISTEN")]
         listen: Option<String>,
     },
+    /// Probe a running rollbot's health endpoint (for container HEALTHCHECKs;
+    /// needs no curl in the image). Exits 0 when it answers 200.
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+    },
     /// Check a configuration file and print every problem with its key path.
     CheckConfig {
         #[arg(long, short, env = "ROLLBOT_CONFIG")]
@@ -56,6 +62,13 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Healthcheck { url } => match rollbot::app::probe(&url) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rollbot healthcheck: {e:#}");
                 ExitCode::FAILURE
             }
         },

@@ -182,7 +182,25 @@ async fn serve_starts_and_answers_health_checks() {
             );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+        // The container HEALTHCHECK probe agrees.
+        let probe = rollbot(&[
+            "healthcheck",
+            "--url",
+            &format!("http://127.0.0.1:{port}/healthz"),
+        ]);
+        assert!(
+            probe.status.success(),
+            "{}",
+            String::from_utf8_lossy(&probe.stderr)
+        );
         child.kill().await.unwrap();
+        let probe = rollbot(&[
+            "healthcheck",
+            "--url",
+            &format!("http://127.0.0.1:{port}/healthz"),
+        ]);
+        assert!(!probe.status.success());
+        assert!(String::from_utf8_lossy(&probe.stderr).contains("cannot connect"));
     })
     .await;
 }
