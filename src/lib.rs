@@ -1,1 +1,3 @@
 //! rollbot: a ChatOps bot for incident rollback with a two-person rule.
+
+pub mod sim;
