@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
@@ -245,17 +246,25 @@ pub struct Controller {
     /// (updateRevision, currentRevision) ControllerRevision names of each
     /// StatefulSet / DaemonSet, by uid.
     revisions: HashMap<String, (String, String)>,
+    /// While set, no pod becomes ready or terminates (tests use it to hold
+    /// a rollout mid-way deterministically).
+    frozen: Arc<AtomicBool>,
 }
 
 impl Controller {
     /// A controller over `store` with per-workload behaviour knobs.
-    pub fn new(store: Arc<Store>, knobs: HashMap<(Kind, String, String), Behaviour>) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        knobs: HashMap<(Kind, String, String), Behaviour>,
+        frozen: Arc<AtomicBool>,
+    ) -> Self {
         Controller {
             store,
             knobs,
             steps: HashMap::new(),
             progress: HashMap::new(),
             revisions: HashMap::new(),
+            frozen,
         }
     }
 
@@ -314,6 +323,9 @@ impl Controller {
     }
 
     fn step_due(&mut self, uid: &str, now: Instant, every: Duration) -> bool {
+        if self.frozen.load(Ordering::Relaxed) {
+            return false;
+        }
         let last = *self.steps.entry(uid.to_owned()).or_insert(now);
         now.duration_since(last) >= every
     }

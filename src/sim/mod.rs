@@ -41,6 +41,7 @@ mod table;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -108,6 +109,7 @@ pub struct SimHandle {
     addr: SocketAddr,
     store: Arc<Store>,
     state: Arc<server::AppState>,
+    frozen: Arc<AtomicBool>,
     shutdown: tokio::sync::watch::Sender<bool>,
     server: Option<tokio::task::JoinHandle<()>>,
     controller: Option<tokio::task::JoinHandle<()>>,
@@ -141,12 +143,14 @@ pub async fn start(seed: Seed, listener: tokio::net::TcpListener) -> Result<SimH
             tracing::error!(error = %e, "simulated API server failed");
         }
     });
-    let ctrl = controller::Controller::new(store.clone(), knobs);
+    let frozen = Arc::new(AtomicBool::new(false));
+    let ctrl = controller::Controller::new(store.clone(), knobs, frozen.clone());
     let controller = tokio::spawn(ctrl.run(TICK, shutdown_rx));
     Ok(SimHandle {
         addr,
         store,
         state,
+        frozen,
         shutdown,
         server: Some(server),
         controller: Some(controller),
@@ -196,6 +200,14 @@ impl SimHandle {
     /// change, or compaction to force `410 Expired`).
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// Freezes (or releases) the simulated pods: while frozen no pod
+    /// becomes ready or terminates, though the controllers still observe
+    /// spec changes and create ReplicaSets. Lets a test hold a rollout
+    /// mid-way without depending on timing.
+    pub fn set_pods_frozen(&self, frozen: bool) {
+        self.frozen.store(frozen, Ordering::Relaxed);
     }
 
     /// Requests received so far.
