@@ -15,6 +15,8 @@
 //! - [`config`]: the TOML configuration, its loading and validation.
 //! - [`app`]: wiring for `rollbot serve`, shared by `main` and tests.
 //! - [`templates`]: every user-facing message, from `templates/<locale>/`.
+//! - [`sim`]: a kubectl-compatible simulated Kubernetes API server with a
+//!   deployment controller, for drills, the demo and tests.
 //! - [`http`]: the axum server: health, readiness and the read API.
 
 pub mod alerts;
@@ -24,5 +26,6 @@ pub mod domain;
 pub mod engine;
 pub mod http;
 pub mod ports;
+pub mod sim;
 pub mod store;
 pub mod templates;

@@ -41,6 +41,9 @@ enum Command {
         #[arg(long, short, env = "ROLLBOT_CONFIG")]
         config: PathBuf,
     },
+    /// Run the simulated Kubernetes API server (drills, demos, tests);
+    /// real kubectl works against it.
+    Sim(rollbot::sim::SimArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +75,19 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Sim(args) => {
+            init_tracing();
+            let result = tokio::runtime::Runtime::new()
+                .context("starting the async runtime")
+                .and_then(|rt| rt.block_on(rollbot::sim::run(args)));
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("rollbot sim: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve { config, listen } => {
             init_tracing();
             match run_serve(config, listen) {

@@ -1,0 +1,293 @@
+//! The seed file: the initial state and behaviour of a simulated cluster.
+//!
+//! A seed is YAML (keys in `snake_case`, unknown keys rejected):
+//!
+//! ```yaml
+//! server_version: v1.33.1          # optional; reported by /version
+//! namespaces: [production]         # created in addition to `default`
+//! deployments:
+//!   - namespace: production
+//!     name: prod-payment-deploy
+//!     labels: {app: payment-api}   # selector (matchLabels) and pod labels
+//!     replicas: 3
+//!     container: payment-api       # container name used by `image:` entries
+//!     revision_history_limit: 10   # optional, default 10
+//!     progress_deadline_seconds: 600  # optional, default 600 (spec field)
+//!     strategy: RollingUpdate      # or Recreate
+//!     paused: false
+//!     annotations: {}              # extra Deployment annotations
+//!     revisions:                   # oldest first; the last one is current
+//!       - image: payment-api:v1.1.0
+//!         change_cause: "CHG-2025-001: initial release"
+//!       - containers:              # several containers instead of `image:`
+//!           - {name: payment-api, image: payment-api:v1.2.0}
+//!     behaviour:
+//!       ready_after_ms: 200        # one pod step (ready / terminated) per interval
+//!       never_ready_images: [payment-api:v9.9.9-bad]
+//!       progress_deadline_ms: 2000 # optional: the deadline the simulated
+//!                                  # controller enforces, overriding the spec field
+//! statefulsets:                    # optional, same fields minus `strategy`
+//!   - {namespace: production, name: ledger-db, labels: {app: ledger}, replicas: 2,
+//!      container: db, revisions: [{image: "postgres:15"}, {image: "postgres:16"}]}
+//! daemonsets:                      # optional; `replicas` is the node count
+//!   - {namespace: production, name: log-agent, labels: {app: log-agent},
+//!      container: agent, revisions: [{image: "fluent-bit:3.0"}]}
+//! ```
+//!
+//! Each Deployment revision becomes a ReplicaSet with
+//! `deployment.kubernetes.io/revision: N` (1-based, oldest first) and its
+//! change-cause; only the last one has replicas. StatefulSet and DaemonSet
+//! revisions become ControllerRevisions.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// Default interval of one simulated pod step.
+pub const DEFAULT_READY_AFTER_MS: u64 = 500;
+
+/// A whole seed file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seed {
+    /// `gitVersion` reported by `/version`.
+    #[serde(default = "default_version")]
+    pub server_version: String,
+    /// Namespaces to create (`default` always exists).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Deployments with their history.
+    #[serde(default)]
+    pub deployments: Vec<WorkloadSeed>,
+    /// StatefulSets with their history.
+    #[serde(default)]
+    pub statefulsets: Vec<WorkloadSeed>,
+    /// DaemonSets with their history.
+    #[serde(default)]
+    pub daemonsets: Vec<WorkloadSeed>,
+}
+
+fn default_version() -> String {
+    "v1.33.1".into()
+}
+
+/// Deployment / StatefulSet / DaemonSet description.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSeed {
+    /// Namespace (created if missing).
+    pub namespace: String,
+    /// Object name.
+    pub name: String,
+    /// Selector labels, also put on the pod template.
+    pub labels: BTreeMap<String, String>,
+    /// Desired replicas (DaemonSets: number of nodes).
+    #[serde(default = "default_replicas")]
+    pub replicas: i64,
+    /// Container name for revisions given with `image:`.
+    #[serde(default)]
+    pub container: Option<String>,
+    /// `spec.revisionHistoryLimit`.
+    #[serde(default)]
+    pub revision_history_limit: Option<i64>,
+    /// `spec.progressDeadlineSeconds` (Deployments).
+    #[serde(default)]
+    pub progress_deadline_seconds: Option<i64>,
+    /// `spec.strategy.type` (Deployments): `RollingUpdate` or `Recreate`.
+    #[serde(default)]
+    pub strategy: Option<String>,
+    /// `spec.paused` (Deployments).
+    #[serde(default)]
+    pub paused: bool,
+    /// Extra annotations on the object.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// History, oldest first; the last entry is the current template.
+    pub revisions: Vec<RevisionSeed>,
+    /// Simulation knobs.
+    #[serde(default)]
+    pub behaviour: Behaviour,
+}
+
+fn default_replicas() -> i64 {
+    3
+}
+
+/// One historical template.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevisionSeed {
+    /// Image of the single container named by `container`.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Containers, when there are several.
+    #[serde(default)]
+    pub containers: Vec<ContainerSeed>,
+    /// `kubernetes.io/change-cause` of this revision.
+    #[serde(default)]
+    pub change_cause: Option<String>,
+}
+
+/// A container of a revision.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerSeed {
+    /// Container name.
+    pub name: String,
+    /// Image reference.
+    pub image: String,
+}
+
+/// How the simulated pods of a workload behave.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Behaviour {
+    /// Milliseconds per pod step: a pod becoming ready or an old pod
+    /// terminating.
+    #[serde(default = "default_ready_after")]
+    pub ready_after_ms: u64,
+    /// Images whose pods never become ready (a bad release).
+    #[serde(default)]
+    pub never_ready_images: Vec<String>,
+    /// Deadline the simulated controller enforces, in milliseconds; when
+    /// unset, `progressDeadlineSeconds` of the spec is used.
+    #[serde(default)]
+    pub progress_deadline_ms: Option<u64>,
+}
+
+fn default_ready_after() -> u64 {
+    DEFAULT_READY_AFTER_MS
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Behaviour {
+            ready_after_ms: DEFAULT_READY_AFTER_MS,
+            never_ready_images: Vec::new(),
+            progress_deadline_ms: None,
+        }
+    }
+}
+
+/// A seed that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    /// The file could not be read.
+    #[error("cannot read seed file {path}: {source}")]
+    Read {
+        /// The path given.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The YAML does not match the format.
+    #[error("invalid seed: {0}")]
+    Parse(#[from] serde_norway::Error),
+    /// A semantic problem, e.g. a revision without an image.
+    #[error("invalid seed: {0}")]
+    Invalid(String),
+}
+
+impl Seed {
+    /// Parses seed YAML and checks it.
+    ///
+    /// # Errors
+    /// `Parse` for malformed YAML, `Invalid` for an inconsistent seed.
+    pub fn from_yaml(text: &str) -> Result<Seed, SeedError> {
+        let seed: Seed = serde_norway::from_str(text)?;
+        seed.validate()?;
+        Ok(seed)
+    }
+
+    /// Reads and parses a seed file.
+    ///
+    /// # Errors
+    /// `Read` when the file cannot be read, else as [`Seed::from_yaml`].
+    pub fn from_file(path: &Path) -> Result<Seed, SeedError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SeedError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Seed::from_yaml(&text)
+    }
+
+    fn validate(&self) -> Result<(), SeedError> {
+        let all = self
+            .deployments
+            .iter()
+            .chain(&self.statefulsets)
+            .chain(&self.daemonsets);
+        for w in all {
+            if w.revisions.is_empty() {
+                return Err(SeedError::Invalid(format!("{}: no revisions", w.name)));
+            }
+            if w.labels.is_empty() {
+                return Err(SeedError::Invalid(format!(
+                    "{}: labels are required",
+                    w.name
+                )));
+            }
+            for (i, r) in w.revisions.iter().enumerate() {
+                w.containers_of(r).map_err(|e| {
+                    SeedError::Invalid(format!("{} revision {}: {e}", w.name, i + 1))
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl WorkloadSeed {
+    /// The `(name, image)` pairs of a revision.
+    ///
+    /// # Errors
+    /// A message when the revision names no image, or `image:` is used
+    /// without `container:`.
+    pub fn containers_of(&self, r: &RevisionSeed) -> Result<Vec<(String, String)>, String> {
+        match (&r.image, r.containers.is_empty()) {
+            (Some(image), true) => {
+                let name = self
+                    .container
+                    .clone()
+                    .ok_or("`image:` needs the workload's `container:`")?;
+                Ok(vec![(name, image.clone())])
+            }
+            (None, false) => Ok(r
+                .containers
+                .iter()
+                .map(|c| (c.name.clone(), c.image.clone()))
+                .collect()),
+            _ => Err("give exactly one of `image:` or `containers:`".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_payment_seed_parses() {
+        let text = include_str!("../../config/sim-payment.yaml");
+        let seed = Seed::from_yaml(text).unwrap();
+        let d = &seed.deployments[0];
+        assert_eq!(d.name, "prod-payment-deploy");
+        assert_eq!(d.revisions.len(), 3);
+        assert_eq!(
+            d.containers_of(&d.revisions[2]).unwrap(),
+            vec![("payment-api".to_owned(), "payment-api:v1.3.0".to_owned())]
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_missing_images() {
+        assert!(Seed::from_yaml("bogus: 1").is_err());
+        let no_image = "deployments: [{namespace: a, name: b, labels: {a: b}, revisions: [{}]}]";
+        assert!(matches!(
+            Seed::from_yaml(no_image),
+            Err(SeedError::Invalid(_))
+        ));
+    }
+}
