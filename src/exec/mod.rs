@@ -1,0 +1,3 @@
+//! Executors that carry out an approved rollback against the outside world.
+
+pub mod kubernetes;
