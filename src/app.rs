@@ -10,14 +10,13 @@ use async_trait::async_trait;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::config::{Config, Target};
+use crate::config::Config;
 use crate::domain::{Plan, ServiceName, SystemClock};
 use crate::engine::{Engine, Ports};
+use crate::exec::KubeRollback;
 use crate::http::{self, AppState};
 use crate::ports::memory::MemoryChat;
-use crate::ports::{
-    CheckResult, ExecError, ExecErrorKind, ExecOutcome, Executor, Verdict, Verifier,
-};
+use crate::ports::{CheckResult, Verdict, Verifier};
 use crate::store::Store;
 
 /// How often proposals are checked for expiry.
@@ -50,7 +49,11 @@ pub async fn serve(
     let ports = Ports {
         // No chat platform configured: proposals are visible through the API only.
         chat: MemoryChat::new(),
-        executor: Arc::new(NoExecutor),
+        executor: Arc::new(
+            KubeRollback::connect(config.kubernetes.as_ref())
+                .await
+                .context("connecting to Kubernetes")?,
+        ),
         verifier: Arc::new(NoChecks),
         clock: Arc::new(SystemClock),
     };
@@ -120,31 +123,6 @@ pub fn probe(url: &str) -> anyhow::Result<()> {
             "{url} answered {:?}",
             status.lines().next().unwrap_or_default()
         )
-    }
-}
-
-/// Used until a service's target kind has an executor in this build.
-struct NoExecutor;
-
-#[async_trait]
-impl Executor for NoExecutor {
-    async fn plan(&self, target: &Target, _to: Option<u64>) -> Result<Plan, ExecError> {
-        Err(ExecError::new(
-            ExecErrorKind::Unsupported,
-            format!("this rollbot build cannot roll back {target} yet"),
-        ))
-    }
-
-    async fn execute(
-        &self,
-        target: &Target,
-        _plan: &Plan,
-        _progress: mpsc::Sender<String>,
-    ) -> Result<ExecOutcome, ExecError> {
-        Err(ExecError::new(
-            ExecErrorKind::Unsupported,
-            format!("this rollbot build cannot roll back {target} yet"),
-        ))
     }
 }
 

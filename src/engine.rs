@@ -628,7 +628,7 @@ impl Engine {
 
     async fn run_execution(&self, p: Proposal) -> Result<(), EngineError> {
         let service = self.service(&p.service)?.clone();
-        let (tx, mut rx) = mpsc::channel::<String>(64);
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
         let exec = self
             .inner
             .ports

@@ -12,6 +12,8 @@
 //!   `Executor`, `Verifier`) and their in-memory doubles.
 //! - [`alerts`]: alert webhook payloads (Alertmanager, Grafana, PagerDuty,
 //!   generic) parsed into one `AlertEvent`, source authentication, routing.
+//! - [`exec`]: executors; `kubernetes` plans and runs kubectl-identical
+//!   rollbacks with kube-rs.
 //! - [`config`]: the TOML configuration, its loading and validation.
 //! - [`app`]: wiring for `rollbot serve`, shared by `main` and tests.
 //! - [`templates`]: every user-facing message, from `templates/<locale>/`.
@@ -24,6 +26,7 @@ pub mod app;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod exec;
 pub mod http;
 pub mod ports;
 pub mod sim;

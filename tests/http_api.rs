@@ -167,6 +167,7 @@ async fn serve_starts_and_answers_health_checks() {
             .args(["serve", "--config", cfg.to_str().unwrap(), "--listen"])
             .arg(format!("127.0.0.1:{port}"))
             .kill_on_drop(true)
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         let client = reqwest::Client::new();

@@ -225,7 +225,7 @@ impl Executor for ScriptedExecutor {
         &self,
         _target: &Target,
         _plan: &Plan,
-        progress: mpsc::Sender<String>,
+        progress: mpsc::UnboundedSender<String>,
     ) -> Result<ExecOutcome, ExecError> {
         self.executions.fetch_add(1, Ordering::SeqCst);
         let gate = self.gate.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -245,7 +245,7 @@ impl Executor for ScriptedExecutor {
                 let last = lines.last().cloned().unwrap_or_default();
                 for line in lines {
                     // The receiver may be gone if the engine shut down; nothing to do then.
-                    let _ = progress.send(line).await;
+                    let _ = progress.send(line);
                 }
                 Ok(ExecOutcome::RolledBack { detail: last })
             }

@@ -143,7 +143,7 @@ pub trait Executor: Send + Sync {
         &self,
         target: &Target,
         plan: &Plan,
-        progress: mpsc::Sender<String>,
+        progress: mpsc::UnboundedSender<String>,
     ) -> Result<ExecOutcome, ExecError>;
 }
 

@@ -12,7 +12,7 @@ use super::controller::{
     STS_HASH_LABEL, fenceposts, new_controller_revision,
 };
 use super::seed::{Behaviour, Seed, WorkloadSeed};
-use super::semantic::{POD_TEMPLATE_HASH, compute_hash, revision_data};
+use super::semantic::{POD_TEMPLATE_HASH, compute_hash, go_template, revision_data};
 use super::store::{Kind, Store, StoreError, WriteMode, now_rfc3339};
 
 /// Per-workload behaviour knobs, keyed by kind, namespace and name.
@@ -27,7 +27,9 @@ fn template_of(w: &WorkloadSeed, containers: &[(String, String)]) -> Value {
         .iter()
         .map(|(n, i)| json!({"name": n, "image": i}))
         .collect();
-    json!({"metadata": {"labels": labels_json(&w.labels)}, "spec": {"containers": cs}})
+    go_template(
+        &json!({"metadata": {"labels": labels_json(&w.labels)}, "spec": {"containers": cs}}),
+    )
 }
 
 /// Templates of a workload's revisions (1-based numbers, oldest first).

@@ -581,6 +581,12 @@ fn apply_defaults(kind: Kind, obj: &mut Value) {
         obj["spec"] = json!({});
     }
     let spec = &mut obj["spec"];
+    // The real server decodes into Go structs and re-encodes, so templates
+    // come back with `creationTimestamp: null` and `resources: {}` whether
+    // or not the client sent them.
+    if let Some(t) = spec.get("template").filter(|t| t.is_object()) {
+        spec["template"] = super::semantic::go_template(t);
+    }
     let set = |spec: &mut Value, k: &str, v: Value| {
         if spec.get(k).is_none_or(Value::is_null) {
             spec[k] = v;

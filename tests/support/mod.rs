@@ -14,6 +14,7 @@ use rollbot::domain::{
     State, UserId, VoteKind, VoteVia,
 };
 use rollbot::engine::{Engine, EngineError, Ports, ProposeRequest, VoteReply};
+use rollbot::ports::Executor;
 use rollbot::ports::memory::{ChatCall, MemoryChat, ScriptedExecutor, ScriptedVerifier};
 use rollbot::store::Store;
 
@@ -95,7 +96,24 @@ impl Tester {
         Self::from_parts(config, store, dir)
     }
 
+    /// A tester whose engine uses `executor` (e.g. the real Kubernetes one)
+    /// instead of the scripted double.
+    pub fn with_executor(config: &str, executor: Arc<dyn Executor>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        Self::build(config, store, dir, Some(executor))
+    }
+
     fn from_parts(config: &str, store: Store, dir: tempfile::TempDir) -> Self {
+        Self::build(config, store, dir, None)
+    }
+
+    fn build(
+        config: &str,
+        store: Store,
+        dir: tempfile::TempDir,
+        real: Option<Arc<dyn Executor>>,
+    ) -> Self {
         let config = Config::parse(config).expect("test config is valid");
         let chat = MemoryChat::new();
         let executor = ScriptedExecutor::new(reference_plan());
@@ -106,7 +124,7 @@ impl Tester {
             config.services(),
             Ports {
                 chat: chat.clone(),
-                executor: executor.clone(),
+                executor: real.unwrap_or_else(|| executor.clone()),
                 verifier: verifier.clone(),
                 clock: clock.clone(),
             },
