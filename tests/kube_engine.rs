@@ -44,6 +44,7 @@ async fn two_approvals_roll_the_deployment_back_with_kubectl_progress() {
             Some("CHG-2025-015: upgrade to v1.3.0")
         );
         assert_eq!(image_of(&sim), "payment-api:v1.3.0");
+        assert_eq!(success_rate(&sim).await, 0.95);
 
         t.approve(&p.id, "slack:UBOB").await;
         assert_eq!(
@@ -81,6 +82,91 @@ async fn two_approvals_roll_the_deployment_back_with_kubectl_progress() {
             .filter(|r| r.method == "PATCH")
             .count();
         assert_eq!(patches, 1);
+        // The simulated payment success rate recovered with the rollback.
+        assert_eq!(success_rate(&sim).await, 0.998);
+    })
+    .await;
+}
+
+async fn success_rate(sim: &sim::SimHandle) -> f64 {
+    let v: serde_json::Value = reqwest::get(format!(
+        "{}/api/v1/query?query=payment_success_rate",
+        sim.url()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(v["status"], "success", "{v}");
+    v["data"]["result"][0]["value"][1]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_simulated_metric_answers_like_prometheus() {
+    bounded(async {
+        let sim = sim().await;
+        let client = reqwest::Client::new();
+        // Form POST, as Prometheus clients may send it.
+        let v: serde_json::Value = client
+            .post(format!("{}/api/v1/query", sim.url()))
+            .form(&[("query", "payment_success_rate")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["data"]["resultType"], "vector");
+        assert_eq!(
+            v["data"]["result"][0]["metric"]["__name__"],
+            "payment_success_rate"
+        );
+        // The sampler records history for query_range.
+        let now = chrono::Utc::now().timestamp();
+        let range = loop {
+            let v: serde_json::Value = client
+                .get(format!(
+                    "{}/api/v1/query_range?query=payment_success_rate&start={}&end={}&step=1",
+                    sim.url(),
+                    now - 5,
+                    now + 1
+                ))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if !v["data"]["result"][0]["values"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+            {
+                break v;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        assert_eq!(range["data"]["resultType"], "matrix");
+        assert_eq!(range["data"]["result"][0]["values"][0][1], "0.95");
+        let r = client
+            .get(format!("{}/api/v1/query?query=up", sim.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let e: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(e["errorType"], "bad_data");
+        assert!(
+            e["error"]
+                .as_str()
+                .unwrap()
+                .contains("payment_success_rate")
+        );
     })
     .await;
 }
@@ -96,7 +182,8 @@ async fn a_revision_that_moved_after_approval_supersedes_the_proposal() {
         let kubeconfig = t.dir.path().join("kubeconfig");
         sim.write_kubeconfig(&kubeconfig).unwrap();
         let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "/usr/bin/kubectl".into());
-        let out = std::process::Command::new(&kubectl)
+        // tokio's Command: a blocking wait would stall the in-process simulator.
+        let out = tokio::process::Command::new(&kubectl)
             .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
             .args(["--cache-dir", t.dir.path().join("cache").to_str().unwrap()])
             .args([
@@ -108,6 +195,7 @@ async fn a_revision_that_moved_after_approval_supersedes_the_proposal() {
             ])
             .arg("payment-api=payment-api:v1.3.1")
             .output()
+            .await
             .unwrap_or_else(|e| panic!("cannot run {kubectl}: {e}; run scripts/test.sh"));
         assert!(
             out.status.success(),

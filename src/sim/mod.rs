@@ -31,6 +31,7 @@
 
 mod bootstrap;
 pub mod controller;
+pub mod metrics;
 pub mod seed;
 pub mod selector;
 pub mod semantic;
@@ -56,6 +57,9 @@ use store::Store;
 
 /// How often the simulated controllers reconcile.
 const TICK: Duration = Duration::from_millis(20);
+
+/// How often the simulated metrics are sampled for `query_range`.
+const METRIC_SAMPLE: Duration = Duration::from_millis(200);
 
 /// Arguments of `rollbot sim`.
 #[derive(clap::Args, Debug, Clone)]
@@ -113,6 +117,7 @@ pub struct SimHandle {
     shutdown: tokio::sync::watch::Sender<bool>,
     server: Option<tokio::task::JoinHandle<()>>,
     controller: Option<tokio::task::JoinHandle<()>>,
+    sampler: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Starts the simulator on an already-bound listener (so tests can bind
@@ -132,6 +137,7 @@ pub async fn start(seed: Seed, listener: tokio::net::TcpListener) -> Result<SimH
         addr,
         shutdown: shutdown_rx.clone(),
         requests: Mutex::new(Vec::new()),
+        metrics: metrics::Metrics::new(seed.metrics.clone()),
     });
     let app = server::router(state.clone());
     let mut rx = shutdown_rx.clone();
@@ -145,7 +151,19 @@ pub async fn start(seed: Seed, listener: tokio::net::TcpListener) -> Result<SimH
     });
     let frozen = Arc::new(AtomicBool::new(false));
     let ctrl = controller::Controller::new(store.clone(), knobs, frozen.clone());
-    let controller = tokio::spawn(ctrl.run(TICK, shutdown_rx));
+    let controller = tokio::spawn(ctrl.run(TICK, shutdown_rx.clone()));
+    let sampler = {
+        let (state, mut stop) = (state.clone(), shutdown_rx);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(METRIC_SAMPLE);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => state.metrics.sample(&state.store),
+                    _ = stop.wait_for(|v| *v) => break,
+                }
+            }
+        })
+    };
     Ok(SimHandle {
         addr,
         store,
@@ -154,6 +172,7 @@ pub async fn start(seed: Seed, listener: tokio::net::TcpListener) -> Result<SimH
         shutdown,
         server: Some(server),
         controller: Some(controller),
+        sampler: Some(sampler),
     })
 }
 
@@ -225,6 +244,9 @@ impl SimHandle {
         if let Some(c) = self.controller.take() {
             let _ = c.await;
         }
+        if let Some(s) = self.sampler.take() {
+            let _ = s.await;
+        }
         if let Some(s) = self.server.take() {
             // Open connections are closed by graceful shutdown; do not wait
             // forever on a client that keeps one open.
@@ -238,6 +260,9 @@ impl Drop for SimHandle {
         self.shutdown.send_replace(true);
         if let Some(c) = self.controller.take() {
             c.abort();
+        }
+        if let Some(s) = self.sampler.take() {
+            s.abort();
         }
         if let Some(s) = self.server.take() {
             s.abort();

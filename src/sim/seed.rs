@@ -29,6 +29,12 @@
 //! statefulsets:                    # optional, same fields minus `strategy`
 //!   - {namespace: production, name: ledger-db, labels: {app: ledger}, replicas: 2,
 //!      container: db, revisions: [{image: "postgres:15"}, {image: "postgres:16"}]}
+//! metrics:                         # optional; answered at /api/v1/query(_range)
+//!   - name: payment_success_rate   # the query it answers
+//!     deployment: production/prod-payment-deploy
+//!     healthy: 0.998               # per ready pod on a good image
+//!     unhealthy: 0.95              # per ready pod on a listed image
+//!     unhealthy_images: [payment-api:v1.3.0]
 //! daemonsets:                      # optional; `replicas` is the node count
 //!   - {namespace: production, name: log-agent, labels: {app: log-agent},
 //!      container: agent, revisions: [{image: "fluent-bit:3.0"}]}
@@ -66,6 +72,9 @@ pub struct Seed {
     /// DaemonSets with their history.
     #[serde(default)]
     pub daemonsets: Vec<WorkloadSeed>,
+    /// Prometheus-like metrics derived from the Deployments (see `sim::metrics`).
+    #[serde(default)]
+    pub metrics: Vec<super::metrics::MetricSeed>,
 }
 
 fn default_version() -> String {

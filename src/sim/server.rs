@@ -40,6 +40,7 @@ pub(crate) struct AppState {
     pub addr: SocketAddr,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     pub requests: Mutex<Vec<RequestRecord>>,
+    pub metrics: super::metrics::Metrics,
 }
 
 /// An error answered as a `Status` object.
@@ -134,6 +135,14 @@ fn ok(v: &Value) -> Response {
 
 type ApiResult = Result<Response, ApiError>;
 
+/// Prometheus answers errors with 400 and the error object.
+fn prometheus(result: Result<Value, Value>) -> Response {
+    match result {
+        Ok(v) => ok(&v),
+        Err(e) => json_response(StatusCode::BAD_REQUEST, &e),
+    }
+}
+
 /// The router serving every path.
 pub(crate) fn router(state: Arc<AppState>) -> axum::Router {
     axum::Router::new().fallback(handle).with_state(state)
@@ -175,6 +184,8 @@ async fn handle(
     let res = match segs.as_slice() {
         ["version"] => Ok(ok(&version(&st.version))),
         ["healthz" | "readyz" | "livez"] => Ok("ok".into_response()),
+        ["api", "v1", "query"] => Ok(prometheus(st.metrics.query(&st.store, &req.params()))),
+        ["api", "v1", "query_range"] => Ok(prometheus(st.metrics.query_range(&req.params()))),
         ["api"] => Ok(ok(&json!({"kind": "APIVersions", "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": st.addr.to_string()}]}))),
         ["apis"] => Ok(ok(&api_groups())),
@@ -196,6 +207,20 @@ struct Req {
 }
 
 impl Req {
+    /// Query parameters plus, for a form POST, the body's fields (Prometheus
+    /// clients may use either).
+    fn params(&self) -> HashMap<String, String> {
+        let mut all = self.q.clone();
+        if self
+            .content_type
+            .starts_with("application/x-www-form-urlencoded")
+            && let Ok(form) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&self.body)
+        {
+            all.extend(form);
+        }
+        all
+    }
+
     fn dry_run(&self) -> bool {
         self.q.get("dryRun").is_some_and(|v| v == "All")
     }
