@@ -11,14 +11,13 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::config::{Config, Target};
-use crate::domain::{Plan, ServiceName, SystemClock};
+use crate::domain::{Plan, SystemClock};
 use crate::engine::{Engine, Ports};
 use crate::http::{self, AppState};
 use crate::ports::memory::MemoryChat;
-use crate::ports::{
-    CheckResult, ExecError, ExecErrorKind, ExecOutcome, Executor, Verdict, Verifier,
-};
+use crate::ports::{ExecError, ExecErrorKind, ExecOutcome, Executor};
 use crate::store::Store;
+use crate::verify::HttpVerifier;
 
 /// How often proposals are checked for expiry.
 const TICK: Duration = Duration::from_secs(5);
@@ -44,14 +43,17 @@ pub async fn serve(
             "[discord] is configured, but this rollbot build has no Discord adapter yet; remove the [discord] section to run without chat"
         );
     }
-    crate::templates::Templates::load().context("loading message templates")?;
+    // The shared instance the engine renders notices and reports with.
+    if let Err(e) = crate::report::templates() {
+        bail!("loading message templates: {e}");
+    }
     let store = Store::open(&config.store.path)
         .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
     let ports = Ports {
         // No chat platform configured: proposals are visible through the API only.
         chat: MemoryChat::new(),
         executor: Arc::new(NoExecutor),
-        verifier: Arc::new(NoChecks),
+        verifier: Arc::new(HttpVerifier::new(&config.services())),
         clock: Arc::new(SystemClock),
     };
     let engine = Engine::new(store, config.services(), ports);
@@ -108,20 +110,5 @@ impl Executor for NoExecutor {
             ExecErrorKind::Unsupported,
             format!("this rollbot build cannot roll back {target} yet"),
         ))
-    }
-}
-
-/// Verification for services without checks configured.
-struct NoChecks;
-
-#[async_trait]
-impl Verifier for NoChecks {
-    async fn verify(
-        &self,
-        _service: &ServiceName,
-        _plan: &Plan,
-        _results: mpsc::Sender<CheckResult>,
-    ) -> Verdict {
-        Verdict::NotConfigured
     }
 }

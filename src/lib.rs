@@ -16,6 +16,8 @@
 //! - [`app`]: wiring for `rollbot serve`, shared by `main` and tests.
 //! - [`templates`]: every user-facing message, from `templates/<locale>/`.
 //! - [`http`]: the axum server: health, readiness and the read API.
+//! - [`verify`]: the `Verifier` over HTTP health checks and Prometheus queries.
+//! - [`report`]: the resolved notice, the draft incident report and its chart.
 
 pub mod alerts;
 pub mod app;
@@ -24,5 +26,7 @@ pub mod domain;
 pub mod engine;
 pub mod http;
 pub mod ports;
+pub mod report;
 pub mod store;
 pub mod templates;
+pub mod verify;

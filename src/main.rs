@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { config } => match Config::load(&config) {
-            Ok(_) if let Err(e) = rollbot::templates::Templates::load() => {
+            Ok(_) if let Err(e) = rollbot::report::templates() => {
                 eprintln!("message templates: {e}");
                 ExitCode::FAILURE
             }
