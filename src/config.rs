@@ -916,4 +916,34 @@ mod tests {
         let p = problems(text);
         insta::assert_yaml_snapshot!(p);
     }
+
+    #[test]
+    fn verify_sections_resolve_and_bad_ones_are_named() {
+        let good = format!(
+            "[prometheus]\nurl = \"http://prom:9090\"\n{MINIMAL}\n[services.payment-api.verify]\nwindow = \"2m\"\ninterval = \"5s\"\n[[services.payment-api.verify.prometheus]]\nname = \"rate\"\nquery = \"up\"\nop = \">=\"\nthreshold = 1\n"
+        );
+        let c = Config::parse(&good).unwrap();
+        let s = c.services().into_values().next().unwrap();
+        let v = s.verify.unwrap();
+        assert_eq!(v.window, Duration::from_secs(120));
+        assert_eq!(v.prometheus[0].op, Comparison::Ge);
+        assert_eq!(v.prometheus_url.as_deref(), Some("http://prom:9090"));
+        assert_eq!(s.progress_interval, Duration::from_secs(5));
+
+        let bad = format!(
+            "{MINIMAL}\n[services.payment-api.verify]\nwindow = \"2m\"\ninterval = \"5m\"\n[[services.payment-api.verify.http]]\nname = \"h\"\nurl = \"payment/health\"\njson_field = \"version\"\n[[services.payment-api.verify.prometheus]]\nname = \"h\"\nquery = \"up\"\nop = \">=\"\nthreshold = 1\n"
+        );
+        assert_eq!(
+            problems(&bad),
+            [
+                "services.payment-api.verify.interval: 5m is longer than the window 2m; checks would run only once",
+                "services.payment-api.verify.http[0].url: \"payment/health\" is not an http(s) URL like http://prometheus:9090",
+                "services.payment-api.verify.http[0].json_field: json_field and json_equals go together; set both or neither",
+                "services.payment-api.verify.prometheus[0].name: check name \"h\" is used twice",
+                "services.payment-api.verify.prometheus: Prometheus checks need a [prometheus] section with the server's url",
+            ]
+        );
+        let op = good.replace("op = \">=\"", "op = \"=>\"");
+        assert!(problems(&op)[0].contains("services.payment-api.verify.prometheus[0].op"));
+    }
 }
