@@ -9,7 +9,7 @@ sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
 
 # Debian packages the tests run for real.
-apt_packages=()
+apt_packages=(prometheus)
 if ((${#apt_packages[@]})); then
   echo "==> installing: ${apt_packages[*]}"
   "${sudo_cmd[@]}" apt-get update

@@ -6,18 +6,16 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use async_trait::async_trait;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::domain::{Plan, ServiceName, SystemClock};
+use crate::domain::SystemClock;
 use crate::engine::{Engine, Ports};
 use crate::exec::KubeRollback;
 use crate::http::{self, AppState};
 use crate::ports::memory::MemoryChat;
-use crate::ports::{CheckResult, Verdict, Verifier};
 use crate::store::Store;
+use crate::verify::HttpVerifier;
 
 /// How often proposals are checked for expiry.
 const TICK: Duration = Duration::from_secs(5);
@@ -43,7 +41,10 @@ pub async fn serve(
             "[discord] is configured, but this rollbot build has no Discord adapter yet; remove the [discord] section to run without chat"
         );
     }
-    crate::templates::Templates::load().context("loading message templates")?;
+    // The shared instance the engine renders notices and reports with.
+    if let Err(e) = crate::report::templates() {
+        bail!("loading message templates: {e}");
+    }
     let store = Store::open(&config.store.path)
         .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
     let ports = Ports {
@@ -54,7 +55,7 @@ pub async fn serve(
                 .await
                 .context("connecting to Kubernetes")?,
         ),
-        verifier: Arc::new(NoChecks),
+        verifier: Arc::new(HttpVerifier::new(&config.services())),
         clock: Arc::new(SystemClock),
     };
     let engine = Engine::new(store, config.services(), ports);
@@ -123,20 +124,5 @@ pub fn probe(url: &str) -> anyhow::Result<()> {
             "{url} answered {:?}",
             status.lines().next().unwrap_or_default()
         )
-    }
-}
-
-/// Verification for services without checks configured.
-struct NoChecks;
-
-#[async_trait]
-impl Verifier for NoChecks {
-    async fn verify(
-        &self,
-        _service: &ServiceName,
-        _plan: &Plan,
-        _results: mpsc::Sender<CheckResult>,
-    ) -> Verdict {
-        Verdict::NotConfigured
     }
 }

@@ -39,6 +39,148 @@ pub struct Config {
     pub slack: Option<SlackConfig>,
     pub discord: Option<DiscordConfig>,
     pub kubernetes: Option<KubernetesConfig>,
+    /// The Prometheus server verification queries go to. Required when a
+    /// service has `[[services.NAME.verify.prometheus]]` checks.
+    pub prometheus: Option<PrometheusConfig>,
+    #[serde(default)]
+    pub progress: ProgressConfig,
+}
+
+/// Where Prometheus is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusConfig {
+    /// Base URL, e.g. `http://prometheus.monitoring:9090`.
+    pub url: String,
+    /// Per-request timeout, e.g. `"10s"`.
+    #[serde(default = "default_check_timeout")]
+    pub timeout: String,
+}
+
+fn default_check_timeout() -> String {
+    "10s".into()
+}
+
+/// How rollout progress is streamed into chat.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgressConfig {
+    /// Least time between two edits of the progress message, e.g. `"5s"`.
+    #[serde(default = "default_edit_interval")]
+    pub edit_interval: String,
+}
+
+impl Default for ProgressConfig {
+    fn default() -> Self {
+        Self {
+            edit_interval: default_edit_interval(),
+        }
+    }
+}
+
+fn default_edit_interval() -> String {
+    "5s".into()
+}
+
+/// A service's recovery checks, run after its rollback completes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// How long checks may take to pass before verification fails.
+    #[serde(default = "default_verify_window")]
+    pub window: String,
+    /// Time between two rounds of checks.
+    #[serde(default = "default_verify_interval")]
+    pub interval: String,
+    #[serde(default)]
+    pub http: Vec<HttpCheckConfig>,
+    #[serde(default)]
+    pub prometheus: Vec<PromCheckConfig>,
+}
+
+fn default_verify_window() -> String {
+    "10m".into()
+}
+
+fn default_verify_interval() -> String {
+    "30s".into()
+}
+
+/// An HTTP health check. `{target_tag}` in `url` and `json_equals` becomes
+/// the image tag being rolled back to (e.g. `v1.2.0`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCheckConfig {
+    pub name: String,
+    pub url: String,
+    #[serde(default = "default_expect_status")]
+    pub expect_status: u16,
+    /// Dot-separated path of a field in the JSON body, e.g. `version` or `build.tag`.
+    pub json_field: Option<String>,
+    /// The value `json_field` must have (compared as text).
+    pub json_equals: Option<String>,
+}
+
+fn default_expect_status() -> u16 {
+    200
+}
+
+/// How a Prometheus value is compared with its threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Comparison {
+    #[serde(rename = ">")]
+    Gt,
+    #[serde(rename = ">=")]
+    Ge,
+    #[serde(rename = "<")]
+    Lt,
+    #[serde(rename = "<=")]
+    Le,
+    #[serde(rename = "==")]
+    Eq,
+}
+
+impl Comparison {
+    pub fn holds(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Comparison::Gt => value > threshold,
+            Comparison::Ge => value >= threshold,
+            Comparison::Lt => value < threshold,
+            Comparison::Le => value <= threshold,
+            Comparison::Eq => value == threshold,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Comparison::Gt => ">",
+            Comparison::Ge => ">=",
+            Comparison::Lt => "<",
+            Comparison::Le => "<=",
+            Comparison::Eq => "==",
+        }
+    }
+}
+
+/// A Prometheus instant query whose single value must satisfy `op threshold`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromCheckConfig {
+    pub name: String,
+    pub query: String,
+    pub op: Comparison,
+    pub threshold: f64,
+}
+
+/// A service's checks with durations parsed and the Prometheus URL attached.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifySpec {
+    pub window: Duration,
+    pub interval: Duration,
+    pub http: Vec<HttpCheckConfig>,
+    pub prometheus: Vec<PromCheckConfig>,
+    pub prometheus_url: Option<String>,
+    pub timeout: Duration,
 }
 
 fn default_locale() -> String {
@@ -143,6 +285,8 @@ pub struct ServiceConfig {
     pub locale: Option<String>,
     pub expires_after: Option<String>,
     pub kubernetes: Option<KubeTarget>,
+    /// Recovery checks; without them verification is "not configured".
+    pub verify: Option<VerifyConfig>,
 }
 
 /// The workload kinds rollbot can roll back in Kubernetes.
@@ -286,6 +430,10 @@ pub struct Service {
     pub channel: Option<String>,
     pub locale: String,
     pub expires_after: Duration,
+    /// Recovery checks, if any.
+    pub verify: Option<VerifySpec>,
+    /// Least time between two edits of the rollout progress message.
+    pub progress_interval: Duration,
 }
 
 impl Service {
@@ -427,11 +575,26 @@ impl Config {
                     format!("unknown locale {l:?}; use one of {}", LOCALES.join(", ")),
                 );
             }
+            if let Some(v) = &s.verify {
+                self.validate_verify(name, v, &mut problem);
+            }
             if s.kubernetes.is_none() {
                 problem(
                     format!("services.{name}"),
                     "no rollback target; add a [services.NAME.kubernetes] table with namespace and name".into(),
                 );
+            }
+        }
+        if humantime::parse_duration(&self.progress.edit_interval).is_err() {
+            problem(
+                "progress.edit_interval".into(),
+                bad_duration(&self.progress.edit_interval),
+            );
+        }
+        if let Some(prom) = &self.prometheus {
+            check_url(&prom.url, "prometheus.url", &mut problem);
+            if humantime::parse_duration(&prom.timeout).is_err() {
+                problem("prometheus.timeout".into(), bad_duration(&prom.timeout));
             }
         }
         if let Some(slack) = &self.slack {
@@ -442,6 +605,89 @@ impl Config {
             check_secret(&discord.bot_token, "discord.bot_token", &mut problem);
         }
         out
+    }
+
+    fn validate_verify(
+        &self,
+        service: &str,
+        v: &VerifyConfig,
+        problem: &mut impl FnMut(String, String),
+    ) {
+        let at = |k: &str| format!("services.{service}.verify.{k}");
+        let window = humantime::parse_duration(&v.window);
+        let interval = humantime::parse_duration(&v.interval);
+        if window.is_err() {
+            problem(at("window"), bad_duration(&v.window));
+        }
+        match interval {
+            Err(_) => problem(at("interval"), bad_duration(&v.interval)),
+            Ok(i) if i.is_zero() => problem(at("interval"), "must be more than 0s".into()),
+            Ok(i) if window.as_ref().is_ok_and(|w| i > *w) => problem(
+                at("interval"),
+                format!(
+                    "{} is longer than the window {}; checks would run only once",
+                    v.interval, v.window
+                ),
+            ),
+            Ok(_) => {}
+        }
+        if v.http.is_empty() && v.prometheus.is_empty() {
+            problem(
+                at("http"),
+                "no checks: add [[...verify.http]] or [[...verify.prometheus]] entries, or remove the verify section".into(),
+            );
+        }
+        let mut names = BTreeSet::new();
+        for (i, c) in v.http.iter().enumerate() {
+            let path = format!("{}[{i}]", at("http"));
+            if !names.insert(c.name.as_str()) {
+                problem(
+                    format!("{path}.name"),
+                    format!("check name {:?} is used twice", c.name),
+                );
+            }
+            check_url(
+                &c.url.replace("{target_tag}", "v1"),
+                &format!("{path}.url"),
+                problem,
+            );
+            if !(100..=599).contains(&c.expect_status) {
+                problem(
+                    format!("{path}.expect_status"),
+                    format!("{} is not an HTTP status code", c.expect_status),
+                );
+            }
+            if c.json_field.is_some() != c.json_equals.is_some() {
+                problem(
+                    format!("{path}.json_field"),
+                    "json_field and json_equals go together; set both or neither".into(),
+                );
+            }
+        }
+        for (i, c) in v.prometheus.iter().enumerate() {
+            let path = format!("{}[{i}]", at("prometheus"));
+            if !names.insert(c.name.as_str()) {
+                problem(
+                    format!("{path}.name"),
+                    format!("check name {:?} is used twice", c.name),
+                );
+            }
+            if c.query.trim().is_empty() {
+                problem(format!("{path}.query"), "the PromQL query is empty".into());
+            }
+            if !c.threshold.is_finite() {
+                problem(
+                    format!("{path}.threshold"),
+                    "must be a finite number".into(),
+                );
+            }
+        }
+        if !v.prometheus.is_empty() && self.prometheus.is_none() {
+            problem(
+                at("prometheus"),
+                "Prometheus checks need a [prometheus] section with the server's url".into(),
+            );
+        }
     }
 
     /// The resolved services. Call only on a validated config.
@@ -478,11 +724,41 @@ impl Config {
                     locale: s.locale.clone().unwrap_or_else(|| self.locale.clone()),
                     expires_after: humantime::parse_duration(expires)
                         .unwrap_or(Duration::from_secs(1800)),
+                    verify: s.verify.as_ref().map(|v| self.verify_spec(v)),
+                    progress_interval: humantime::parse_duration(&self.progress.edit_interval)
+                        .unwrap_or(Duration::from_secs(5)),
                     name: name.clone(),
                 };
                 Some((name, service))
             })
             .collect()
+    }
+}
+
+impl Config {
+    fn verify_spec(&self, v: &VerifyConfig) -> VerifySpec {
+        VerifySpec {
+            window: humantime::parse_duration(&v.window).unwrap_or(Duration::from_secs(600)),
+            interval: humantime::parse_duration(&v.interval).unwrap_or(Duration::from_secs(30)),
+            http: v.http.clone(),
+            prometheus: v.prometheus.clone(),
+            prometheus_url: self.prometheus.as_ref().map(|p| p.url.clone()),
+            timeout: self
+                .prometheus
+                .as_ref()
+                .and_then(|p| humantime::parse_duration(&p.timeout).ok())
+                .unwrap_or(Duration::from_secs(10)),
+        }
+    }
+}
+
+fn check_url(url: &str, path: &str, problem: &mut impl FnMut(String, String)) {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+        _ => problem(
+            path.into(),
+            format!("{url:?} is not an http(s) URL like http://prometheus:9090"),
+        ),
     }
 }
 
@@ -639,5 +915,35 @@ mod tests {
         "#;
         let p = problems(text);
         insta::assert_yaml_snapshot!(p);
+    }
+
+    #[test]
+    fn verify_sections_resolve_and_bad_ones_are_named() {
+        let good = format!(
+            "[prometheus]\nurl = \"http://prom:9090\"\n{MINIMAL}\n[services.payment-api.verify]\nwindow = \"2m\"\ninterval = \"5s\"\n[[services.payment-api.verify.prometheus]]\nname = \"rate\"\nquery = \"up\"\nop = \">=\"\nthreshold = 1\n"
+        );
+        let c = Config::parse(&good).unwrap();
+        let s = c.services().into_values().next().unwrap();
+        let v = s.verify.unwrap();
+        assert_eq!(v.window, Duration::from_secs(120));
+        assert_eq!(v.prometheus[0].op, Comparison::Ge);
+        assert_eq!(v.prometheus_url.as_deref(), Some("http://prom:9090"));
+        assert_eq!(s.progress_interval, Duration::from_secs(5));
+
+        let bad = format!(
+            "{MINIMAL}\n[services.payment-api.verify]\nwindow = \"2m\"\ninterval = \"5m\"\n[[services.payment-api.verify.http]]\nname = \"h\"\nurl = \"payment/health\"\njson_field = \"version\"\n[[services.payment-api.verify.prometheus]]\nname = \"h\"\nquery = \"up\"\nop = \">=\"\nthreshold = 1\n"
+        );
+        assert_eq!(
+            problems(&bad),
+            [
+                "services.payment-api.verify.interval: 5m is longer than the window 2m; checks would run only once",
+                "services.payment-api.verify.http[0].url: \"payment/health\" is not an http(s) URL like http://prometheus:9090",
+                "services.payment-api.verify.http[0].json_field: json_field and json_equals go together; set both or neither",
+                "services.payment-api.verify.prometheus[0].name: check name \"h\" is used twice",
+                "services.payment-api.verify.prometheus: Prometheus checks need a [prometheus] section with the server's url",
+            ]
+        );
+        let op = good.replace("op = \">=\"", "op = \"=>\"");
+        assert!(problems(&op)[0].contains("services.payment-api.verify.prometheus[0].op"));
     }
 }

@@ -8,6 +8,12 @@
 //! guaranteed by the store's atomic `Approved -> Executing` transition, not
 //! by the lock alone, so it also holds across processes sharing a store and
 //! across restarts.
+//!
+//! After the rollback: progress lines are throttled into one edited thread
+//! message (see [`ProgressStream`]); a manual proposal whose verification
+//! passes gets the resolved notice (alert proposals get it when their alert
+//! clears); and once verification is over and the incident resolved, the
+//! draft incident report is posted to the thread (see [`crate::report`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
@@ -64,6 +70,9 @@ pub enum EngineError {
     NotCancellable { id: ProposalId, state: State },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The incident report could not be drafted (a template bug).
+    #[error("cannot draft the incident report: {0}")]
+    Report(String),
 }
 
 /// A request to open a proposal.
@@ -628,7 +637,8 @@ impl Engine {
 
     async fn run_execution(&self, p: Proposal) -> Result<(), EngineError> {
         let service = self.service(&p.service)?.clone();
-        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        let (tx, mut rx) = mpsc::channel::<String>(64);
+        let mut stream = ProgressStream::new(service.progress_interval);
         let exec = self
             .inner
             .ports
@@ -638,13 +648,14 @@ impl Engine {
         let outcome = loop {
             tokio::select! {
                 biased;
-                Some(line) = rx.recv() => self.progress(&p.id, line).await?,
+                Some(line) = rx.recv() => self.progress(&p.id, line, &mut stream).await?,
                 outcome = &mut exec => break outcome,
             }
         };
         while let Ok(line) = rx.try_recv() {
-            self.progress(&p.id, line).await?;
+            self.progress(&p.id, line, &mut stream).await?;
         }
+        self.flush_progress(&p.id, &mut stream).await?;
         let now = self.now();
         let (to, events, note) = match outcome {
             Ok(ExecOutcome::RolledBack { detail }) => (
@@ -736,7 +747,72 @@ impl Engine {
             }
         };
         self.inner.store.flush().await?;
-        self.update_message(&p).await
+        self.update_message(&p).await?;
+        // A manual proposal has no alert to clear: passing verification is
+        // its resolution. Alert proposals get the notice from `alert_resolved`.
+        if p.state == State::Verified && p.origin != Origin::Alert && p.alert_resolved_at.is_none()
+        {
+            self.post_thread(&p, ThreadNote::Resolved).await?;
+        }
+        // Exactly one of this and `alert_resolved` sees both "verification
+        // over" and "resolved" (each reads the proposal its own atomic update
+        // returned), so the report is posted once.
+        if crate::report::report_due(&p) {
+            self.post_report(&p).await?;
+        }
+        Ok(())
+    }
+
+    /// Drafts the incident report of `id` in `locale`, asking the verifier
+    /// for the values before the rollback and the chart's series.
+    ///
+    /// # Errors
+    /// Unknown proposal, storage failure, or a template that fails to render.
+    pub async fn report(
+        &self,
+        id: &ProposalId,
+        locale: &str,
+    ) -> Result<crate::report::Draft, EngineError> {
+        let p = self.get(id)?;
+        let timeline = self.inner.store.timeline(id)?;
+        let window = crate::report::Milestones::of(&p, &timeline).window(self.now());
+        let evidence = self
+            .inner
+            .ports
+            .verifier
+            .evidence(&p.service, &p.plan, &window)
+            .await;
+        let templates =
+            crate::report::templates().map_err(|e| EngineError::Report(e.to_string()))?;
+        crate::report::draft(templates, &p, &timeline, &evidence, locale)
+            .map_err(|e| EngineError::Report(e.to_string()))
+    }
+
+    async fn post_report(&self, p: &Proposal) -> Result<(), EngineError> {
+        match self.report(&p.id, &p.locale).await {
+            Ok(d) => {
+                let note = ThreadNote::Report {
+                    markdown: d.markdown,
+                    chart_png: d.chart_png,
+                };
+                self.post_thread(p, note).await
+            }
+            Err(EngineError::Report(detail)) => {
+                tracing::error!(proposal = %p.id, error = %detail, "incident report not drafted");
+                self.inner.store.append(
+                    &p.id,
+                    self.now(),
+                    vec![EventKind::Note {
+                        text: format!(
+                            "the incident report could not be drafted ({detail}); run `rollbot report {}` after fixing the templates",
+                            p.id
+                        ),
+                    }],
+                )?;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn finish(
@@ -767,13 +843,81 @@ impl Engine {
         Ok(p)
     }
 
-    async fn progress(&self, id: &ProposalId, line: String) -> Result<(), EngineError> {
-        let p = self.inner.store.append(
-            id,
-            self.now(),
-            vec![EventKind::Progress { line: line.clone() }],
-        )?;
-        self.post_thread(&p, ThreadNote::Progress { line }).await
+    /// Records a progress line, then shows it: the first line becomes a
+    /// thread message, later ones edit that message at most once per the
+    /// stream's interval; lines in between wait (only the newest is kept).
+    async fn progress(
+        &self,
+        id: &ProposalId,
+        line: String,
+        stream: &mut ProgressStream,
+    ) -> Result<(), EngineError> {
+        let now = self.now();
+        let p =
+            self.inner
+                .store
+                .append(id, now, vec![EventKind::Progress { line: line.clone() }])?;
+        let note = ThreadNote::Progress { line };
+        match (&stream.message, stream.last_shown) {
+            (None, _) => {
+                stream.message = self.post_thread_ref(&p, &note).await?;
+                stream.last_shown = Some(now);
+                stream.pending = None;
+            }
+            (Some(_), Some(last)) if now - last < stream.interval => {
+                stream.pending = Some(note);
+            }
+            (Some(at), _) => {
+                let at = at.clone();
+                self.edit_thread(&p, &at, &note).await?;
+                stream.last_shown = Some(now);
+                stream.pending = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers the last progress line if throttling held it back.
+    async fn flush_progress(
+        &self,
+        id: &ProposalId,
+        stream: &mut ProgressStream,
+    ) -> Result<(), EngineError> {
+        if let (Some(at), Some(note)) = (stream.message.clone(), stream.pending.take()) {
+            let p = self.get(id)?;
+            self.edit_thread(&p, &at, &note).await?;
+            stream.last_shown = Some(self.now());
+        }
+        Ok(())
+    }
+
+    async fn post_thread_ref(
+        &self,
+        p: &Proposal,
+        note: &ThreadNote,
+    ) -> Result<Option<MessageRef>, EngineError> {
+        let Some(at) = p.primary_message() else {
+            return Ok(None);
+        };
+        match self.inner.ports.chat.post_thread(at, p, note).await {
+            Ok(r) => Ok(Some(r)),
+            Err(e) => {
+                self.record_chat_error(&p.id, &e.to_string())?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn edit_thread(
+        &self,
+        p: &Proposal,
+        at: &MessageRef,
+        note: &ThreadNote,
+    ) -> Result<(), EngineError> {
+        if let Err(e) = self.inner.ports.chat.edit_thread(at, p, note).await {
+            self.record_chat_error(&p.id, &e.to_string())?;
+        }
+        Ok(())
     }
 
     fn record_check(&self, id: &ProposalId, c: CheckResult) -> Result<(), EngineError> {
@@ -857,6 +1001,9 @@ impl Engine {
         if first {
             self.update_message(&p).await?;
             self.post_thread(&p, ThreadNote::Resolved).await?;
+            if crate::report::report_due(&p) {
+                self.post_report(&p).await?;
+            }
         }
         Ok(p)
     }
@@ -952,6 +1099,27 @@ impl Engine {
     /// Whether any background task panicked (tests fail on this).
     pub fn background_panicked(&self) -> bool {
         self.inner.panicked.load(Ordering::SeqCst)
+    }
+}
+
+/// The progress of one rollout in chat: the thread message being edited,
+/// when it was last changed, and a line held back by throttling.
+struct ProgressStream {
+    interval: chrono::Duration,
+    message: Option<MessageRef>,
+    last_shown: Option<DateTime<Utc>>,
+    pending: Option<ThreadNote>,
+}
+
+impl ProgressStream {
+    fn new(interval: std::time::Duration) -> Self {
+        Self {
+            interval: chrono::Duration::from_std(interval)
+                .unwrap_or_else(|_| chrono::Duration::seconds(5)),
+            message: None,
+            last_shown: None,
+            pending: None,
+        }
     }
 }
 

@@ -20,6 +20,8 @@
 //! - [`sim`]: a kubectl-compatible simulated Kubernetes API server with a
 //!   deployment controller, for drills, the demo and tests.
 //! - [`http`]: the axum server: health, readiness and the read API.
+//! - [`verify`]: the `Verifier` over HTTP health checks and Prometheus queries.
+//! - [`report`]: the resolved notice, the draft incident report and its chart.
 
 pub mod alerts;
 pub mod app;
@@ -29,6 +31,8 @@ pub mod engine;
 pub mod exec;
 pub mod http;
 pub mod ports;
+pub mod report;
 pub mod sim;
 pub mod store;
 pub mod templates;
+pub mod verify;

@@ -44,13 +44,33 @@ enum Command {
     /// Run the simulated Kubernetes API server (drills, demos, tests);
     /// real kubectl works against it.
     Sim(rollbot::sim::SimArgs),
+    /// Print a proposal's draft incident report (Markdown).
+    ///
+    /// With --url it asks the running server (GET /api/v1/proposals/ID/report).
+    /// Otherwise it reads the store named in the config directly; `serve`
+    /// holds the store's lock, so while it runs use --url.
+    Report {
+        /// The proposal id, e.g. RB-7K3M9Q.
+        id: String,
+        /// Report language (en, zh, ja); defaults to the proposal's.
+        #[arg(long)]
+        locale: Option<String>,
+        #[arg(long, short, env = "ROLLBOT_CONFIG")]
+        config: Option<PathBuf>,
+        /// Base URL of a running rollbot, e.g. http://127.0.0.1:8080.
+        #[arg(long, env = "ROLLBOT_URL")]
+        url: Option<String>,
+        /// Also write the chart PNG here (store mode only).
+        #[arg(long)]
+        chart: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { config } => match Config::load(&config) {
-            Ok(_) if let Err(e) = rollbot::templates::Templates::load() => {
+            Ok(_) if let Err(e) = rollbot::report::templates() => {
                 eprintln!("message templates: {e}");
                 ExitCode::FAILURE
             }
@@ -88,6 +108,22 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Report {
+            id,
+            locale,
+            config,
+            url,
+            chart,
+        } => match run_report(id, locale, config, url, chart) {
+            Ok(markdown) => {
+                print!("{markdown}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rollbot report: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve { config, listen } => {
             init_tracing();
             match run_serve(config, listen) {
@@ -124,4 +160,100 @@ fn run_serve(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> {
         })
         .await
     })
+}
+
+fn run_report(
+    id: String,
+    locale: Option<String>,
+    config: Option<PathBuf>,
+    url: Option<String>,
+    chart: Option<PathBuf>,
+) -> anyhow::Result<String> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        if let Some(url) = url {
+            if chart.is_some() {
+                anyhow::bail!("--chart works only when reading the store; drop --url or --chart");
+            }
+            let mut request = reqwest::Client::new()
+                .get(format!("{}/api/v1/proposals/{id}/report", url.trim_end_matches('/')));
+            if let Some(l) = &locale {
+                request = request.query(&[("locale", l)]);
+            }
+            let resp = request
+                .send()
+                .await
+                .with_context(|| format!("cannot reach rollbot at {url}; is `rollbot serve` running there?"))?;
+            let status = resp.status();
+            let body = resp.text().await.context("reading the report")?;
+            if !status.is_success() {
+                anyhow::bail!("{url} answered {status}: {}", body.trim());
+            }
+            return Ok(body);
+        }
+        let Some(config) = config else {
+            anyhow::bail!("give --config FILE (to read its store) or --url URL (to ask a running rollbot)");
+        };
+        let config = Config::load(&config)?;
+        let id = rollbot::domain::ProposalId::parse(&id)?;
+        let store = rollbot::store::Store::open(&config.store.path).map_err(|e| {
+            anyhow::anyhow!(
+                "{e}\nIf `rollbot serve` is running it holds the store's lock: ask it instead with --url http://HOST:PORT"
+            )
+        })?;
+        let services = config.services();
+        let engine = rollbot::engine::Engine::new(
+            store,
+            services.clone(),
+            rollbot::engine::Ports {
+                chat: rollbot::ports::memory::MemoryChat::new(),
+                executor: std::sync::Arc::new(ReadOnly),
+                verifier: std::sync::Arc::new(rollbot::verify::HttpVerifier::new(&services)),
+                clock: std::sync::Arc::new(rollbot::domain::SystemClock),
+            },
+        );
+        let locale = match locale {
+            Some(l) => l,
+            None => engine.get(&id)?.locale,
+        };
+        let draft = engine.report(&id, &locale).await?;
+        if let Some(path) = chart {
+            match &draft.chart_png {
+                Some(png) => std::fs::write(&path, png)
+                    .with_context(|| format!("writing the chart to {}", path.display()))?,
+                None => eprintln!("no chart: the service has no Prometheus check, or Prometheus had no data"),
+            }
+        }
+        Ok(draft.markdown)
+    })
+}
+
+/// `rollbot report` never rolls anything back.
+struct ReadOnly;
+
+#[async_trait::async_trait]
+impl rollbot::ports::Executor for ReadOnly {
+    async fn plan(
+        &self,
+        _t: &rollbot::config::Target,
+        _to: Option<u64>,
+    ) -> Result<rollbot::domain::Plan, rollbot::ports::ExecError> {
+        Err(read_only())
+    }
+
+    async fn execute(
+        &self,
+        _t: &rollbot::config::Target,
+        _plan: &rollbot::domain::Plan,
+        _progress: tokio::sync::mpsc::Sender<String>,
+    ) -> Result<rollbot::ports::ExecOutcome, rollbot::ports::ExecError> {
+        Err(read_only())
+    }
+}
+
+fn read_only() -> rollbot::ports::ExecError {
+    rollbot::ports::ExecError::new(
+        rollbot::ports::ExecErrorKind::Unsupported,
+        "`rollbot report` only reads; use `rollbot serve` to roll back",
+    )
 }

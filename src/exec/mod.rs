@@ -128,7 +128,7 @@ impl Executor for KubeRollback {
         &self,
         target: &Target,
         plan: &Plan,
-        progress: mpsc::UnboundedSender<String>,
+        progress: mpsc::Sender<String>,
     ) -> Result<ExecOutcome, ExecError> {
         let kube_plan: KubePlan = serde_json::from_value(plan.guard.clone()).map_err(|e| {
             ExecError::new(
@@ -140,19 +140,31 @@ impl Executor for KubeRollback {
             Outcome::Superseded { reason } => return Ok(ExecOutcome::Superseded { reason }),
             Outcome::RolledBack => {}
         }
-        let mut last = String::new();
-        self.kube
+        // `follow` reports lines from a synchronous callback; a forwarder
+        // hands them to the engine in order, with the port's backpressure.
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        let forwarder = tokio::spawn(async move {
+            let mut last = String::new();
+            while let Some(line) = rx.recv().await {
+                last.clone_from(&line);
+                // The engine may have stopped listening; the rollout goes on.
+                let _ = progress.send(line).await;
+            }
+            last
+        });
+        let followed = self
+            .kube
             .follow(
                 Self::target(target),
                 |line| {
-                    last.clone_from(&line);
-                    // The engine may have stopped listening; the rollout goes on.
-                    let _ = progress.send(line);
+                    let _ = tx.send(line);
                 },
                 self.follow_timeout,
             )
-            .await
-            .map_err(exec_error)?;
+            .await;
+        drop(tx);
+        let last = forwarder.await.unwrap_or_default();
+        followed.map_err(exec_error)?;
         Ok(ExecOutcome::RolledBack { detail: last })
     }
 }

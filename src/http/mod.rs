@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -51,7 +51,7 @@ impl From<crate::engine::EngineError> for AppError {
         use crate::engine::EngineError as E;
         match e {
             E::NotFound(_) => Self::client(StatusCode::NOT_FOUND, e.to_string()),
-            E::Store(_) => Self::Internal(e.to_string()),
+            E::Store(_) | E::Report(_) => Self::Internal(e.to_string()),
             other => Self::client(StatusCode::CONFLICT, other.to_string()),
         }
     }
@@ -88,6 +88,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/v1/proposals", get(list_proposals))
         .route("/api/v1/proposals/{id}", get(get_proposal))
+        .route("/api/v1/proposals/{id}/report", get(get_report))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
@@ -140,4 +141,43 @@ async fn get_proposal(
     let proposal = state.engine.get(&id)?;
     let timeline = state.engine.store().timeline(&id)?;
     Ok(Json(ProposalWithTimeline { proposal, timeline }))
+}
+
+/// Query of the report route: `?locale=zh`; the proposal's locale otherwise.
+#[derive(serde::Deserialize)]
+pub struct ReportQuery {
+    locale: Option<String>,
+}
+
+/// The draft incident report as Markdown (`text/markdown`), drafted now
+/// from the stored timeline.
+async fn get_report(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<ReportQuery>,
+) -> Result<Response, AppError> {
+    let id = ProposalId::parse(&id)
+        .map_err(|e| AppError::client(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let locale = match q.locale {
+        Some(l) if crate::config::LOCALES.contains(&l.as_str()) => l,
+        Some(l) => {
+            return Err(AppError::client(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "unknown locale {l:?}; use one of {}",
+                    crate::config::LOCALES.join(", ")
+                ),
+            ));
+        }
+        None => state.engine.get(&id)?.locale,
+    };
+    let draft = state.engine.report(&id, &locale).await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/markdown; charset=utf-8",
+        )],
+        draft.markdown,
+    )
+        .into_response())
 }

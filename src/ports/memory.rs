@@ -225,7 +225,7 @@ impl Executor for ScriptedExecutor {
         &self,
         _target: &Target,
         _plan: &Plan,
-        progress: mpsc::UnboundedSender<String>,
+        progress: mpsc::Sender<String>,
     ) -> Result<ExecOutcome, ExecError> {
         self.executions.fetch_add(1, Ordering::SeqCst);
         let gate = self.gate.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -245,7 +245,7 @@ impl Executor for ScriptedExecutor {
                 let last = lines.last().cloned().unwrap_or_default();
                 for line in lines {
                     // The receiver may be gone if the engine shut down; nothing to do then.
-                    let _ = progress.send(line);
+                    let _ = progress.send(line).await;
                 }
                 Ok(ExecOutcome::RolledBack { detail: last })
             }

@@ -6,6 +6,7 @@
 pub mod memory;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -143,7 +144,7 @@ pub trait Executor: Send + Sync {
         &self,
         target: &Target,
         plan: &Plan,
-        progress: mpsc::UnboundedSender<String>,
+        progress: mpsc::Sender<String>,
     ) -> Result<ExecOutcome, ExecError>;
 }
 
@@ -170,6 +171,45 @@ pub enum Verdict {
     NotConfigured,
 }
 
+/// The times the incident report asks the verifier about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentWindow {
+    /// When the incident started (first alert start, or the proposal).
+    pub start: DateTime<Utc>,
+    /// Just before the rollback ran: the "before" column of the report.
+    pub before: DateTime<Utc>,
+    /// When the incident ended (resolution, or the last event).
+    pub end: DateTime<Utc>,
+}
+
+/// What a check looked like before the rollback, for the report's table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckEvidence {
+    pub name: String,
+    /// The pass condition in words, e.g. `>= 99.5` or `HTTP 200, version == v1.2.0`.
+    pub condition: String,
+    /// The value at [`IncidentWindow::before`], when the check can look back.
+    pub before: Option<String>,
+}
+
+/// A metric over time, for the report's chart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(DateTime<Utc>, f64)>,
+    /// The pass threshold, drawn as a horizontal line.
+    pub threshold: Option<f64>,
+}
+
+/// Everything the verifier can add to the incident report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub checks: Vec<CheckEvidence>,
+    pub series: Option<Series>,
+    /// Why something is missing, e.g. Prometheus was unreachable.
+    pub notes: Vec<String>,
+}
+
 /// Checks that the service recovered after a rollback.
 #[async_trait]
 pub trait Verifier: Send + Sync {
@@ -181,4 +221,16 @@ pub trait Verifier: Send + Sync {
         plan: &Plan,
         results: mpsc::Sender<CheckResult>,
     ) -> Verdict;
+
+    /// Looks back over the incident for the report: each check's condition
+    /// and value before the rollback, and the charted metric. Verifiers that
+    /// cannot look back return nothing, and the report says so.
+    async fn evidence(
+        &self,
+        _service: &ServiceName,
+        _plan: &Plan,
+        _window: &IncidentWindow,
+    ) -> Evidence {
+        Evidence::default()
+    }
 }

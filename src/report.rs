@@ -1,0 +1,728 @@
+//! After the rollback: the resolved notice, the draft incident report and
+//! its chart, all rendered from the proposal and its recorded timeline
+//! (never from memory), in the proposal's locale.
+//!
+//! - [`draft`] turns a proposal, its timeline and the verifier's
+//!   [`Evidence`] into [`Draft`]: Markdown following RUNBOOKS.md's report
+//!   structure (timeline with times, durations, impact, trigger conditions,
+//!   a verification table with before/after values, and sections left for
+//!   people to fill), plus a PNG chart when there is a metric series.
+//! - [`render_note`] is the generic plain-text rendering of every
+//!   [`ThreadNote`], for any chat adapter that has no richer layout (and for
+//!   the console). The resolved notice is rendered from the proposal alone.
+//! - [`chart_png`] draws the metric with markers at alert start, approval,
+//!   rollback complete and resolution. Its font is bundled
+//!   (`assets/fonts/DejaVuSans.ttf`) so no system fonts are needed; labels
+//!   are ASCII for that reason.
+
+use std::sync::OnceLock;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::domain::{EventKind, Origin, Proposal, State, TimelineEvent, VoteKind};
+use crate::ports::{Evidence, IncidentWindow, Series, ThreadNote};
+use crate::templates::{TemplateError, Templates};
+
+/// Chart size in pixels (width, height).
+pub const CHART_SIZE: (u32, u32) = (960, 480);
+
+static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
+
+/// A report problem, saying what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("drawing the chart failed: {0}")]
+    Chart(String),
+}
+
+/// The process-wide templates, compiled on first use. `rollbot serve` and
+/// `check-config` call this at start-up, so a broken template stops them
+/// there rather than during an incident.
+///
+/// # Errors
+/// The first broken or missing template.
+pub fn templates() -> Result<&'static Templates, &'static TemplateError> {
+    static T: OnceLock<Result<Templates, TemplateError>> = OnceLock::new();
+    T.get_or_init(Templates::load).as_ref()
+}
+
+/// The drafted report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draft {
+    pub markdown: String,
+    pub chart_png: Option<Vec<u8>>,
+}
+
+/// Milestones of the incident, read off the timeline.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Milestones {
+    /// When the first alert says the problem started.
+    pub alert_start: Option<DateTime<Utc>>,
+    pub proposed: Option<DateTime<Utc>>,
+    pub approved: Option<DateTime<Utc>>,
+    pub started: Option<DateTime<Utc>>,
+    pub completed: Option<DateTime<Utc>>,
+    pub verified: Option<DateTime<Utc>>,
+    pub resolved: Option<DateTime<Utc>>,
+}
+
+impl Milestones {
+    /// Reads the milestones of `p` from its timeline.
+    pub fn of(p: &Proposal, timeline: &[TimelineEvent]) -> Self {
+        let mut m = Milestones {
+            alert_start: p.alerts.iter().map(|a| a.starts_at).min(),
+            ..Default::default()
+        };
+        for e in timeline {
+            let at = Some(e.at);
+            match &e.kind {
+                EventKind::Proposed { .. } => m.proposed = m.proposed.or(at),
+                EventKind::StateChanged {
+                    to: State::Approved,
+                    ..
+                } => m.approved = at,
+                EventKind::ExecutionStarted => m.started = at,
+                EventKind::ExecutionFinished { ok: true, .. } => m.completed = at,
+                EventKind::StateChanged {
+                    to: State::Verified | State::VerificationFailed,
+                    ..
+                } => m.verified = at,
+                _ => {}
+            }
+        }
+        m.resolved = resolution(p, m.verified);
+        m
+    }
+
+    /// Where the incident starts: the alert, or the proposal if none.
+    pub fn start(&self) -> Option<DateTime<Utc>> {
+        self.alert_start.or(self.proposed)
+    }
+
+    /// The incident window the verifier is asked about.
+    pub fn window(&self, now: DateTime<Utc>) -> IncidentWindow {
+        let start = self.start().unwrap_or(now);
+        IncidentWindow {
+            start,
+            before: self.started.or(self.approved).unwrap_or(start),
+            end: self.resolved.or(self.verified).unwrap_or(now),
+        }
+    }
+}
+
+/// When the incident counts as resolved: the alert cleared, or, for a
+/// manual proposal, verification passed.
+fn resolution(p: &Proposal, verified: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    match (p.alert_resolved_at, p.origin) {
+        (Some(at), _) => Some(at),
+        (None, Origin::Command | Origin::Drill) if p.state == State::Verified => verified,
+        _ => None,
+    }
+}
+
+/// Whether the report is due: verification is over and the incident is
+/// resolved (alert cleared) or the proposal was manual.
+pub fn report_due(p: &Proposal) -> bool {
+    matches!(p.state, State::Verified | State::VerificationFailed)
+        && (p.alert_resolved_at.is_some() || p.origin != Origin::Alert)
+}
+
+#[derive(Serialize)]
+struct TimelineRow {
+    at: DateTime<Utc>,
+    what: &'static str,
+    who: Option<String>,
+    detail: Option<String>,
+}
+
+#[derive(Serialize)]
+struct CheckRow {
+    name: String,
+    condition: Option<String>,
+    before: Option<String>,
+    after: Option<String>,
+    passed: bool,
+}
+
+#[derive(Serialize)]
+struct AlertRow {
+    name: String,
+    source: String,
+    summary: Option<String>,
+    starts_at: DateTime<Utc>,
+    ends_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize)]
+struct Durations {
+    decision: Option<i64>,
+    mitigate: Option<i64>,
+    total: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct ReportContext<'a> {
+    p: &'a Proposal,
+    from: String,
+    to: String,
+    approvers: Vec<String>,
+    alerts: Vec<AlertRow>,
+    timeline: Vec<TimelineRow>,
+    milestones: Milestones,
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+    durations: Durations,
+    impact_seconds: Option<i64>,
+    checks: Vec<CheckRow>,
+    notes: &'a [String],
+    chart: bool,
+    chart_name: Option<&'a str>,
+}
+
+fn images(rev: &crate::domain::RevisionInfo) -> String {
+    let list: Vec<_> = rev.images.iter().map(|i| i.image.as_str()).collect();
+    if list.is_empty() {
+        format!("revision {}", rev.revision)
+    } else {
+        format!("{} (revision {})", list.join(", "), rev.revision)
+    }
+}
+
+fn seconds(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<i64> {
+    Some((b? - a?).num_seconds().max(0))
+}
+
+fn timeline_rows(p: &Proposal, timeline: &[TimelineEvent], m: &Milestones) -> Vec<TimelineRow> {
+    let mut rows = Vec::new();
+    for a in &p.alerts {
+        rows.push(TimelineRow {
+            at: a.starts_at,
+            what: "alert_started",
+            who: None,
+            detail: Some(a.summary.clone().unwrap_or_else(|| a.name.clone())),
+        });
+    }
+    for e in timeline {
+        let (what, who, detail) = match &e.kind {
+            EventKind::Detected { alert } => ("detected", None, Some(alert.name.clone())),
+            EventKind::Proposed { by, reason } => {
+                ("proposed", Some(by.to_string()), Some(reason.clone()))
+            }
+            EventKind::Voted { user, vote, .. } => (
+                match vote {
+                    VoteKind::Approve => "voted_approve",
+                    VoteKind::Reject => "voted_reject",
+                },
+                Some(user.to_string()),
+                None,
+            ),
+            EventKind::StateChanged { to, .. } => match to {
+                State::Approved => ("approved", None, None),
+                State::Verified => ("verified", None, None),
+                State::VerificationFailed => ("verification_failed", None, None),
+                State::Failed => ("failed", None, None),
+                State::Rejected | State::Expired | State::Cancelled | State::Superseded => {
+                    ("closed", None, Some(to.to_string()))
+                }
+                _ => continue,
+            },
+            EventKind::ExecutionStarted => ("started", None, None),
+            EventKind::ExecutionFinished { ok: true, detail } => {
+                ("completed", None, Some(detail.clone()))
+            }
+            EventKind::Resolved { .. } => ("alert_resolved", None, None),
+            _ => continue,
+        };
+        // The alert's own end time is the resolution, not when we heard of it.
+        let at = match &e.kind {
+            EventKind::Resolved { ends_at, .. } => *ends_at,
+            _ => e.at,
+        };
+        rows.push(TimelineRow {
+            at,
+            what,
+            who,
+            detail,
+        });
+    }
+    if p.alert_resolved_at.is_none()
+        && let Some(at) = m.resolved
+    {
+        rows.push(TimelineRow {
+            at,
+            what: "resolved",
+            who: None,
+            detail: None,
+        });
+    }
+    rows.sort_by_key(|r| r.at);
+    rows
+}
+
+/// The verification table: each check's condition, the value before the
+/// rollback (from the evidence) and the last value recorded after it.
+fn check_rows(timeline: &[TimelineEvent], evidence: &Evidence) -> Vec<CheckRow> {
+    let mut rows: Vec<CheckRow> = evidence
+        .checks
+        .iter()
+        .map(|c| CheckRow {
+            name: c.name.clone(),
+            condition: Some(c.condition.clone()),
+            before: c.before.clone(),
+            after: None,
+            passed: false,
+        })
+        .collect();
+    for e in timeline {
+        if let EventKind::Check {
+            name,
+            passed,
+            value,
+        } = &e.kind
+        {
+            let row = match rows.iter().position(|r| &r.name == name) {
+                Some(i) => &mut rows[i],
+                None => {
+                    rows.push(CheckRow {
+                        name: name.clone(),
+                        condition: None,
+                        before: None,
+                        after: None,
+                        passed: false,
+                    });
+                    rows.last_mut().expect("just pushed")
+                }
+            };
+            row.after = Some(value.clone());
+            row.passed = *passed;
+        }
+    }
+    rows
+}
+
+/// Drafts the incident report of `p` in `locale`.
+///
+/// # Errors
+/// A template that fails to render (a bug caught by the template tests).
+/// A chart that cannot be drawn leaves the chart out and says so.
+pub fn draft(
+    t: &Templates,
+    p: &Proposal,
+    timeline: &[TimelineEvent],
+    evidence: &Evidence,
+    locale: &str,
+) -> Result<Draft, ReportError> {
+    let m = Milestones::of(p, timeline);
+    let mut notes = evidence.notes.clone();
+    let chart_png = match &evidence.series {
+        Some(s) if !s.points.is_empty() => match chart_png(s, &m) {
+            Ok(png) => Some(png),
+            Err(e) => {
+                tracing::warn!(proposal = %p.id, error = %e, "chart left out of the report");
+                notes.push(e.to_string());
+                None
+            }
+        },
+        _ => None,
+    };
+    let start = m.start();
+    let end = m.resolved;
+    let ctx = ReportContext {
+        p,
+        from: images(&p.plan.current),
+        to: images(&p.plan.target),
+        approvers: p.approvers().map(ToString::to_string).collect(),
+        alerts: p
+            .alerts
+            .iter()
+            .map(|a| AlertRow {
+                name: a.name.clone(),
+                source: a.source.clone(),
+                summary: a.summary.clone(),
+                starts_at: a.starts_at,
+                ends_at: a.ends_at,
+            })
+            .collect(),
+        timeline: timeline_rows(p, timeline, &m),
+        durations: Durations {
+            decision: seconds(start, m.approved),
+            mitigate: seconds(start, m.completed),
+            total: seconds(start, m.resolved),
+        },
+        impact_seconds: seconds(start, end),
+        start,
+        end,
+        milestones: m,
+        checks: check_rows(timeline, evidence),
+        notes: &notes,
+        chart: chart_png.is_some(),
+        chart_name: evidence.series.as_ref().map(|s| s.name.as_str()),
+    };
+    let markdown = t.render(locale, "report.md", &ctx)?;
+    Ok(Draft {
+        markdown,
+        chart_png,
+    })
+}
+
+#[derive(Serialize)]
+struct NoteContext<'a> {
+    p: &'a Proposal,
+    note: &'a ThreadNote,
+    from: String,
+    to: String,
+    approvers: Vec<String>,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    impact_seconds: i64,
+}
+
+/// Plain-text rendering of a thread note in `p`'s locale, usable by any
+/// chat. The resolved notice needs only the proposal: the impact window
+/// runs from the first alert's start (or the proposal) to the alert's
+/// resolution (or, for a manual proposal, its last update — verification).
+///
+/// # Errors
+/// A template that fails to render.
+pub fn render_note(t: &Templates, p: &Proposal, note: &ThreadNote) -> Result<String, ReportError> {
+    let start = p
+        .alerts
+        .iter()
+        .map(|a| a.starts_at)
+        .min()
+        .unwrap_or(p.created_at);
+    let end = p.alert_resolved_at.unwrap_or(p.updated_at);
+    let ctx = NoteContext {
+        p,
+        note,
+        from: images(&p.plan.current),
+        to: images(&p.plan.target),
+        approvers: p.approvers().map(ToString::to_string).collect(),
+        start,
+        end,
+        impact_seconds: (end - start).num_seconds().max(0),
+    };
+    let name = match note {
+        ThreadNote::Resolved => "resolved.txt",
+        ThreadNote::Report { markdown, .. } => return Ok(markdown.clone()),
+        _ => "thread_note.txt",
+    };
+    Ok(t.render(&p.locale, name, &ctx)?)
+}
+
+fn font() -> Result<(), ReportError> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| {
+        plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, FONT)
+            .is_ok()
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ReportError::Chart(
+            "the bundled font assets/fonts/DejaVuSans.ttf is not a valid font".into(),
+        ))
+    }
+}
+
+/// Draws `series` over the incident with vertical markers at alert start,
+/// approval, rollback complete and resolution, as a PNG of [`CHART_SIZE`].
+///
+/// # Errors
+/// [`ReportError::Chart`] when drawing or encoding fails.
+pub fn chart_png(series: &Series, m: &Milestones) -> Result<Vec<u8>, ReportError> {
+    use plotters::prelude::*;
+
+    font()?;
+    let chart_err = |e: &dyn std::fmt::Display| ReportError::Chart(e.to_string());
+    let (w, h) = CHART_SIZE;
+    let mut rgb = vec![255u8; (w * h * 3) as usize];
+    let markers: Vec<(&str, DateTime<Utc>, RGBColor)> = [
+        ("alert", m.alert_start, RED),
+        ("approved", m.approved, BLUE),
+        ("rolled back", m.completed, MAGENTA),
+        ("resolved", m.resolved, GREEN),
+    ]
+    .into_iter()
+    .filter_map(|(l, at, c)| Some((l, at?, c)))
+    .collect();
+    {
+        let mut times: Vec<DateTime<Utc>> = series.points.iter().map(|(t, _)| *t).collect();
+        times.extend(markers.iter().map(|(_, t, _)| *t));
+        let t0 = times.iter().min().copied().ok_or(ReportError::Chart(
+            "the series has no points to draw".into(),
+        ))?;
+        let t1 = times.iter().max().copied().unwrap_or(t0);
+        let t1 = if t1 > t0 {
+            t1
+        } else {
+            t0 + chrono::Duration::minutes(1)
+        };
+        let mut values: Vec<f64> = series.points.iter().map(|(_, v)| *v).collect();
+        values.extend(series.threshold);
+        let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let pad = ((hi - lo) * 0.1).max(0.5);
+        let (lo, hi) = (lo - pad, hi + pad);
+
+        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| chart_err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(ascii(&series.name), ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d(t0..t1, lo..hi)
+            .map_err(|e| chart_err(&e))?;
+        chart
+            .configure_mesh()
+            .x_labels(8)
+            .y_labels(8)
+            .x_label_formatter(&|t: &DateTime<Utc>| t.format("%H:%M").to_string())
+            .x_desc("UTC")
+            .label_style(("sans-serif", 13))
+            .draw()
+            .map_err(|e| chart_err(&e))?;
+        if let Some(th) = series.threshold {
+            chart
+                .draw_series(LineSeries::new(
+                    [(t0, th), (t1, th)],
+                    ShapeStyle::from(&BLACK.mix(0.5)).stroke_width(1),
+                ))
+                .map_err(|e| chart_err(&e))?
+                .label(format!("threshold {}", crate::verify::format_value(th)))
+                .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.mix(0.5)));
+        }
+        chart
+            .draw_series(LineSeries::new(
+                series.points.iter().copied(),
+                ShapeStyle::from(&BLACK).stroke_width(2),
+            ))
+            .map_err(|e| chart_err(&e))?;
+        for (label, at, color) in &markers {
+            let style = ShapeStyle::from(color).stroke_width(2);
+            chart
+                .draw_series(LineSeries::new([(*at, lo), (*at, hi)], style))
+                .map_err(|e| chart_err(&e))?
+                .label(format!("{label} {}", at.format("%H:%M:%S")))
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], style));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 13))
+            .draw()
+            .map_err(|e| chart_err(&e))?;
+        root.present().map_err(|e| chart_err(&e))?;
+    }
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, w, h);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut writer = enc.write_header().map_err(|e| chart_err(&e))?;
+        writer.write_image_data(&rgb).map_err(|e| chart_err(&e))?;
+    }
+    Ok(out)
+}
+
+/// The bundled font covers Latin only; other characters become `?`.
+fn ascii(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii() { c } else { '?' })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::config::LOCALES;
+    use crate::domain::{
+        AlertRef, ContainerImage, Plan, ProposalId, RevisionInfo, ServiceName, UserId, Vote,
+        VoteVia,
+    };
+    use crate::ports::{CheckEvidence, CheckResult};
+
+    fn at(h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2025, 3, 14, h, m, 0).unwrap()
+    }
+
+    fn proposal() -> Proposal {
+        let rev = |revision, tag: &str| RevisionInfo {
+            revision,
+            images: vec![ContainerImage {
+                container: "payment-api".into(),
+                image: format!("payment-api:{tag}"),
+            }],
+            change_cause: None,
+        };
+        let alert = AlertRef {
+            source: "alertmanager".into(),
+            name: "PaymentSuccessRateLow".into(),
+            fingerprint: "f1".into(),
+            summary: Some("payment success rate < 98% for 5 minutes".into()),
+            starts_at: at(14, 30),
+            ends_at: None,
+            links: vec![],
+            labels: Default::default(),
+        };
+        let vote = |u: &str, t| Vote {
+            user: UserId::parse(u).unwrap(),
+            via: VoteVia::Reaction,
+            at: t,
+        };
+        Proposal {
+            id: ProposalId::parse("RB-7K3M9Q").unwrap(),
+            service: ServiceName::parse("payment-api").unwrap(),
+            origin: Origin::Alert,
+            proposer: UserId::parse("slack:UROLLBOT").unwrap(),
+            reason: "payment success rate 95%".into(),
+            plan: Plan {
+                workload: "deployment production/prod-payment-deploy".into(),
+                current: rev(3, "v1.3.0"),
+                target: rev(2, "v1.2.0"),
+                warnings: vec![],
+                migrations: true,
+                guard: serde_json::Value::Null,
+            },
+            created_at: at(14, 31),
+            expires_at: at(15, 1),
+            state: State::Verified,
+            required: 2,
+            single_approver: false,
+            approvals: vec![
+                vote("slack:UALICE", at(14, 33)),
+                vote("slack:UBOB", at(14, 35)),
+            ],
+            rejected_by: None,
+            messages: vec![],
+            alerts: vec![alert],
+            extra_alerts: 2,
+            alert_resolved_at: Some(at(15, 0)),
+            recommendation: None,
+            timeline_len: 0,
+            updated_at: at(15, 0),
+            drill: true,
+            no_checks: false,
+            locale: "en".into(),
+        }
+    }
+
+    fn notes() -> Vec<ThreadNote> {
+        let check = |passed| CheckResult {
+            name: "success rate".into(),
+            passed,
+            value: "99.7".into(),
+        };
+        vec![
+            ThreadNote::ExecutionStarted,
+            ThreadNote::Progress {
+                line: "Waiting for deployment rollout to finish: 1 of 3 updated replicas are available...".into(),
+            },
+            ThreadNote::ExecutionFinished {
+                ok: true,
+                detail: "successfully rolled out".into(),
+            },
+            ThreadNote::ExecutionFinished {
+                ok: false,
+                detail: "progress deadline exceeded".into(),
+            },
+            ThreadNote::Superseded {
+                reason: "the deployment moved to revision 4".into(),
+            },
+            ThreadNote::Verification {
+                passed: true,
+                checks: vec![check(true)],
+            },
+            ThreadNote::Verification {
+                passed: false,
+                checks: vec![check(false)],
+            },
+            ThreadNote::Resolved,
+            ThreadNote::Text {
+                text: "hello".into(),
+            },
+        ]
+    }
+
+    /// Renders every template in every locale with a representative
+    /// context, and fails if a template exists that this test never renders.
+    #[test]
+    fn every_template_renders_in_every_locale() {
+        let t = templates().unwrap();
+        let p = proposal();
+        let evidence = Evidence {
+            checks: vec![CheckEvidence {
+                name: "success rate".into(),
+                condition: ">= 99.5".into(),
+                before: Some("95".into()),
+            }],
+            series: None,
+            notes: vec!["Prometheus was slow".into()],
+        };
+        let mut rendered = BTreeSet::new();
+        for locale in LOCALES {
+            let mut p = p.clone();
+            p.locale = locale.to_string();
+            for note in notes() {
+                let text = render_note(t, &p, &note).unwrap();
+                assert!(!text.trim().is_empty(), "{locale} {note:?}");
+                let name = if note == ThreadNote::Resolved {
+                    "resolved"
+                } else {
+                    "thread_note"
+                };
+                rendered.insert(format!("{locale}/{name}.txt"));
+            }
+            // With no timeline, no alerts and nothing configured, too.
+            for (p, timeline) in [
+                (p.clone(), vec![]),
+                (
+                    Proposal {
+                        alerts: vec![],
+                        alert_resolved_at: None,
+                        origin: Origin::Command,
+                        state: State::VerificationFailed,
+                        ..p.clone()
+                    },
+                    vec![],
+                ),
+            ] {
+                for ev in [&evidence, &Evidence::default()] {
+                    let d = draft(t, &p, &timeline, ev, locale).unwrap();
+                    assert!(d.markdown.contains("RB-7K3M9Q"), "{}", d.markdown);
+                }
+            }
+            rendered.insert(format!("{locale}/report.md"));
+            rendered.insert(format!("{locale}/vote_refused.txt"));
+        }
+        let all: BTreeSet<String> = t.names().into_iter().collect();
+        assert_eq!(
+            all, rendered,
+            "every template needs a representative render here"
+        );
+    }
+
+    #[test]
+    fn a_manual_proposal_is_resolved_by_passing_verification() {
+        let mut p = proposal();
+        p.origin = Origin::Command;
+        p.alerts.clear();
+        p.alert_resolved_at = None;
+        assert!(report_due(&p));
+        p.state = State::RolledBack;
+        assert!(!report_due(&p));
+        let mut a = proposal();
+        a.alert_resolved_at = None;
+        assert!(!report_due(&a), "an alert proposal waits for its alert");
+    }
+}
