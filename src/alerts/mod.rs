@@ -15,7 +15,9 @@
 //!   signatures, with constant-time comparisons.
 //! - [`routing`]: Alertmanager-style label matchers → target service, with
 //!   severity filter and minimum firing duration. First match wins.
-//! - [`severity`]: folding `critical`/`P1`/`SEV-2`/`warning`… into [`Severity`].
+//! - [`Severity`] is the domain's ([`crate::domain::decision::Severity`]):
+//!   one type folds `critical`/`P1`/`SEV-2`/`warning`… for routing and the
+//!   decision rules alike.
 //!
 //! # Wiring a webhook route
 //!
@@ -63,8 +65,8 @@ pub mod grafana;
 pub mod pagerduty;
 mod payload;
 pub mod routing;
-pub mod severity;
 
+pub use crate::domain::decision::{Severity, UnknownSeverity};
 pub use alertmanager::parse_alertmanager;
 pub use auth::{
     AuthError, AuthFailure, GrafanaSigning, verify_basic, verify_bearer, verify_grafana_signature,
@@ -82,4 +84,3 @@ pub use routing::{
     MatchOp, Matcher, MatcherError, RouteConfig, RouteConfigError, RouteDecision, Router,
     parse_duration,
 };
-pub use severity::{Severity, UnknownSeverity};
