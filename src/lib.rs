@@ -15,7 +15,9 @@
 //! - [`config`]: the TOML configuration, its loading and validation.
 //! - [`app`]: wiring for `rollbot serve`, shared by `main` and tests.
 //! - [`templates`]: every user-facing message, from `templates/<locale>/`.
-//! - [`http`]: the axum server: health, readiness and the read API.
+//! - [`http`]: the axum server: health, readiness, the read API, alert
+//!   webhooks (`/webhooks/…`) and `/metrics`.
+//! - [`metrics`]: the Prometheus counters behind `/metrics`.
 
 pub mod alerts;
 pub mod app;
@@ -23,6 +25,7 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod http;
+pub mod metrics;
 pub mod ports;
 pub mod store;
 pub mod templates;
