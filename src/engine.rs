@@ -111,6 +111,9 @@ struct Inner {
     running: AtomicUsize,
     idle: Notify,
     panicked: AtomicBool,
+    // Alerts for one service are handled one at a time (check, act, claim),
+    // so concurrent deliveries cannot both open or both attach.
+    alert_locks: Mutex<HashMap<ServiceName, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Engine {
@@ -125,6 +128,7 @@ impl Engine {
                 running: AtomicUsize::new(0),
                 idle: Notify::new(),
                 panicked: AtomicBool::new(false),
+                alert_locks: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -536,6 +540,7 @@ impl Engine {
         if !expired.is_empty() {
             self.inner.store.flush().await?;
         }
+        self.release_pending_alerts().await?;
         Ok(expired)
     }
 
@@ -978,4 +983,415 @@ fn decision_input(alert: Option<&AlertRef>, migrations: bool, now: DateTime<Utc>
         time_to_fix_minutes: label("time_to_fix_minutes").and_then(|v| v.parse().ok()),
         migrations,
     }
+}
+
+// ---------------------------------------------------------------------------
+// Alert ingestion: routed alerts → deduplicated proposals.
+// ---------------------------------------------------------------------------
+
+/// The store tree of alerts waiting for their route's `for_duration`.
+const PENDING_TREE: &str = "pending_alerts";
+
+/// What [`Engine::alert`] did with one alert.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum AlertOutcome {
+    /// No route matched; nothing was stored.
+    Unmatched,
+    /// This exact delivery (same idempotency key) was already processed.
+    Repeat,
+    /// It opened a proposal.
+    Proposed {
+        service: String,
+        proposal: ProposalId,
+    },
+    /// It joined the service's open proposal (kept, or only counted once
+    /// [`MAX_ATTACHED_ALERTS`] are kept).
+    Attached {
+        service: String,
+        proposal: ProposalId,
+    },
+    /// Its route's `for_duration` has not elapsed; the engine's tick
+    /// proposes it at `until` if it has not resolved by then.
+    Pending {
+        service: String,
+        until: DateTime<Utc>,
+    },
+    /// Routed, but no proposal: the route has `auto_propose = false`, or the
+    /// rollback cannot be planned (`reason` says why).
+    NotProposed { service: String, reason: String },
+    /// It resolved an alert of `proposal`; `recorded` is false for alerts
+    /// beyond the kept ones, which are not written to the timeline.
+    Resolved {
+        service: String,
+        proposal: ProposalId,
+        recorded: bool,
+    },
+    /// It resolved before its `for_duration` elapsed: nothing is proposed.
+    ClearedWhilePending { service: String },
+    /// A resolved alert that belongs to no proposal.
+    ResolvedUntracked { service: String },
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PendingAlert {
+    service: ServiceName,
+    until: DateTime<Utc>,
+    auto_propose: bool,
+    alert: crate::alerts::AlertEvent,
+}
+
+/// The shape rollbot's timeline keeps of an alert.
+pub fn alert_ref(event: &crate::alerts::AlertEvent) -> AlertRef {
+    let l = &event.links;
+    let links = [
+        &l.generator_url,
+        &l.dashboard_url,
+        &l.panel_url,
+        &l.runbook_url,
+        &l.incident_url,
+        &l.silence_url,
+    ]
+    .into_iter()
+    .flatten()
+    .cloned()
+    .collect();
+    AlertRef {
+        source: event.source.as_str().to_string(),
+        name: event.alert_name.clone(),
+        fingerprint: event.fingerprint.clone(),
+        summary: event.summary.clone(),
+        starts_at: event.starts_at,
+        ends_at: event.ends_at,
+        links,
+        labels: event.labels.clone(),
+    }
+}
+
+fn idempotency_claim_key(event: &crate::alerts::AlertEvent) -> String {
+    format!("alert:{}", event.idempotency_key)
+}
+
+/// Dedup-tree key remembering which proposal an alert instance (fingerprint
+/// and `startsAt`, which stay the same until it resolves) belongs to.
+fn fingerprint_key(event: &crate::alerts::AlertEvent) -> String {
+    format!(
+        "alert-fp:{}:{}:{}",
+        event.source.as_str(),
+        event.fingerprint,
+        event
+            .starts_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    )
+}
+
+fn pending_key(service: &ServiceName, fingerprint: &str) -> Vec<u8> {
+    format!("{service}\0{fingerprint}").into_bytes()
+}
+
+impl Engine {
+    /// The engine's current time (from its injected clock), e.g. for
+    /// parsers that default a timestamp to "received now".
+    pub fn current_time(&self) -> DateTime<Utc> {
+        self.now()
+    }
+
+    fn alert_lock(&self, service: &ServiceName) -> Arc<tokio::sync::Mutex<()>> {
+        self.inner
+            .alert_locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(service.clone())
+            .or_default()
+            .clone()
+    }
+
+    /// Handles one alert: routes it (with the engine's clock), then opens a
+    /// proposal, attaches it to the service's open one, parks it until its
+    /// minimum firing duration, or records that it resolved.
+    ///
+    /// Idempotent: the alert's [`IdempotencyKey`](crate::alerts::IdempotencyKey)
+    /// is claimed in the store only after the alert was fully handled, so a
+    /// delivery that failed half-way is processed again when the sender
+    /// retries, and one that succeeded is a [`AlertOutcome::Repeat`].
+    ///
+    /// # Errors
+    /// Storage failure, or a plan that failed because the cluster was
+    /// unreachable — both worth a retry by the sender (answer 5xx).
+    pub async fn alert(
+        &self,
+        event: &crate::alerts::AlertEvent,
+        router: &crate::alerts::Router,
+    ) -> Result<AlertOutcome, EngineError> {
+        use crate::alerts::{AlertStatus, RouteDecision};
+        let (service, auto_propose, wait_until) = match router.route(event, self.now()) {
+            RouteDecision::Unmatched => return Ok(AlertOutcome::Unmatched),
+            RouteDecision::Matched {
+                service,
+                auto_propose,
+                wait_until,
+                ..
+            } => (service, auto_propose, wait_until),
+        };
+        // Config validation guarantees routes name configured services.
+        let service = self.service_named(&service)?.name.clone();
+        let lock = self.alert_lock(&service);
+        let _guard = lock.lock().await;
+        let claim_key = idempotency_claim_key(event);
+        if self.inner.store.seen(&claim_key)?.is_some() {
+            return Ok(AlertOutcome::Repeat);
+        }
+        let outcome = match event.status {
+            AlertStatus::Firing => {
+                let open = self.inner.store.open_for(&service)?;
+                if let Some(open) = open {
+                    self.join(&service, &open.id, alert_ref(event), event)
+                        .await?
+                } else if let Some(until) = wait_until.filter(|_| auto_propose) {
+                    self.park(&service, until, event)?;
+                    AlertOutcome::Pending {
+                        service: service.to_string(),
+                        until,
+                    }
+                } else {
+                    self.fire(&service, auto_propose, event).await?
+                }
+            }
+            AlertStatus::Resolved => self.resolve(&service, event).await?,
+        };
+        let value = match &outcome {
+            AlertOutcome::Proposed { proposal, .. }
+            | AlertOutcome::Attached { proposal, .. }
+            | AlertOutcome::Resolved { proposal, .. } => proposal.to_string(),
+            _ => String::new(),
+        };
+        // A plan the executor refused is not remembered: a later re-send of
+        // the alert tries again (the workload may have changed).
+        let plan_refused = auto_propose && matches!(outcome, AlertOutcome::NotProposed { .. });
+        if !plan_refused {
+            self.claim(&claim_key, &value)?;
+        }
+        Ok(outcome)
+    }
+
+    /// A firing alert that may propose now. Caller holds the service's alert lock.
+    async fn fire(
+        &self,
+        service: &ServiceName,
+        auto_propose: bool,
+        event: &crate::alerts::AlertEvent,
+    ) -> Result<AlertOutcome, EngineError> {
+        let alert = alert_ref(event);
+        if let Some(open) = self.inner.store.open_for(service)? {
+            return self.join(service, &open.id, alert, event).await;
+        }
+        if !auto_propose {
+            tracing::info!(%service, alert = %event.alert_name, "alert routed; auto_propose is off for its route");
+            return Ok(AlertOutcome::NotProposed {
+                service: service.to_string(),
+                reason: "the route has auto_propose = false".into(),
+            });
+        }
+        let reason = event.summary.clone().unwrap_or_else(|| {
+            format!(
+                "{} is firing ({})",
+                event.alert_name,
+                event.source.display_name()
+            )
+        });
+        let request = ProposeRequest {
+            service: service.clone(),
+            origin: Origin::Alert,
+            proposer: UserId::system(event.source.as_str()),
+            reason,
+            to_revision: None,
+            alert: Some(alert.clone()),
+            channel: None,
+        };
+        match self.propose(request).await {
+            Ok(p) => {
+                self.claim(&fingerprint_key(event), p.id.as_str())?;
+                Ok(AlertOutcome::Proposed {
+                    service: service.to_string(),
+                    proposal: p.id,
+                })
+            }
+            // A person's `/rollback` won the race: join it.
+            Err(EngineError::AlreadyOpen { existing, .. }) => {
+                self.join(service, &existing, alert, event).await
+            }
+            Err(EngineError::Plan { source, .. })
+                if source.kind != crate::ports::ExecErrorKind::Unreachable =>
+            {
+                tracing::warn!(%service, alert = %event.alert_name, error = %source, "alert not proposed: no rollback plan");
+                Ok(AlertOutcome::NotProposed {
+                    service: service.to_string(),
+                    reason: source.message,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn join(
+        &self,
+        service: &ServiceName,
+        id: &ProposalId,
+        alert: AlertRef,
+        event: &crate::alerts::AlertEvent,
+    ) -> Result<AlertOutcome, EngineError> {
+        self.attach_alert(id, alert).await?;
+        self.claim(&fingerprint_key(event), id.as_str())?;
+        Ok(AlertOutcome::Attached {
+            service: service.to_string(),
+            proposal: id.clone(),
+        })
+    }
+
+    /// A resolved alert. Caller holds the service's alert lock.
+    async fn resolve(
+        &self,
+        service: &ServiceName,
+        event: &crate::alerts::AlertEvent,
+    ) -> Result<AlertOutcome, EngineError> {
+        let pending = self.inner.store.tree(PENDING_TREE)?;
+        if pending
+            .remove(pending_key(service, &event.fingerprint))
+            .map_err(StoreError::from)?
+            .is_some()
+        {
+            tracing::info!(%service, alert = %event.alert_name, "alert resolved before its minimum firing duration; nothing proposed");
+            return Ok(AlertOutcome::ClearedWhilePending {
+                service: service.to_string(),
+            });
+        }
+        let remembered = self
+            .inner
+            .store
+            .seen(&fingerprint_key(event))?
+            .and_then(|e| ProposalId::parse(&e.value).ok());
+        let proposal = match remembered {
+            Some(id) => self.inner.store.get(&id)?,
+            // Not delivered firing to us (e.g. rollbot was down): the open
+            // proposal still knows the fingerprint if it kept the alert.
+            None => self
+                .inner
+                .store
+                .open_for(service)?
+                .filter(|p| p.alerts.iter().any(|a| a.fingerprint == event.fingerprint)),
+        };
+        let Some(p) = proposal else {
+            return Ok(AlertOutcome::ResolvedUntracked {
+                service: service.to_string(),
+            });
+        };
+        // Only alerts kept on the proposal get a timeline entry, so a storm
+        // resolving cannot grow the timeline without bound either.
+        let recorded = p.alerts.iter().any(|a| a.fingerprint == event.fingerprint);
+        if recorded {
+            let ends_at = event.ends_at.unwrap_or_else(|| self.now());
+            self.alert_resolved(&p.id, &event.fingerprint, ends_at)
+                .await?;
+        }
+        Ok(AlertOutcome::Resolved {
+            service: service.to_string(),
+            proposal: p.id,
+            recorded,
+        })
+    }
+
+    /// Remembers a firing alert until its route's `for_duration` elapses.
+    fn park(
+        &self,
+        service: &ServiceName,
+        until: DateTime<Utc>,
+        event: &crate::alerts::AlertEvent,
+    ) -> Result<(), EngineError> {
+        let entry = PendingAlert {
+            service: service.clone(),
+            until,
+            auto_propose: true,
+            alert: event.clone(),
+        };
+        let bytes = serde_json::to_vec(&serde_json::json!({
+            "v": crate::store::SCHEMA_VERSION,
+            "data": entry,
+        }))
+        .map_err(|e| {
+            EngineError::Store(StoreError::Corrupt {
+                tree: PENDING_TREE,
+                key: service.to_string(),
+                detail: e.to_string(),
+            })
+        })?;
+        self.inner
+            .store
+            .tree(PENDING_TREE)?
+            .insert(pending_key(service, &event.fingerprint), bytes)
+            .map_err(StoreError::from)?;
+        tracing::info!(%service, alert = %event.alert_name, %until, "alert pending until its minimum firing duration");
+        Ok(())
+    }
+
+    /// Proposes (or attaches) parked alerts whose minimum firing duration
+    /// has elapsed, without waiting for another delivery. Called by
+    /// [`Engine::tick`].
+    ///
+    /// # Errors
+    /// Storage failure; the entry stays parked and is retried next tick.
+    pub async fn release_pending_alerts(&self) -> Result<Vec<AlertOutcome>, EngineError> {
+        let tree = self.inner.store.tree(PENDING_TREE)?;
+        let now = self.now();
+        let mut due = Vec::new();
+        for kv in tree.iter() {
+            let (key, value) = kv.map_err(StoreError::from)?;
+            let entry = decode_pending(&key, &value)?;
+            if entry.until <= now {
+                due.push((key, entry));
+            }
+        }
+        let mut outcomes = Vec::new();
+        for (key, entry) in due {
+            let lock = self.alert_lock(&entry.service);
+            let _guard = lock.lock().await;
+            // A resolved delivery may have removed it meanwhile.
+            if tree.get(&key).map_err(StoreError::from)?.is_none() {
+                continue;
+            }
+            let outcome = self
+                .fire(&entry.service, entry.auto_propose, &entry.alert)
+                .await?;
+            tree.remove(&key).map_err(StoreError::from)?;
+            tracing::info!(service = %entry.service, alert = %entry.alert.alert_name, ?outcome, "pending alert released");
+            outcomes.push(outcome);
+        }
+        if !outcomes.is_empty() {
+            self.inner.store.flush().await?;
+        }
+        Ok(outcomes)
+    }
+}
+
+fn decode_pending(key: &[u8], bytes: &[u8]) -> Result<PendingAlert, EngineError> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        v: u32,
+        data: serde_json::Value,
+    }
+    let corrupt = |detail: String| {
+        EngineError::Store(StoreError::Corrupt {
+            tree: PENDING_TREE,
+            key: String::from_utf8_lossy(key).replace('\0', "/"),
+            detail,
+        })
+    };
+    let env: Envelope = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    if env.v > crate::store::SCHEMA_VERSION {
+        return Err(EngineError::Store(StoreError::FutureSchema {
+            tree: PENDING_TREE,
+            key: String::from_utf8_lossy(key).replace('\0', "/"),
+            found: env.v,
+        }));
+    }
+    serde_json::from_value(env.data).map_err(|e| corrupt(e.to_string()))
 }

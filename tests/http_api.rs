@@ -12,10 +12,7 @@ use support::*;
 async fn start(t: &Tester) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = AppState {
-        engine: t.engine.clone(),
-        ready: Arc::new(AtomicBool::new(true)),
-    };
+    let state = AppState::new(t.engine.clone(), Arc::new(AtomicBool::new(true)));
     tokio::spawn(http::serve(
         listener,
         http::router(state, 64 * 1024),
