@@ -64,6 +64,10 @@ pub enum EngineError {
     NotCancellable { id: ProposalId, state: State },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An alert of a delivery could not be handled (it shares the failure
+    /// of the write it was part of); the sender should retry.
+    #[error("the alert was not handled: {0}")]
+    AlertNotHandled(String),
 }
 
 /// A request to open a proposal.
@@ -1033,6 +1037,23 @@ pub enum AlertOutcome {
     ResolvedUntracked { service: String },
 }
 
+/// A routed alert of a delivery: its index, `auto_propose`, `wait_until`.
+type Routed = (usize, bool, Option<DateTime<Utc>>);
+
+/// Firing alerts of one delivery waiting to join the open proposal.
+#[derive(Default)]
+struct Joins {
+    open: Option<ProposalId>,
+    queued: Vec<QueuedJoin>,
+}
+
+struct QueuedJoin {
+    index: usize,
+    alert: AlertRef,
+    fingerprint_key: String,
+    claim_key: String,
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct PendingAlert {
     service: ServiceName,
@@ -1123,41 +1144,147 @@ impl Engine {
         event: &crate::alerts::AlertEvent,
         router: &crate::alerts::Router,
     ) -> Result<AlertOutcome, EngineError> {
-        use crate::alerts::{AlertStatus, RouteDecision};
-        let (service, auto_propose, wait_until) = match router.route(event, self.now()) {
-            RouteDecision::Unmatched => return Ok(AlertOutcome::Unmatched),
-            RouteDecision::Matched {
-                service,
-                auto_propose,
-                wait_until,
-                ..
-            } => (service, auto_propose, wait_until),
-        };
-        // Config validation guarantees routes name configured services.
-        let service = self.service_named(&service)?.name.clone();
-        let lock = self.alert_lock(&service);
-        let _guard = lock.lock().await;
-        let claim_key = idempotency_claim_key(event);
-        if self.inner.store.seen(&claim_key)?.is_some() {
-            return Ok(AlertOutcome::Repeat);
+        self.alerts(std::slice::from_ref(event), router)
+            .await
+            .pop()
+            .unwrap_or(Ok(AlertOutcome::Unmatched))
+    }
+
+    /// [`Engine::alert`] for every alert of one delivery, in order; one
+    /// result per alert. Firing alerts that join the same open proposal are
+    /// attached in a single write, so an alert storm costs one store
+    /// transaction per delivery rather than one per alert.
+    pub async fn alerts(
+        &self,
+        events: &[crate::alerts::AlertEvent],
+        router: &crate::alerts::Router,
+    ) -> Vec<Result<AlertOutcome, EngineError>> {
+        use crate::alerts::RouteDecision;
+        let now = self.now();
+        let mut results: Vec<Option<Result<AlertOutcome, EngineError>>> =
+            events.iter().map(|_| None).collect();
+        // Routed alerts grouped by service, in delivery order.
+        let mut by_service: Vec<(ServiceName, Vec<Routed>)> = Vec::new();
+        for (i, event) in events.iter().enumerate() {
+            match router.route(event, now) {
+                RouteDecision::Unmatched => results[i] = Some(Ok(AlertOutcome::Unmatched)),
+                RouteDecision::Matched {
+                    service,
+                    auto_propose,
+                    wait_until,
+                    ..
+                } => match self.service_named(&service) {
+                    // Config validation guarantees routes name configured services.
+                    Err(e) => results[i] = Some(Err(e)),
+                    Ok(s) => {
+                        let entry = (i, auto_propose, wait_until);
+                        match by_service.iter_mut().find(|(name, _)| *name == s.name) {
+                            Some((_, list)) => list.push(entry),
+                            None => by_service.push((s.name.clone(), vec![entry])),
+                        }
+                    }
+                },
+            }
         }
+        for (service, list) in by_service {
+            let lock = self.alert_lock(&service);
+            let _guard = lock.lock().await;
+            let mut joins = Joins::default();
+            for (i, auto_propose, wait_until) in list {
+                let event = &events[i];
+                match self.try_queue_join(&service, i, event, &mut joins) {
+                    Ok(Some(outcome)) => {
+                        results[i] = Some(Ok(outcome));
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        results[i] = Some(Err(e));
+                        continue;
+                    }
+                }
+                if joins.queued.last().is_some_and(|q| q.index == i) {
+                    continue;
+                }
+                // Anything else is handled in delivery order: settle the
+                // queued joins first.
+                for (j, result) in self.commit_joins(&service, &mut joins).await {
+                    results[j] = Some(result);
+                }
+                let result = self
+                    .alert_one(&service, event, auto_propose, wait_until)
+                    .await;
+                if let Ok(AlertOutcome::Proposed { proposal, .. }) = &result {
+                    joins.open = Some(proposal.clone());
+                }
+                results[i] = Some(result);
+            }
+            for (j, result) in self.commit_joins(&service, &mut joins).await {
+                results[j] = Some(result);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Ok(AlertOutcome::Unmatched)))
+            .collect()
+    }
+
+    /// A repeat is answered at once (`Some`); a firing alert for a service
+    /// with an open proposal is queued in `joins`; anything else is left to
+    /// [`Engine::alert_one`] (`None`, not queued).
+    fn try_queue_join(
+        &self,
+        service: &ServiceName,
+        index: usize,
+        event: &crate::alerts::AlertEvent,
+        joins: &mut Joins,
+    ) -> Result<Option<AlertOutcome>, EngineError> {
+        let claim_key = idempotency_claim_key(event);
+        // The same alert twice in one delivery is a repeat too.
+        if joins.queued.iter().any(|q| q.claim_key == claim_key)
+            || self.inner.store.seen(&claim_key)?.is_some()
+        {
+            return Ok(Some(AlertOutcome::Repeat));
+        }
+        if event.status != crate::alerts::AlertStatus::Firing {
+            return Ok(None);
+        }
+        if joins.open.is_none() {
+            joins.open = self.inner.store.open_for(service)?.map(|p| p.id);
+        }
+        if joins.open.is_some() {
+            joins.queued.push(QueuedJoin {
+                index,
+                alert: alert_ref(event),
+                fingerprint_key: fingerprint_key(event),
+                claim_key,
+            });
+        }
+        Ok(None)
+    }
+
+    /// One routed alert that is neither a repeat nor a join; caller holds
+    /// the service's alert lock.
+    async fn alert_one(
+        &self,
+        service: &ServiceName,
+        event: &crate::alerts::AlertEvent,
+        auto_propose: bool,
+        wait_until: Option<DateTime<Utc>>,
+    ) -> Result<AlertOutcome, EngineError> {
+        use crate::alerts::AlertStatus;
         let outcome = match event.status {
-            AlertStatus::Firing => {
-                let open = self.inner.store.open_for(&service)?;
-                if let Some(open) = open {
-                    self.join(&service, &open.id, alert_ref(event), event)
-                        .await?
-                } else if let Some(until) = wait_until.filter(|_| auto_propose) {
-                    self.park(&service, until, event)?;
+            AlertStatus::Firing => match wait_until.filter(|_| auto_propose) {
+                Some(until) => {
+                    self.park(service, until, event)?;
                     AlertOutcome::Pending {
                         service: service.to_string(),
                         until,
                     }
-                } else {
-                    self.fire(&service, auto_propose, event).await?
                 }
-            }
-            AlertStatus::Resolved => self.resolve(&service, event).await?,
+                None => self.fire(service, auto_propose, event).await?,
+            },
+            AlertStatus::Resolved => self.resolve(service, event).await?,
         };
         let value = match &outcome {
             AlertOutcome::Proposed { proposal, .. }
@@ -1169,9 +1296,87 @@ impl Engine {
         // the alert tries again (the workload may have changed).
         let plan_refused = auto_propose && matches!(outcome, AlertOutcome::NotProposed { .. });
         if !plan_refused {
-            self.claim(&claim_key, &value)?;
+            self.claim(&idempotency_claim_key(event), &value)?;
         }
         Ok(outcome)
+    }
+
+    /// Attaches the queued alerts to the open proposal in one write, then
+    /// remembers their fingerprints and claims their keys. One result per
+    /// queued alert, by its index in the delivery.
+    async fn commit_joins(
+        &self,
+        service: &ServiceName,
+        joins: &mut Joins,
+    ) -> Vec<(usize, Result<AlertOutcome, EngineError>)> {
+        let queued = std::mem::take(&mut joins.queued);
+        let Some(id) = joins.open.clone() else {
+            return vec![];
+        };
+        if queued.is_empty() {
+            return vec![];
+        }
+        let alerts = queued.iter().map(|q| q.alert.clone()).collect();
+        let result = async {
+            self.attach_alerts(&id, alerts).await?;
+            for q in &queued {
+                self.claim(&q.fingerprint_key, id.as_str())?;
+                self.claim(&q.claim_key, id.as_str())?;
+            }
+            Ok::<_, EngineError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => queued
+                .iter()
+                .map(|q| {
+                    let outcome = AlertOutcome::Attached {
+                        service: service.to_string(),
+                        proposal: id.clone(),
+                    };
+                    (q.index, Ok(outcome))
+                })
+                .collect(),
+            Err(e) => {
+                let text = e.to_string();
+                queued
+                    .iter()
+                    .map(|q| (q.index, Err(EngineError::AlertNotHandled(text.clone()))))
+                    .collect()
+            }
+        }
+    }
+
+    /// [`Engine::attach_alert`] for several alerts in one write: the first
+    /// ones up to [`MAX_ATTACHED_ALERTS`] are kept (one timeline event each),
+    /// the rest only counted.
+    ///
+    /// # Errors
+    /// Unknown proposal or storage failure.
+    pub async fn attach_alerts(
+        &self,
+        id: &ProposalId,
+        alerts: Vec<AlertRef>,
+    ) -> Result<Proposal, EngineError> {
+        let lock = self.lock_for(id);
+        let _guard = lock.lock().await;
+        let now = self.now();
+        let (_, p) = self
+            .inner
+            .store
+            .update(id, now, |p| {
+                let room = MAX_ATTACHED_ALERTS.saturating_sub(p.alerts.len());
+                let kept = alerts.len().min(room);
+                p.alerts.extend_from_slice(&alerts[..kept]);
+                p.extra_alerts += (alerts.len() - kept) as u64;
+                let events = alerts[..kept]
+                    .iter()
+                    .map(|a| EventKind::AlertAttached { alert: a.clone() })
+                    .collect();
+                Ok::<_, std::convert::Infallible>(((), events))
+            })
+            .map_err(store_only)?;
+        Ok(p)
     }
 
     /// A firing alert that may propose now. Caller holds the service's alert lock.

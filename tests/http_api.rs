@@ -163,6 +163,11 @@ async fn serve_starts_and_answers_health_checks() {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollbot"))
             .args(["serve", "--config", cfg.to_str().unwrap(), "--listen"])
             .arg(format!("127.0.0.1:{port}"))
+            // The example's [alerts] secrets.
+            .env("ROLLBOT_ALERTMANAGER_TOKEN", "t1")
+            .env("ROLLBOT_GRAFANA_HMAC_SECRET", "t2")
+            .env("ROLLBOT_GENERIC_TOKEN", "t3")
+            .env("ROLLBOT_PAGERDUTY_SECRET", "t4")
             .kill_on_drop(true)
             .spawn()
             .unwrap();

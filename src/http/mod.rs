@@ -77,7 +77,7 @@ impl From<crate::engine::EngineError> for AppError {
         use crate::engine::EngineError as E;
         match e {
             E::NotFound(_) => Self::client(StatusCode::NOT_FOUND, e.to_string()),
-            E::Store(_) => Self::Internal(e.to_string()),
+            E::Store(_) | E::AlertNotHandled(_) => Self::Internal(e.to_string()),
             other => Self::client(StatusCode::CONFLICT, other.to_string()),
         }
     }

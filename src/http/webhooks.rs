@@ -295,8 +295,12 @@ async fn ingest(state: &AppState, batch: AlertBatch) -> Result<Response, AppErro
     }
     let mut outcomes = Vec::with_capacity(batch.alerts.len());
     let mut failure = None;
-    for event in &batch.alerts {
-        match state.engine.alert(event, &state.webhooks.router).await {
+    let results = state
+        .engine
+        .alerts(&batch.alerts, &state.webhooks.router)
+        .await;
+    for result in results {
+        match result {
             Ok(outcome) => {
                 match &outcome {
                     AlertOutcome::Unmatched => metrics.alert_unmatched(source),
