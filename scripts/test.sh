@@ -10,6 +10,8 @@ if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
 
 # Debian packages the tests run for real.
 apt_packages=()
+# tests/alertmanager_real.rs runs a real Alertmanager.
+if [ ! -x /usr/bin/prometheus-alertmanager ]; then apt_packages+=(prometheus-alertmanager); fi
 if ((${#apt_packages[@]})); then
   echo "==> installing: ${apt_packages[*]}"
   "${sudo_cmd[@]}" apt-get update
