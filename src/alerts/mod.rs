@@ -29,9 +29,11 @@
 //!    (answer [`PagerDutyDelivery::Ignored`] with 2xx), [`parse_generic`]
 //!    (pass the arrival time). A [`PayloadError`] is a 400 whose `Display` is
 //!    safe to return.
-//! 4. For each event: drop it if its [`AlertEvent::idempotency_key`] was
-//!    seen (retries, `group_interval` re-sends), else [`Router::route`] it
-//!    with the current time and hand the decision to the engine.
+//! 4. Hand the events to [`crate::engine::Engine::alerts`]: it routes each
+//!    with [`Router::route`] at the engine's time, drops repeats by
+//!    [`AlertEvent::idempotency_key`] (retries, `group_interval` re-sends)
+//!    and proposes, attaches, parks or resolves. `src/http/webhooks.rs`
+//!    is the wiring.
 //!
 //! ```
 //! use rollbot::alerts::{parse_alertmanager, RouteConfig, RouteDecision, Router};
