@@ -9,7 +9,11 @@ sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
 
 # Debian packages the tests run for real.
-apt_packages=(prometheus)
+apt_packages=()
+# tests/verify_prometheus.rs runs a real Prometheus.
+if [ ! -x /usr/bin/prometheus ]; then apt_packages+=(prometheus); fi
+# tests/alertmanager_real.rs runs a real Alertmanager.
+if [ ! -x /usr/bin/prometheus-alertmanager ]; then apt_packages+=(prometheus-alertmanager); fi
 if ((${#apt_packages[@]})); then
   echo "==> installing: ${apt_packages[*]}"
   "${sudo_cmd[@]}" apt-get update

@@ -17,7 +17,8 @@ use crate::ports::memory::MemoryChat;
 use crate::store::Store;
 use crate::verify::HttpVerifier;
 
-/// How often proposals are checked for expiry.
+/// How often proposals are checked for expiry and pending alerts for their
+/// minimum firing duration.
 const TICK: Duration = Duration::from_secs(5);
 
 /// Starts everything described by `config` and serves on `listener` until
@@ -45,6 +46,9 @@ pub async fn serve(
     if let Err(e) = crate::report::templates() {
         bail!("loading message templates: {e}");
     }
+    let webhooks = http::webhooks::Webhooks::from_config(config.alerts.as_ref())
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("reading the [alerts] webhook secrets")?;
     let store = Store::open(&config.store.path)
         .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
     let ports = Ports {
@@ -65,8 +69,8 @@ pub async fn serve(
         .context("resuming interrupted proposals")?;
     let ready = Arc::new(AtomicBool::new(true));
     let state = AppState {
-        engine: engine.clone(),
-        ready,
+        webhooks: Arc::new(webhooks),
+        ..AppState::new(engine.clone(), ready)
     };
     let ticker = tokio::spawn({
         let engine = engine.clone();
@@ -75,7 +79,7 @@ pub async fn serve(
             loop {
                 every.tick().await;
                 if let Err(e) = engine.tick().await {
-                    tracing::error!(error = %e, "expiry tick failed");
+                    tracing::error!(error = %e, "tick (expiry, pending alerts) failed");
                 }
             }
         }

@@ -73,6 +73,10 @@ pub enum EngineError {
     /// The incident report could not be drafted (a template bug).
     #[error("cannot draft the incident report: {0}")]
     Report(String),
+    /// An alert of a delivery could not be handled (it shares the failure
+    /// of the write it was part of); the sender should retry.
+    #[error("the alert was not handled: {0}")]
+    AlertNotHandled(String),
 }
 
 /// A request to open a proposal.
@@ -120,6 +124,9 @@ struct Inner {
     running: AtomicUsize,
     idle: Notify,
     panicked: AtomicBool,
+    // Alerts for one service are handled one at a time (check, act, claim),
+    // so concurrent deliveries cannot both open or both attach.
+    alert_locks: Mutex<HashMap<ServiceName, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Engine {
@@ -134,6 +141,7 @@ impl Engine {
                 running: AtomicUsize::new(0),
                 idle: Notify::new(),
                 panicked: AtomicBool::new(false),
+                alert_locks: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -545,6 +553,7 @@ impl Engine {
         if !expired.is_empty() {
             self.inner.store.flush().await?;
         }
+        self.release_pending_alerts().await?;
         Ok(expired)
     }
 
@@ -1146,4 +1155,616 @@ fn decision_input(alert: Option<&AlertRef>, migrations: bool, now: DateTime<Utc>
         time_to_fix_minutes: label("time_to_fix_minutes").and_then(|v| v.parse().ok()),
         migrations,
     }
+}
+
+// ---------------------------------------------------------------------------
+// Alert ingestion: routed alerts → deduplicated proposals.
+// ---------------------------------------------------------------------------
+
+/// The store tree of alerts waiting for their route's `for_duration`.
+const PENDING_TREE: &str = "pending_alerts";
+
+/// What [`Engine::alert`] did with one alert.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum AlertOutcome {
+    /// No route matched; nothing was stored.
+    Unmatched,
+    /// This exact delivery (same idempotency key) was already processed.
+    Repeat,
+    /// It opened a proposal.
+    Proposed {
+        service: String,
+        proposal: ProposalId,
+    },
+    /// It joined the service's open proposal (kept, or only counted once
+    /// [`MAX_ATTACHED_ALERTS`] are kept).
+    Attached {
+        service: String,
+        proposal: ProposalId,
+    },
+    /// Its route's `for_duration` has not elapsed; the engine's tick
+    /// proposes it at `until` if it has not resolved by then.
+    Pending {
+        service: String,
+        until: DateTime<Utc>,
+    },
+    /// Routed, but no proposal: the route has `auto_propose = false`, or the
+    /// rollback cannot be planned (`reason` says why).
+    NotProposed { service: String, reason: String },
+    /// It resolved an alert of `proposal`; `recorded` is false for alerts
+    /// beyond the kept ones, which are not written to the timeline.
+    Resolved {
+        service: String,
+        proposal: ProposalId,
+        recorded: bool,
+    },
+    /// It resolved before its `for_duration` elapsed: nothing is proposed.
+    ClearedWhilePending { service: String },
+    /// A resolved alert that belongs to no proposal.
+    ResolvedUntracked { service: String },
+}
+
+/// A routed alert of a delivery: its index, `auto_propose`, `wait_until`.
+type Routed = (usize, bool, Option<DateTime<Utc>>);
+
+/// Firing alerts of one delivery waiting to join the open proposal.
+#[derive(Default)]
+struct Joins {
+    open: Option<ProposalId>,
+    queued: Vec<QueuedJoin>,
+}
+
+struct QueuedJoin {
+    index: usize,
+    alert: AlertRef,
+    fingerprint_key: String,
+    claim_key: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PendingAlert {
+    service: ServiceName,
+    until: DateTime<Utc>,
+    auto_propose: bool,
+    alert: crate::alerts::AlertEvent,
+}
+
+/// The shape rollbot's timeline keeps of an alert.
+pub fn alert_ref(event: &crate::alerts::AlertEvent) -> AlertRef {
+    let l = &event.links;
+    let links = [
+        &l.generator_url,
+        &l.dashboard_url,
+        &l.panel_url,
+        &l.runbook_url,
+        &l.incident_url,
+        &l.silence_url,
+    ]
+    .into_iter()
+    .flatten()
+    .cloned()
+    .collect();
+    AlertRef {
+        source: event.source.as_str().to_string(),
+        name: event.alert_name.clone(),
+        fingerprint: event.fingerprint.clone(),
+        summary: event.summary.clone(),
+        starts_at: event.starts_at,
+        ends_at: event.ends_at,
+        links,
+        labels: event.labels.clone(),
+    }
+}
+
+fn idempotency_claim_key(event: &crate::alerts::AlertEvent) -> String {
+    format!("alert:{}", event.idempotency_key)
+}
+
+/// Dedup-tree key remembering which proposal an alert instance (fingerprint
+/// and `startsAt`, which stay the same until it resolves) belongs to.
+fn fingerprint_key(event: &crate::alerts::AlertEvent) -> String {
+    format!(
+        "alert-fp:{}:{}:{}",
+        event.source.as_str(),
+        event.fingerprint,
+        event
+            .starts_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    )
+}
+
+fn pending_key(service: &ServiceName, fingerprint: &str) -> Vec<u8> {
+    format!("{service}\0{fingerprint}").into_bytes()
+}
+
+impl Engine {
+    /// The engine's current time (from its injected clock), e.g. for
+    /// parsers that default a timestamp to "received now".
+    pub fn current_time(&self) -> DateTime<Utc> {
+        self.now()
+    }
+
+    fn alert_lock(&self, service: &ServiceName) -> Arc<tokio::sync::Mutex<()>> {
+        self.inner
+            .alert_locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(service.clone())
+            .or_default()
+            .clone()
+    }
+
+    /// Handles one alert: routes it (with the engine's clock), then opens a
+    /// proposal, attaches it to the service's open one, parks it until its
+    /// minimum firing duration, or records that it resolved.
+    ///
+    /// Idempotent: the alert's [`IdempotencyKey`](crate::alerts::IdempotencyKey)
+    /// is claimed in the store only after the alert was fully handled, so a
+    /// delivery that failed half-way is processed again when the sender
+    /// retries, and one that succeeded is a [`AlertOutcome::Repeat`].
+    ///
+    /// # Errors
+    /// Storage failure, or a plan that failed because the cluster was
+    /// unreachable — both worth a retry by the sender (answer 5xx).
+    pub async fn alert(
+        &self,
+        event: &crate::alerts::AlertEvent,
+        router: &crate::alerts::Router,
+    ) -> Result<AlertOutcome, EngineError> {
+        self.alerts(std::slice::from_ref(event), router)
+            .await
+            .pop()
+            .unwrap_or(Ok(AlertOutcome::Unmatched))
+    }
+
+    /// [`Engine::alert`] for every alert of one delivery, in order; one
+    /// result per alert. Firing alerts that join the same open proposal are
+    /// attached in a single write, so an alert storm costs one store
+    /// transaction per delivery rather than one per alert.
+    pub async fn alerts(
+        &self,
+        events: &[crate::alerts::AlertEvent],
+        router: &crate::alerts::Router,
+    ) -> Vec<Result<AlertOutcome, EngineError>> {
+        use crate::alerts::RouteDecision;
+        let now = self.now();
+        let mut results: Vec<Option<Result<AlertOutcome, EngineError>>> =
+            events.iter().map(|_| None).collect();
+        // Routed alerts grouped by service, in delivery order.
+        let mut by_service: Vec<(ServiceName, Vec<Routed>)> = Vec::new();
+        for (i, event) in events.iter().enumerate() {
+            match router.route(event, now) {
+                RouteDecision::Unmatched => results[i] = Some(Ok(AlertOutcome::Unmatched)),
+                RouteDecision::Matched {
+                    service,
+                    auto_propose,
+                    wait_until,
+                    ..
+                } => match self.service_named(&service) {
+                    // Config validation guarantees routes name configured services.
+                    Err(e) => results[i] = Some(Err(e)),
+                    Ok(s) => {
+                        let entry = (i, auto_propose, wait_until);
+                        match by_service.iter_mut().find(|(name, _)| *name == s.name) {
+                            Some((_, list)) => list.push(entry),
+                            None => by_service.push((s.name.clone(), vec![entry])),
+                        }
+                    }
+                },
+            }
+        }
+        for (service, list) in by_service {
+            let lock = self.alert_lock(&service);
+            let _guard = lock.lock().await;
+            let mut joins = Joins::default();
+            for (i, auto_propose, wait_until) in list {
+                let event = &events[i];
+                match self.try_queue_join(&service, i, event, &mut joins) {
+                    Ok(Some(outcome)) => {
+                        results[i] = Some(Ok(outcome));
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        results[i] = Some(Err(e));
+                        continue;
+                    }
+                }
+                if joins.queued.last().is_some_and(|q| q.index == i) {
+                    continue;
+                }
+                // Anything else is handled in delivery order: settle the
+                // queued joins first.
+                for (j, result) in self.commit_joins(&service, &mut joins).await {
+                    results[j] = Some(result);
+                }
+                let result = self
+                    .alert_one(&service, event, auto_propose, wait_until)
+                    .await;
+                if let Ok(AlertOutcome::Proposed { proposal, .. }) = &result {
+                    joins.open = Some(proposal.clone());
+                }
+                results[i] = Some(result);
+            }
+            for (j, result) in self.commit_joins(&service, &mut joins).await {
+                results[j] = Some(result);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Ok(AlertOutcome::Unmatched)))
+            .collect()
+    }
+
+    /// A repeat is answered at once (`Some`); a firing alert for a service
+    /// with an open proposal is queued in `joins`; anything else is left to
+    /// [`Engine::alert_one`] (`None`, not queued).
+    fn try_queue_join(
+        &self,
+        service: &ServiceName,
+        index: usize,
+        event: &crate::alerts::AlertEvent,
+        joins: &mut Joins,
+    ) -> Result<Option<AlertOutcome>, EngineError> {
+        let claim_key = idempotency_claim_key(event);
+        // The same alert twice in one delivery is a repeat too.
+        if joins.queued.iter().any(|q| q.claim_key == claim_key)
+            || self.inner.store.seen(&claim_key)?.is_some()
+        {
+            return Ok(Some(AlertOutcome::Repeat));
+        }
+        if event.status != crate::alerts::AlertStatus::Firing {
+            return Ok(None);
+        }
+        if joins.open.is_none() {
+            joins.open = self.inner.store.open_for(service)?.map(|p| p.id);
+        }
+        if joins.open.is_some() {
+            joins.queued.push(QueuedJoin {
+                index,
+                alert: alert_ref(event),
+                fingerprint_key: fingerprint_key(event),
+                claim_key,
+            });
+        }
+        Ok(None)
+    }
+
+    /// One routed alert that is neither a repeat nor a join; caller holds
+    /// the service's alert lock.
+    async fn alert_one(
+        &self,
+        service: &ServiceName,
+        event: &crate::alerts::AlertEvent,
+        auto_propose: bool,
+        wait_until: Option<DateTime<Utc>>,
+    ) -> Result<AlertOutcome, EngineError> {
+        use crate::alerts::AlertStatus;
+        let outcome = match event.status {
+            AlertStatus::Firing => match wait_until.filter(|_| auto_propose) {
+                Some(until) => {
+                    self.park(service, until, event)?;
+                    AlertOutcome::Pending {
+                        service: service.to_string(),
+                        until,
+                    }
+                }
+                None => self.fire(service, auto_propose, event).await?,
+            },
+            AlertStatus::Resolved => self.resolve(service, event).await?,
+        };
+        let value = match &outcome {
+            AlertOutcome::Proposed { proposal, .. }
+            | AlertOutcome::Attached { proposal, .. }
+            | AlertOutcome::Resolved { proposal, .. } => proposal.to_string(),
+            _ => String::new(),
+        };
+        // A plan the executor refused is not remembered: a later re-send of
+        // the alert tries again (the workload may have changed).
+        let plan_refused = auto_propose && matches!(outcome, AlertOutcome::NotProposed { .. });
+        if !plan_refused {
+            self.claim(&idempotency_claim_key(event), &value)?;
+        }
+        Ok(outcome)
+    }
+
+    /// Attaches the queued alerts to the open proposal in one write, then
+    /// remembers their fingerprints and claims their keys. One result per
+    /// queued alert, by its index in the delivery.
+    async fn commit_joins(
+        &self,
+        service: &ServiceName,
+        joins: &mut Joins,
+    ) -> Vec<(usize, Result<AlertOutcome, EngineError>)> {
+        let queued = std::mem::take(&mut joins.queued);
+        let Some(id) = joins.open.clone() else {
+            return vec![];
+        };
+        if queued.is_empty() {
+            return vec![];
+        }
+        let alerts = queued.iter().map(|q| q.alert.clone()).collect();
+        let result = async {
+            self.attach_alerts(&id, alerts).await?;
+            for q in &queued {
+                self.claim(&q.fingerprint_key, id.as_str())?;
+                self.claim(&q.claim_key, id.as_str())?;
+            }
+            Ok::<_, EngineError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => queued
+                .iter()
+                .map(|q| {
+                    let outcome = AlertOutcome::Attached {
+                        service: service.to_string(),
+                        proposal: id.clone(),
+                    };
+                    (q.index, Ok(outcome))
+                })
+                .collect(),
+            Err(e) => {
+                let text = e.to_string();
+                queued
+                    .iter()
+                    .map(|q| (q.index, Err(EngineError::AlertNotHandled(text.clone()))))
+                    .collect()
+            }
+        }
+    }
+
+    /// [`Engine::attach_alert`] for several alerts in one write: the first
+    /// ones up to [`MAX_ATTACHED_ALERTS`] are kept (one timeline event each),
+    /// the rest only counted.
+    ///
+    /// # Errors
+    /// Unknown proposal or storage failure.
+    pub async fn attach_alerts(
+        &self,
+        id: &ProposalId,
+        alerts: Vec<AlertRef>,
+    ) -> Result<Proposal, EngineError> {
+        let lock = self.lock_for(id);
+        let _guard = lock.lock().await;
+        let now = self.now();
+        let (_, p) = self
+            .inner
+            .store
+            .update(id, now, |p| {
+                let room = MAX_ATTACHED_ALERTS.saturating_sub(p.alerts.len());
+                let kept = alerts.len().min(room);
+                p.alerts.extend_from_slice(&alerts[..kept]);
+                p.extra_alerts += (alerts.len() - kept) as u64;
+                let events = alerts[..kept]
+                    .iter()
+                    .map(|a| EventKind::AlertAttached { alert: a.clone() })
+                    .collect();
+                Ok::<_, std::convert::Infallible>(((), events))
+            })
+            .map_err(store_only)?;
+        Ok(p)
+    }
+
+    /// A firing alert that may propose now. Caller holds the service's alert lock.
+    async fn fire(
+        &self,
+        service: &ServiceName,
+        auto_propose: bool,
+        event: &crate::alerts::AlertEvent,
+    ) -> Result<AlertOutcome, EngineError> {
+        let alert = alert_ref(event);
+        if let Some(open) = self.inner.store.open_for(service)? {
+            return self.join(service, &open.id, alert, event).await;
+        }
+        if !auto_propose {
+            tracing::info!(%service, alert = %event.alert_name, "alert routed; auto_propose is off for its route");
+            return Ok(AlertOutcome::NotProposed {
+                service: service.to_string(),
+                reason: "the route has auto_propose = false".into(),
+            });
+        }
+        let reason = event.summary.clone().unwrap_or_else(|| {
+            format!(
+                "{} is firing ({})",
+                event.alert_name,
+                event.source.display_name()
+            )
+        });
+        let request = ProposeRequest {
+            service: service.clone(),
+            origin: Origin::Alert,
+            proposer: UserId::system(event.source.as_str()),
+            reason,
+            to_revision: None,
+            alert: Some(alert.clone()),
+            channel: None,
+        };
+        match self.propose(request).await {
+            Ok(p) => {
+                self.claim(&fingerprint_key(event), p.id.as_str())?;
+                Ok(AlertOutcome::Proposed {
+                    service: service.to_string(),
+                    proposal: p.id,
+                })
+            }
+            // A person's `/rollback` won the race: join it.
+            Err(EngineError::AlreadyOpen { existing, .. }) => {
+                self.join(service, &existing, alert, event).await
+            }
+            Err(EngineError::Plan { source, .. })
+                if source.kind != crate::ports::ExecErrorKind::Unreachable =>
+            {
+                tracing::warn!(%service, alert = %event.alert_name, error = %source, "alert not proposed: no rollback plan");
+                Ok(AlertOutcome::NotProposed {
+                    service: service.to_string(),
+                    reason: source.message,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn join(
+        &self,
+        service: &ServiceName,
+        id: &ProposalId,
+        alert: AlertRef,
+        event: &crate::alerts::AlertEvent,
+    ) -> Result<AlertOutcome, EngineError> {
+        self.attach_alert(id, alert).await?;
+        self.claim(&fingerprint_key(event), id.as_str())?;
+        Ok(AlertOutcome::Attached {
+            service: service.to_string(),
+            proposal: id.clone(),
+        })
+    }
+
+    /// A resolved alert. Caller holds the service's alert lock.
+    async fn resolve(
+        &self,
+        service: &ServiceName,
+        event: &crate::alerts::AlertEvent,
+    ) -> Result<AlertOutcome, EngineError> {
+        let pending = self.inner.store.tree(PENDING_TREE)?;
+        if pending
+            .remove(pending_key(service, &event.fingerprint))
+            .map_err(StoreError::from)?
+            .is_some()
+        {
+            tracing::info!(%service, alert = %event.alert_name, "alert resolved before its minimum firing duration; nothing proposed");
+            return Ok(AlertOutcome::ClearedWhilePending {
+                service: service.to_string(),
+            });
+        }
+        let remembered = self
+            .inner
+            .store
+            .seen(&fingerprint_key(event))?
+            .and_then(|e| ProposalId::parse(&e.value).ok());
+        let proposal = match remembered {
+            Some(id) => self.inner.store.get(&id)?,
+            // Not delivered firing to us (e.g. rollbot was down): the open
+            // proposal still knows the fingerprint if it kept the alert.
+            None => self
+                .inner
+                .store
+                .open_for(service)?
+                .filter(|p| p.alerts.iter().any(|a| a.fingerprint == event.fingerprint)),
+        };
+        let Some(p) = proposal else {
+            return Ok(AlertOutcome::ResolvedUntracked {
+                service: service.to_string(),
+            });
+        };
+        // Only alerts kept on the proposal get a timeline entry, so a storm
+        // resolving cannot grow the timeline without bound either.
+        let recorded = p.alerts.iter().any(|a| a.fingerprint == event.fingerprint);
+        if recorded {
+            let ends_at = event.ends_at.unwrap_or_else(|| self.now());
+            self.alert_resolved(&p.id, &event.fingerprint, ends_at)
+                .await?;
+        }
+        Ok(AlertOutcome::Resolved {
+            service: service.to_string(),
+            proposal: p.id,
+            recorded,
+        })
+    }
+
+    /// Remembers a firing alert until its route's `for_duration` elapses.
+    fn park(
+        &self,
+        service: &ServiceName,
+        until: DateTime<Utc>,
+        event: &crate::alerts::AlertEvent,
+    ) -> Result<(), EngineError> {
+        let entry = PendingAlert {
+            service: service.clone(),
+            until,
+            auto_propose: true,
+            alert: event.clone(),
+        };
+        let bytes = serde_json::to_vec(&serde_json::json!({
+            "v": crate::store::SCHEMA_VERSION,
+            "data": entry,
+        }))
+        .map_err(|e| {
+            EngineError::Store(StoreError::Corrupt {
+                tree: PENDING_TREE,
+                key: service.to_string(),
+                detail: e.to_string(),
+            })
+        })?;
+        self.inner
+            .store
+            .tree(PENDING_TREE)?
+            .insert(pending_key(service, &event.fingerprint), bytes)
+            .map_err(StoreError::from)?;
+        tracing::info!(%service, alert = %event.alert_name, %until, "alert pending until its minimum firing duration");
+        Ok(())
+    }
+
+    /// Proposes (or attaches) parked alerts whose minimum firing duration
+    /// has elapsed, without waiting for another delivery. Called by
+    /// [`Engine::tick`].
+    ///
+    /// # Errors
+    /// Storage failure; the entry stays parked and is retried next tick.
+    pub async fn release_pending_alerts(&self) -> Result<Vec<AlertOutcome>, EngineError> {
+        let tree = self.inner.store.tree(PENDING_TREE)?;
+        let now = self.now();
+        let mut due = Vec::new();
+        for kv in tree.iter() {
+            let (key, value) = kv.map_err(StoreError::from)?;
+            let entry = decode_pending(&key, &value)?;
+            if entry.until <= now {
+                due.push((key, entry));
+            }
+        }
+        let mut outcomes = Vec::new();
+        for (key, entry) in due {
+            let lock = self.alert_lock(&entry.service);
+            let _guard = lock.lock().await;
+            // A resolved delivery may have removed it meanwhile.
+            if tree.get(&key).map_err(StoreError::from)?.is_none() {
+                continue;
+            }
+            let outcome = self
+                .fire(&entry.service, entry.auto_propose, &entry.alert)
+                .await?;
+            tree.remove(&key).map_err(StoreError::from)?;
+            tracing::info!(service = %entry.service, alert = %entry.alert.alert_name, ?outcome, "pending alert released");
+            outcomes.push(outcome);
+        }
+        if !outcomes.is_empty() {
+            self.inner.store.flush().await?;
+        }
+        Ok(outcomes)
+    }
+}
+
+fn decode_pending(key: &[u8], bytes: &[u8]) -> Result<PendingAlert, EngineError> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        v: u32,
+        data: serde_json::Value,
+    }
+    let corrupt = |detail: String| {
+        EngineError::Store(StoreError::Corrupt {
+            tree: PENDING_TREE,
+            key: String::from_utf8_lossy(key).replace('\0', "/"),
+            detail,
+        })
+    };
+    let env: Envelope = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    if env.v > crate::store::SCHEMA_VERSION {
+        return Err(EngineError::Store(StoreError::FutureSchema {
+            tree: PENDING_TREE,
+            key: String::from_utf8_lossy(key).replace('\0', "/"),
+            found: env.v,
+        }));
+    }
+    serde_json::from_value(env.data).map_err(|e| corrupt(e.to_string()))
 }

@@ -22,6 +22,9 @@
 //! - [`http`]: the axum server: health, readiness and the read API.
 //! - [`verify`]: the `Verifier` over HTTP health checks and Prometheus queries.
 //! - [`report`]: the resolved notice, the draft incident report and its chart.
+//! - [`http`]: the axum server: health, readiness, the read API, alert
+//!   webhooks (`/webhooks/…`) and `/metrics`.
+//! - [`metrics`]: the Prometheus counters behind `/metrics`.
 
 pub mod alerts;
 pub mod app;
@@ -30,6 +33,7 @@ pub mod domain;
 pub mod engine;
 pub mod exec;
 pub mod http;
+pub mod metrics;
 pub mod ports;
 pub mod report;
 pub mod sim;

@@ -12,10 +12,7 @@ use support::*;
 async fn start(t: &Tester) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = AppState {
-        engine: t.engine.clone(),
-        ready: Arc::new(AtomicBool::new(true)),
-    };
+    let state = AppState::new(t.engine.clone(), Arc::new(AtomicBool::new(true)));
     tokio::spawn(http::serve(
         listener,
         http::router(state, 64 * 1024),
@@ -150,11 +147,20 @@ async fn serve_starts_and_answers_health_checks() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("rollbot.toml");
         let example = std::fs::read_to_string("config/rollbot.example.toml").unwrap();
+        // The cluster it connects to is the simulator.
+        let seed = rollbot::sim::seed::Seed::from_file("config/sim-payment.yaml".as_ref()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sim = rollbot::sim::start(seed, listener).await.unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        sim.write_kubeconfig(&kubeconfig).unwrap();
         std::fs::write(
             &cfg,
             example.replace(
                 "/var/lib/rollbot/db",
                 dir.path().join("db").to_str().unwrap(),
+            ) + &format!(
+                "\n[kubernetes]\nkubeconfig = {:?}\n",
+                kubeconfig.to_str().unwrap()
             ),
         )
         .unwrap();
@@ -166,6 +172,11 @@ async fn serve_starts_and_answers_health_checks() {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollbot"))
             .args(["serve", "--config", cfg.to_str().unwrap(), "--listen"])
             .arg(format!("127.0.0.1:{port}"))
+            // The example's [alerts] secrets.
+            .env("ROLLBOT_ALERTMANAGER_TOKEN", "t1")
+            .env("ROLLBOT_GRAFANA_HMAC_SECRET", "t2")
+            .env("ROLLBOT_GENERIC_TOKEN", "t3")
+            .env("ROLLBOT_PAGERDUTY_SECRET", "t4")
             .kill_on_drop(true)
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -177,10 +188,13 @@ async fn serve_starts_and_answers_health_checks() {
                 assert_eq!(r.status(), 200);
                 break;
             }
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "rollbot serve exited early"
-            );
+            if child.try_wait().unwrap().is_some() {
+                let out = child.wait_with_output().await.unwrap();
+                panic!(
+                    "rollbot serve exited early: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         // The container HEALTHCHECK probe agrees.

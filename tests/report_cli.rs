@@ -103,10 +103,7 @@ async fn the_report_comes_from_the_api_or_the_store() {
         // Through the running server.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let state = AppState {
-            engine: engine.clone(),
-            ready: Arc::new(AtomicBool::new(true)),
-        };
+        let state = AppState::new(engine.clone(), Arc::new(AtomicBool::new(true)));
         tokio::spawn(http::serve(
             listener,
             http::router(state, 64 * 1024),

@@ -13,7 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::severity::Severity;
+use crate::domain::decision::Severity;
 
 /// Which kind of webhook an alert came in through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -264,7 +264,7 @@ impl From<NewAlert> for AlertEvent {
             links.runbook_url = non_empty(&annotations, "runbook_url");
         }
         let severity_label = non_empty(&labels, "severity");
-        let severity = severity_label.as_deref().and_then(Severity::from_label);
+        let severity = severity_label.as_deref().and_then(Severity::parse);
         let idempotency_key =
             IdempotencyKey::compute(source, &group_key, &fingerprint, status, starts_at);
         AlertEvent {

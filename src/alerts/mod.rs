@@ -15,7 +15,9 @@
 //!   signatures, with constant-time comparisons.
 //! - [`routing`]: Alertmanager-style label matchers → target service, with
 //!   severity filter and minimum firing duration. First match wins.
-//! - [`severity`]: folding `critical`/`P1`/`SEV-2`/`warning`… into [`Severity`].
+//! - [`Severity`] is the domain's ([`crate::domain::decision::Severity`]):
+//!   one type folds `critical`/`P1`/`SEV-2`/`warning`… for routing and the
+//!   decision rules alike.
 //!
 //! # Wiring a webhook route
 //!
@@ -27,9 +29,11 @@
 //!    (answer [`PagerDutyDelivery::Ignored`] with 2xx), [`parse_generic`]
 //!    (pass the arrival time). A [`PayloadError`] is a 400 whose `Display` is
 //!    safe to return.
-//! 4. For each event: drop it if its [`AlertEvent::idempotency_key`] was
-//!    seen (retries, `group_interval` re-sends), else [`Router::route`] it
-//!    with the current time and hand the decision to the engine.
+//! 4. Hand the events to [`crate::engine::Engine::alerts`]: it routes each
+//!    with [`Router::route`] at the engine's time, drops repeats by
+//!    [`AlertEvent::idempotency_key`] (retries, `group_interval` re-sends)
+//!    and proposes, attaches, parks or resolves. `src/http/webhooks.rs`
+//!    is the wiring.
 //!
 //! ```
 //! use rollbot::alerts::{parse_alertmanager, RouteConfig, RouteDecision, Router};
@@ -63,8 +67,8 @@ pub mod grafana;
 pub mod pagerduty;
 mod payload;
 pub mod routing;
-pub mod severity;
 
+pub use crate::domain::decision::{Severity, UnknownSeverity};
 pub use alertmanager::parse_alertmanager;
 pub use auth::{
     AuthError, AuthFailure, GrafanaSigning, verify_basic, verify_bearer, verify_grafana_signature,
@@ -82,4 +86,3 @@ pub use routing::{
     MatchOp, Matcher, MatcherError, RouteConfig, RouteConfigError, RouteDecision, Router,
     parse_duration,
 };
-pub use severity::{Severity, UnknownSeverity};

@@ -41,7 +41,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::event::AlertEvent;
-use super::severity::{Severity, UnknownSeverity};
+use crate::domain::decision::{Severity, UnknownSeverity};
 
 /// One route as written in the config file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,28 +14,92 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Alert severity, normalised from labels (critical/P0, high/P1, medium/P2, low/P3).
+/// Alert severity, normalised from labels; `Critical` is the most severe.
+///
+/// Every team spells severity differently (`critical`, `P0`, `SEV-1`,
+/// `page`…). The runbooks' decision rules speak of four levels, so label
+/// values are folded into this one type, once; alert routing uses it too.
+/// Ordered by severity: `Severity::Critical > Severity::Low`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
+    /// `low`, `info`, `informational`, `minor`, `notice`, `debug`, `p3`,
+    /// `p4`, `p5`, `sev4`, `sev5`.
     Low,
+    /// `medium`, `warning`, `warn`, `moderate`, `p2`, `sev3`.
     Medium,
+    /// `high`, `error`, `page`, `major`, `p1`, `sev2`.
     High,
+    /// `critical`, `crit`, `fatal`, `emergency`, `p0`, `sev0`, `sev1`.
     Critical,
 }
 
 impl Severity {
-    /// Reads the usual spellings of a severity label value.
+    /// All levels, most severe first.
+    pub const ALL: [Severity; 4] = [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+    ];
+
+    /// Reads the usual spellings of a severity label value; `None` when it
+    /// is not recognised.
+    ///
+    /// Case, surrounding whitespace and `-`, `_`, space separators are
+    /// ignored, so `SEV-1`, `sev_1` and `Sev 1` all read as `sev1`.
+    #[must_use]
     pub fn parse(value: &str) -> Option<Self> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "critical" | "crit" | "p0" | "sev0" | "sev1" | "fatal" | "emergency" => {
-                Some(Self::Critical)
+        let folded: String = value
+            .trim()
+            .chars()
+            .filter(|c| !matches!(c, '-' | '_' | ' '))
+            .flat_map(char::to_lowercase)
+            .collect();
+        Some(match folded.as_str() {
+            "critical" | "crit" | "fatal" | "emergency" | "disaster" | "p0" | "sev0" | "sev1" => {
+                Severity::Critical
             }
-            "high" | "p1" | "sev2" | "error" | "page" | "major" => Some(Self::High),
-            "medium" | "p2" | "sev3" | "warning" | "warn" | "moderate" => Some(Self::Medium),
-            "low" | "p3" | "p4" | "sev4" | "info" | "minor" => Some(Self::Low),
-            _ => None,
+            "high" | "error" | "err" | "page" | "major" | "p1" | "sev2" => Severity::High,
+            "medium" | "warning" | "warn" | "moderate" | "average" | "p2" | "sev3" => {
+                Severity::Medium
+            }
+            "low" | "info" | "informational" | "information" | "minor" | "notice" | "debug"
+            | "p3" | "p4" | "p5" | "sev4" | "sev5" => Severity::Low,
+            _ => return None,
+        })
+    }
+
+    /// Canonical lowercase name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
         }
+    }
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A severity label value that [`Severity::parse`] does not recognise.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown severity {0:?}: use critical, high, medium or low (aliases such as p0-p4, sev1-sev5, warning, info are accepted)"
+)]
+pub struct UnknownSeverity(pub String);
+
+impl std::str::FromStr for Severity {
+    type Err = UnknownSeverity;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Severity::parse(s).ok_or_else(|| UnknownSeverity(s.to_owned()))
     }
 }
 

@@ -551,9 +551,47 @@ fn migrations_always_prefer_forward_fix() {
 
 #[test]
 fn severity_spellings() {
-    assert_eq!(Severity::parse("P0"), Some(Severity::Critical));
-    assert_eq!(Severity::parse("page"), Some(Severity::High));
-    assert_eq!(Severity::parse("warning"), Some(Severity::Medium));
-    assert_eq!(Severity::parse("info"), Some(Severity::Low));
+    let cases = [
+        ("critical", Severity::Critical),
+        ("P0", Severity::Critical),
+        ("SEV-1", Severity::Critical),
+        ("sev_1", Severity::Critical),
+        ("high", Severity::High),
+        ("p1", Severity::High),
+        ("error", Severity::High),
+        ("page", Severity::High),
+        ("warning", Severity::Medium),
+        ("Medium", Severity::Medium),
+        ("p2", Severity::Medium),
+        ("low", Severity::Low),
+        (" info ", Severity::Low),
+        ("p3", Severity::Low),
+        ("P4", Severity::Low),
+    ];
+    for (label, expected) in cases {
+        assert_eq!(Severity::parse(label), Some(expected), "{label}");
+    }
     assert_eq!(Severity::parse("spicy"), None);
+    assert_eq!(Severity::parse(""), None);
+}
+
+#[test]
+fn unknown_severities_say_what_to_use() {
+    let err = "banana".parse::<Severity>().unwrap_err();
+    assert!(err.to_string().contains("\"banana\""), "{err}");
+    assert!(
+        err.to_string().contains("critical, high, medium or low"),
+        "{err}"
+    );
+}
+
+#[test]
+fn severities_order_by_severity_and_round_trip() {
+    assert!(Severity::Critical > Severity::High);
+    assert!(Severity::High > Severity::Medium);
+    assert!(Severity::Medium > Severity::Low);
+    for s in Severity::ALL {
+        assert_eq!(s.as_str().parse::<Severity>(), Ok(s));
+        assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+    }
 }

@@ -1,10 +1,13 @@
-//! The HTTP server: health, readiness and the read API. Later modules add
-//! webhook and chat routes to the same router.
+//! The HTTP server: health, readiness, the read API, `/metrics`, and the
+//! alert webhooks ([`webhooks`]). Later modules add chat routes to the
+//! same router.
+
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -14,6 +17,8 @@ use tokio::net::TcpListener;
 
 use crate::domain::{Proposal, ProposalId, TimelineEvent};
 use crate::engine::Engine;
+use crate::metrics::Metrics;
+use webhooks::{BodyLimit, Faults, Webhooks};
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -21,6 +26,27 @@ pub struct AppState {
     pub engine: Engine,
     /// Set once configuration is loaded and every adapter has started.
     pub ready: Arc<AtomicBool>,
+    /// Alert webhook sources, their credentials and the alert routes.
+    pub webhooks: Arc<Webhooks>,
+    /// Counters served at `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Test-only fault injection; inert unless a test arms it.
+    #[doc(hidden)]
+    pub faults: Arc<Faults>,
+}
+
+impl AppState {
+    /// State with alert webhooks disabled and fresh metrics; set
+    /// `webhooks` to enable them.
+    pub fn new(engine: Engine, ready: Arc<AtomicBool>) -> Self {
+        Self {
+            engine,
+            ready,
+            webhooks: Arc::new(Webhooks::disabled()),
+            metrics: Arc::new(Metrics::new()),
+            faults: Arc::new(Faults::default()),
+        }
+    }
 }
 
 /// The one error type of the HTTP layer: client errors are returned as they
@@ -51,7 +77,7 @@ impl From<crate::engine::EngineError> for AppError {
         use crate::engine::EngineError as E;
         match e {
             E::NotFound(_) => Self::client(StatusCode::NOT_FOUND, e.to_string()),
-            E::Store(_) | E::Report(_) => Self::Internal(e.to_string()),
+            E::Store(_) | E::Report(_) | E::AlertNotHandled(_) => Self::Internal(e.to_string()),
             other => Self::client(StatusCode::CONFLICT, other.to_string()),
         }
     }
@@ -89,7 +115,10 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .route("/api/v1/proposals", get(list_proposals))
         .route("/api/v1/proposals/{id}", get(get_proposal))
         .route("/api/v1/proposals/{id}/report", get(get_report))
+        .route("/metrics", get(metrics))
+        .merge(webhooks::routes())
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(Extension(BodyLimit(body_limit)))
         .with_state(state)
 }
 
@@ -126,6 +155,13 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, AppError>
         )
     })?;
     Ok("ready\n")
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, Metrics::CONTENT_TYPE)],
+        state.metrics.render(),
+    )
 }
 
 async fn list_proposals(State(state): State<AppState>) -> Result<Json<Vec<Proposal>>, AppError> {

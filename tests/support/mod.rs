@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -14,6 +15,8 @@ use rollbot::domain::{
     State, UserId, VoteKind, VoteVia,
 };
 use rollbot::engine::{Engine, EngineError, Ports, ProposeRequest, VoteReply};
+use rollbot::http::webhooks::Webhooks;
+use rollbot::http::{self, AppState};
 use rollbot::ports::Executor;
 use rollbot::ports::memory::{ChatCall, MemoryChat, ScriptedExecutor, ScriptedVerifier};
 use rollbot::store::Store;
@@ -40,6 +43,32 @@ pub const CONFIG: &str = r#"
 "#;
 
 pub const BOT: &str = "slack:UROLLBOT";
+
+/// Alert webhooks for every source, secrets in files under the tester's
+/// directory (`@SECRETS@`), and one route: `service=payment-api` labels go
+/// to payment-api. Append it to [`CONFIG`] with [`Tester::with_alerts`].
+pub const ALERTS: &str = r#"
+    [alerts.alertmanager]
+    bearer_token = { file = "@SECRETS@/am-token" }
+    [alerts.grafana]
+    hmac_secret = { file = "@SECRETS@/grafana-hmac" }
+    [alerts.generic]
+    basic_auth = { username = "ci", password = { file = "@SECRETS@/generic-password" } }
+    [alerts.pagerduty]
+    signing_secret = { file = "@SECRETS@/pd-secret" }
+"#;
+
+/// The default route of [`Tester::with_alerts`] callers that need no other.
+pub const PAYMENT_ROUTE: &str = r#"
+    [[alerts.routes]]
+    matchers = ["service=payment-api"]
+    service = "payment-api"
+"#;
+
+pub const AM_TOKEN: &str = "am-token-0123";
+pub const GRAFANA_SECRET: &str = "grafana-hmac-secret";
+pub const GENERIC_PASSWORD: &str = "generic-pw";
+pub const PD_SECRET: &str = "pd-signing-secret";
 
 pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 3, 14, 14, 30, 0).unwrap()
@@ -83,6 +112,7 @@ pub struct Tester {
     pub verifier: Arc<ScriptedVerifier>,
     pub clock: Arc<ManualClock>,
     pub dir: tempfile::TempDir,
+    pub config: Config,
 }
 
 impl Tester {
@@ -102,6 +132,54 @@ impl Tester {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
         Self::build(config, store, dir, Some(executor))
+    }
+
+    /// [`CONFIG`] plus [`ALERTS`] plus `extra` (routes, `[server]`…), with
+    /// the webhook secrets written to files.
+    pub fn with_alerts(extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = dir.path().join("secrets");
+        std::fs::create_dir(&secrets).unwrap();
+        for (file, value) in [
+            ("am-token", AM_TOKEN),
+            ("grafana-hmac", GRAFANA_SECRET),
+            ("generic-password", GENERIC_PASSWORD),
+            ("pd-secret", PD_SECRET),
+        ] {
+            std::fs::write(secrets.join(file), value).unwrap();
+        }
+        let text = format!("{CONFIG}\n{extra}\n{ALERTS}")
+            .replace("@SECRETS@", &secrets.display().to_string());
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        Self::from_parts(&text, store, dir)
+    }
+
+    /// Starts the real router on 127.0.0.1:0 with this tester's engine and
+    /// its config's `[alerts]` and `server.body_limit_bytes`.
+    pub async fn serve(&self) -> Server {
+        let webhooks = Webhooks::from_config(self.config.alerts.as_ref())
+            .expect("webhook secrets are readable");
+        let state = AppState {
+            webhooks: Arc::new(webhooks),
+            ..AppState::new(self.engine.clone(), Arc::new(AtomicBool::new(true)))
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(http::serve(
+            listener,
+            http::router(state.clone(), self.config.server.body_limit_bytes),
+            std::future::pending(),
+        ));
+        Server {
+            base: format!("http://{addr}"),
+            state,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Every proposal in the store.
+    pub fn proposals(&self) -> Vec<Proposal> {
+        self.engine.store().list().unwrap()
     }
 
     fn from_parts(config: &str, store: Store, dir: tempfile::TempDir) -> Self {
@@ -137,6 +215,7 @@ impl Tester {
             verifier,
             clock,
             dir,
+            config,
         }
     }
 
@@ -212,6 +291,104 @@ impl Tester {
             })
             .collect()
     }
+}
+
+/// rollbot's HTTP server started by [`Tester::serve`].
+pub struct Server {
+    pub base: String,
+    /// The live state: arm `state.faults`, read `state.metrics`.
+    pub state: AppState,
+    pub client: reqwest::Client,
+}
+
+impl Server {
+    /// POSTs an Alertmanager body with the right bearer token.
+    pub async fn alertmanager(&self, body: &serde_json::Value) -> reqwest::Response {
+        self.post(
+            "/webhooks/alertmanager",
+            &[("authorization", &format!("Bearer {AM_TOKEN}"))],
+            serde_json::to_vec(body).unwrap(),
+        )
+        .await
+    }
+
+    /// POSTs raw bytes with the given headers.
+    pub async fn post(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of one sample line of `/metrics` (0 when absent).
+    pub async fn metric(&self, sample: &str) -> u64 {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    }
+}
+
+/// One Alertmanager v4 alert.
+pub fn am_alert(
+    name: &str,
+    extra: &[(&str, &str)],
+    status: &str,
+    starts_at: &str,
+    ends_at: &str,
+) -> serde_json::Value {
+    let mut labels =
+        serde_json::json!({ "alertname": name, "service": "payment-api", "severity": "critical" });
+    for (k, v) in extra {
+        labels[*k] = serde_json::Value::from(*v);
+    }
+    serde_json::json!({
+        "status": status,
+        "labels": labels,
+        "annotations": { "summary": format!("{name} on payment-api") },
+        "startsAt": starts_at,
+        "endsAt": ends_at,
+        "generatorURL": "http://prometheus.example/graph?g0.expr=up",
+    })
+}
+
+/// An Alertmanager v4 webhook body around `alerts`.
+pub fn am_body(alerts: Vec<serde_json::Value>) -> serde_json::Value {
+    let firing = alerts.iter().any(|a| a["status"] == "firing");
+    serde_json::json!({
+        "receiver": "rollbot",
+        "status": if firing { "firing" } else { "resolved" },
+        "alerts": alerts,
+        "groupLabels": { "service": "payment-api" },
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.example",
+        "version": "4",
+        "groupKey": "{}:{service=\"payment-api\"}",
+        "truncatedAlerts": 0,
+    })
 }
 
 /// Fluent assertions on one proposal.
