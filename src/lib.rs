@@ -16,13 +16,17 @@
 //! - [`app`]: wiring for `rollbot serve`, shared by `main` and tests.
 //! - [`templates`]: every user-facing message, from `templates/<locale>/`.
 //! - [`http`]: the axum server: health, readiness and the read API.
+//! - [`chat`]: the `/rollback` command parser and the chat adapters (Slack).
+//! - [`outbox`]: the durable, ordered queue every chat message goes through.
 
 pub mod alerts;
 pub mod app;
+pub mod chat;
 pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod http;
+pub mod outbox;
 pub mod ports;
 pub mod store;
 pub mod templates;
