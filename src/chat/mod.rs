@@ -6,3 +6,4 @@
 //! `slack:C0123ABCD`); user ids are `platform:id` (`slack:U012AB3CD`).
 
 pub mod commands;
+pub mod slack;

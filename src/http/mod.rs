@@ -1,5 +1,8 @@
 //! The HTTP server: health, readiness and the read API. Later modules add
-//! webhook and chat routes to the same router.
+//! webhook and chat routes to the same router; the Slack routes
+//! (`/slack/commands`, `/slack/events`, `/slack/interactions`) come from
+//! [`crate::chat::slack::inbound::router`] and are merged in by
+//! [`crate::app::serve`] when `[slack]` is configured.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
