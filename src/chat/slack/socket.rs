@@ -77,3 +77,31 @@ pub async fn start(
     listener.start().await;
     Ok(SocketMode { listener })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::commands::CommandError;
+    use crate::chat::slack::render::{self, Reply};
+    use crate::templates::Templates;
+
+    #[test]
+    fn command_replies_become_ephemeral_socket_mode_responses() {
+        let t = Templates::load().unwrap();
+        let reply = render::reply(
+            &t,
+            "en",
+            &Reply::Error {
+                error: CommandError::UnknownVerb {
+                    verb: "stauts".into(),
+                    did_you_mean: Some("status".into()),
+                },
+            },
+        )
+        .unwrap();
+        let r = command_response(reply.json).unwrap();
+        assert_eq!(r.response_type, Some(SlackMessageResponseType::Ephemeral));
+        assert!(r.content.text.unwrap().contains("`status`"));
+        assert_eq!(r.content.blocks.map(|b| b.len()), Some(1));
+    }
+}
