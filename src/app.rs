@@ -8,11 +8,14 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio::net::TcpListener;
 
+use crate::chat::slack::Slack;
 use crate::config::Config;
 use crate::domain::SystemClock;
 use crate::engine::{Engine, Ports};
 use crate::exec::KubeRollback;
 use crate::http::{self, AppState};
+use crate::outbox::RetryPolicy;
+use crate::ports::Chat;
 use crate::ports::memory::MemoryChat;
 use crate::store::Store;
 use crate::verify::HttpVerifier;
@@ -32,11 +35,6 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    if config.slack.is_some() {
-        bail!(
-            "[slack] is configured, but this rollbot build has no Slack adapter yet; remove the [slack] section to run without chat"
-        );
-    }
     if config.discord.is_some() {
         bail!(
             "[discord] is configured, but this rollbot build has no Discord adapter yet; remove the [discord] section to run without chat"
@@ -49,11 +47,24 @@ pub async fn serve(
     let webhooks = http::webhooks::Webhooks::from_config(config.alerts.as_ref())
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("reading the [alerts] webhook secrets")?;
+    let templates =
+        Arc::new(crate::templates::Templates::load().context("loading message templates")?);
     let store = Store::open(&config.store.path)
         .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
-    let ports = Ports {
+    let slack = match &config.slack {
+        Some(c) => Some(
+            Slack::new(c, &store, templates.clone(), &config.locale)
+                .context("starting the Slack adapter")?,
+        ),
+        None => None,
+    };
+    let chat: Arc<dyn Chat> = match &slack {
+        Some(s) => s.chat.clone(),
         // No chat platform configured: proposals are visible through the API only.
-        chat: MemoryChat::new(),
+        None => MemoryChat::new(),
+    };
+    let ports = Ports {
+        chat,
         executor: Arc::new(
             KubeRollback::connect(config.kubernetes.as_ref())
                 .await
@@ -63,6 +74,27 @@ pub async fn serve(
         clock: Arc::new(SystemClock),
     };
     let engine = Engine::new(store, config.services(), ports);
+    let mut slack_routes = None;
+    let mut background = Vec::new();
+    let mut socket = None;
+    if let (Some(slack), Some(c)) = (&slack, &config.slack) {
+        background.push(slack.deliver(RetryPolicy::default()));
+        slack
+            .register_bot(&engine)
+            .await
+            .context("asking Slack who the bot is")?;
+        let inbound = slack
+            .inbound(c, engine.clone())
+            .context("starting Slack's inbound handler")?;
+        socket = slack
+            .socket_mode(c, inbound.clone())
+            .await
+            .context("connecting Slack Socket Mode")?;
+        slack_routes = Some(crate::chat::slack::inbound::router(
+            inbound,
+            config.server.body_limit_bytes,
+        ));
+    }
     engine
         .recover()
         .await
@@ -86,10 +118,20 @@ pub async fn serve(
     });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, services = config.services.len(), "rollbot serving");
-    let router = http::router(state, config.server.body_limit_bytes);
+    let mut router = http::router(state, config.server.body_limit_bytes);
+    if let Some(routes) = slack_routes {
+        router = router.merge(routes);
+    }
     let result = http::serve(listener, router, shutdown).await;
     ticker.abort();
+    if let Some(socket) = socket {
+        socket.shutdown().await;
+    }
     engine.wait_idle().await;
+    // The outbox is durable: what is still queued is delivered after a restart.
+    for task in background {
+        task.abort();
+    }
     engine.store().flush().await?;
     result.context("HTTP server failed")
 }

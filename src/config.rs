@@ -381,10 +381,30 @@ pub struct SlackConfig {
     /// Base URL of the Web API (GovSlack, proxies, tests).
     #[serde(default = "default_slack_api")]
     pub api_url: String,
+    /// Receive events over Socket Mode instead of public HTTP endpoints.
+    #[serde(default)]
+    pub socket_mode: bool,
+    /// App-level token (`xapp-…`, scope `connections:write`) for Socket Mode.
+    #[serde(default)]
+    pub app_token: Option<Secret>,
+    /// Reaction (emoji short name, no colons) that approves.
+    #[serde(default = "default_approve_emoji")]
+    pub approve_emoji: String,
+    /// Reaction that rejects.
+    #[serde(default = "default_reject_emoji")]
+    pub reject_emoji: String,
 }
 
 fn default_slack_api() -> String {
     "https://slack.com/api/".into()
+}
+
+fn default_approve_emoji() -> String {
+    "white_check_mark".into()
+}
+
+fn default_reject_emoji() -> String {
+    "x".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -662,6 +682,33 @@ impl Config {
         if let Some(slack) = &self.slack {
             check_secret(&slack.bot_token, "slack.bot_token", &mut problem);
             check_secret(&slack.signing_secret, "slack.signing_secret", &mut problem);
+            match &slack.app_token {
+                Some(t) => check_secret(t, "slack.app_token", &mut problem),
+                None if slack.socket_mode => problem(
+                    "slack.app_token".into(),
+                    "socket_mode = true needs an app-level token (xapp-…); add app_token = { env = \"SLACK_APP_TOKEN\" }".into(),
+                ),
+                None => {}
+            }
+            for (key, name) in [
+                ("approve_emoji", &slack.approve_emoji),
+                ("reject_emoji", &slack.reject_emoji),
+            ] {
+                if name.is_empty() || name.contains(':') || name.contains(char::is_whitespace) {
+                    problem(
+                        format!("slack.{key}"),
+                        format!(
+                            "{name:?} is not an emoji short name; write it without colons, e.g. \"white_check_mark\""
+                        ),
+                    );
+                }
+            }
+            if slack.approve_emoji == slack.reject_emoji {
+                problem(
+                    "slack.reject_emoji".into(),
+                    "must differ from approve_emoji".into(),
+                );
+            }
         }
         if let Some(discord) = &self.discord {
             check_secret(&discord.bot_token, "discord.bot_token", &mut problem);

@@ -25,15 +25,19 @@
 //! - [`http`]: the axum server: health, readiness, the read API, alert
 //!   webhooks (`/webhooks/…`) and `/metrics`.
 //! - [`metrics`]: the Prometheus counters behind `/metrics`.
+//! - [`chat`]: the `/rollback` command parser and the chat adapters (Slack).
+//! - [`outbox`]: the durable, ordered queue every chat message goes through.
 
 pub mod alerts;
 pub mod app;
+pub mod chat;
 pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod exec;
 pub mod http;
 pub mod metrics;
+pub mod outbox;
 pub mod ports;
 pub mod report;
 pub mod sim;

@@ -1,6 +1,8 @@
 //! The HTTP server: health, readiness, the read API, `/metrics`, and the
-//! alert webhooks ([`webhooks`]). Later modules add chat routes to the
-//! same router.
+//! alert webhooks ([`webhooks`]). The Slack routes (`/slack/commands`,
+//! `/slack/events`, `/slack/interactions`) come from
+//! [`crate::chat::slack::inbound::router`] and are merged in by
+//! [`crate::app::serve`] when `[slack]` is configured.
 
 pub mod webhooks;
 

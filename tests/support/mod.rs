@@ -4,6 +4,8 @@
 //! background task panicked.
 #![allow(dead_code)]
 
+pub mod fake_slack;
+
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;

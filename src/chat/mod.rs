@@ -1,0 +1,9 @@
+//! Chat platforms: the `/rollback` command language shared by all of them
+//! ([`commands`]) and the adapters implementing the engine's
+//! [`Chat`](crate::ports::Chat) port ([`slack`]).
+//!
+//! Channels are written `platform:channel` in configuration (e.g.
+//! `slack:C0123ABCD`); user ids are `platform:id` (`slack:U012AB3CD`).
+
+pub mod commands;
+pub mod slack;

@@ -1,0 +1,522 @@
+//! Outbound Slack: the engine's [`Chat`] port, delivered through the
+//! [`Outbox`] with slack-morphism's Web API client.
+//!
+//! Every call renders the message now (from the proposal as it is now),
+//! queues it durably, and returns. The outbox worker makes the Web API
+//! calls in order: `chat.postMessage`, `chat.update`, `chat.postEphemeral`,
+//! and for reports `files.getUploadURLExternal` → upload →
+//! `files.completeUploadExternal` into the proposal's thread.
+//!
+//! `post_proposal` waits briefly for its message to be delivered so the
+//! engine normally records Slack's real `ts`; during an outage it returns a
+//! provisional reference instead (see [`crate::outbox`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+
+use super::render::{self, Emoji, RenderError};
+use crate::domain::{MessageRef, Proposal, UserId};
+use crate::outbox::{Deliver, Delivery, Entry, Outbox, OutboxError};
+use crate::ports::{Chat, ChatError, PrivateNote, ThreadNote};
+use crate::templates::Templates;
+
+/// One Web API call (or upload sequence), as stored in the outbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    Post {
+        channel: String,
+        /// The parent's ts, or the pending id it will get.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thread: Option<String>,
+        content: serde_json::Value,
+    },
+    Update {
+        channel: String,
+        message: String,
+        content: serde_json::Value,
+    },
+    Ephemeral {
+        channel: String,
+        user: String,
+        content: serde_json::Value,
+    },
+    Upload {
+        channel: String,
+        thread: String,
+        filename: String,
+        title: String,
+        content_type: String,
+        /// Base64 of the file's bytes.
+        data: String,
+    },
+}
+
+/// The Slack side of the `Chat` port.
+pub struct SlackChat {
+    session: Session,
+    outbox: Outbox,
+    templates: Arc<Templates>,
+    emoji: Emoji,
+    locale: String,
+    post_wait: Duration,
+    /// Which proposal a person is voting on in a channel, so a refusal told
+    /// through [`Chat::tell`] (which carries no proposal) names it.
+    voting: Mutex<HashMap<(String, String), (String, String)>>,
+}
+
+/// A Web API client bound to the bot token.
+#[derive(Clone)]
+pub struct Session {
+    client: Arc<SlackHyperClient>,
+    token: SlackApiToken,
+}
+
+impl Session {
+    /// A client for `api_url` (plain `http://` is allowed, for proxies and tests).
+    ///
+    /// # Errors
+    /// The system's root certificates cannot be loaded.
+    pub fn new(api_url: &str, bot_token: String) -> std::io::Result<Self> {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let connector = SlackClientHyperConnector::with_connector(https)
+            .with_slack_api_url(api_url.trim_end_matches('/'));
+        Ok(Self {
+            client: Arc::new(SlackClient::new(connector)),
+            token: SlackApiToken::new(SlackApiTokenValue(bot_token)),
+        })
+    }
+
+    pub fn client(&self) -> &Arc<SlackHyperClient> {
+        &self.client
+    }
+
+    /// `auth.test`: the bot's own Slack user id.
+    ///
+    /// # Errors
+    /// The token is refused or Slack cannot be reached.
+    pub async fn bot_user_id(&self) -> Result<String, SlackClientError> {
+        let r = self.client.open_session(&self.token).auth_test().await?;
+        Ok(r.user_id.0)
+    }
+}
+
+fn chat_error(e: impl std::fmt::Display) -> ChatError {
+    ChatError {
+        platform: "slack".into(),
+        message: e.to_string(),
+        retryable: false,
+    }
+}
+
+impl From<RenderError> for ChatError {
+    fn from(e: RenderError) -> Self {
+        chat_error(e)
+    }
+}
+
+impl From<OutboxError> for ChatError {
+    fn from(e: OutboxError) -> Self {
+        ChatError {
+            platform: "slack".into(),
+            message: format!("could not queue the message: {e}"),
+            retryable: true,
+        }
+    }
+}
+
+/// `slack:C0123` or `C0123` → `C0123`.
+pub fn bare_channel(channel: &str) -> &str {
+    channel.strip_prefix("slack:").unwrap_or(channel)
+}
+
+impl SlackChat {
+    pub fn new(
+        session: Session,
+        outbox: Outbox,
+        templates: Arc<Templates>,
+        emoji: Emoji,
+        locale: String,
+    ) -> Self {
+        Self {
+            session,
+            outbox,
+            templates,
+            emoji,
+            locale,
+            post_wait: Duration::from_secs(3),
+            voting: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How long `post_proposal` waits for Slack before returning a
+    /// provisional reference.
+    pub fn with_post_wait(mut self, wait: Duration) -> Self {
+        self.post_wait = wait;
+        self
+    }
+
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    pub fn templates(&self) -> &Arc<Templates> {
+        &self.templates
+    }
+
+    pub fn emoji(&self) -> &Emoji {
+        &self.emoji
+    }
+
+    /// Remembers that `user` is voting on proposal `id` in `channel`.
+    pub fn voting_on(&self, channel: &str, user: &str, id: &str, locale: &str) {
+        self.voting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                (bare_channel(channel).to_string(), user.to_string()),
+                (id.to_string(), locale.to_string()),
+            );
+    }
+
+    /// Sends an ephemeral message (command replies), through the outbox.
+    ///
+    /// # Errors
+    /// The message could not be queued.
+    pub async fn ephemeral(
+        &self,
+        channel: &str,
+        user: &str,
+        content: serde_json::Value,
+    ) -> Result<(), ChatError> {
+        let ch = bare_channel(channel).to_string();
+        self.outbox
+            .push(
+                &ch,
+                None,
+                &Op::Ephemeral {
+                    channel: ch.clone(),
+                    user: user.to_string(),
+                    content,
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    fn message_ref(channel: &str, message: String) -> MessageRef {
+        MessageRef {
+            platform: "slack".into(),
+            channel: bare_channel(channel).to_string(),
+            message,
+        }
+    }
+
+    /// The real ts behind `message` (itself when already real).
+    fn real(&self, message: &str) -> Result<Option<String>, OutboxError> {
+        if Outbox::is_pending(message) {
+            self.outbox.resolve(message)
+        } else {
+            Ok(Some(message.to_string()))
+        }
+    }
+}
+
+#[async_trait]
+impl Chat for SlackChat {
+    async fn post_proposal(&self, channel: &str, p: &Proposal) -> Result<MessageRef, ChatError> {
+        let content = render::proposal(&self.templates, p, &self.emoji)?.json;
+        let ch = bare_channel(channel).to_string();
+        let pending = Outbox::new_pending();
+        self.outbox
+            .push(
+                p.id.as_str(),
+                Some(pending.clone()),
+                &Op::Post {
+                    channel: ch.clone(),
+                    thread: None,
+                    content,
+                },
+            )
+            .await?;
+        let message = self
+            .outbox
+            .wait_resolved(&pending, self.post_wait)
+            .await?
+            .unwrap_or(pending);
+        Ok(Self::message_ref(&ch, message))
+    }
+
+    async fn update_proposal(&self, at: &MessageRef, p: &Proposal) -> Result<(), ChatError> {
+        let content = render::proposal(&self.templates, p, &self.emoji)?.json;
+        self.outbox
+            .push(
+                p.id.as_str(),
+                None,
+                &Op::Update {
+                    channel: bare_channel(&at.channel).to_string(),
+                    message: at.message.clone(),
+                    content,
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn post_thread(
+        &self,
+        at: &MessageRef,
+        p: &Proposal,
+        note: &ThreadNote,
+    ) -> Result<MessageRef, ChatError> {
+        let content = render::thread(&self.templates, p, note)?.json;
+        let ch = bare_channel(&at.channel).to_string();
+        let pending = Outbox::new_pending();
+        self.outbox
+            .push(
+                p.id.as_str(),
+                Some(pending.clone()),
+                &Op::Post {
+                    channel: ch.clone(),
+                    thread: Some(at.message.clone()),
+                    content,
+                },
+            )
+            .await?;
+        if let ThreadNote::Report {
+            markdown,
+            chart_png,
+        } = note
+        {
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let mut files = vec![(
+                format!("incident-report-{}.md", p.id),
+                format!("Incident report {}", p.id),
+                "text/markdown",
+                b64.encode(markdown),
+            )];
+            if let Some(png) = chart_png {
+                files.push((
+                    format!("incident-chart-{}.png", p.id),
+                    format!("Incident chart {}", p.id),
+                    "image/png",
+                    b64.encode(png),
+                ));
+            }
+            for (filename, title, content_type, data) in files {
+                self.outbox
+                    .push(
+                        p.id.as_str(),
+                        None,
+                        &Op::Upload {
+                            channel: ch.clone(),
+                            thread: at.message.clone(),
+                            filename,
+                            title,
+                            content_type: content_type.into(),
+                            data,
+                        },
+                    )
+                    .await?;
+            }
+        }
+        Ok(Self::message_ref(&ch, pending))
+    }
+
+    async fn edit_thread(
+        &self,
+        at: &MessageRef,
+        p: &Proposal,
+        note: &ThreadNote,
+    ) -> Result<(), ChatError> {
+        let content = render::thread(&self.templates, p, note)?.json;
+        self.outbox
+            .push(
+                p.id.as_str(),
+                None,
+                &Op::Update {
+                    channel: bare_channel(&at.channel).to_string(),
+                    message: at.message.clone(),
+                    content,
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn tell(
+        &self,
+        channel: &str,
+        user: &UserId,
+        note: &PrivateNote,
+    ) -> Result<(), ChatError> {
+        let Some(uid) = user.as_str().strip_prefix("slack:") else {
+            return Err(chat_error(format!(
+                "cannot tell {user} anything on Slack: not a Slack user id"
+            )));
+        };
+        let ch = bare_channel(channel);
+        let (id, locale) = self
+            .voting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(ch.to_string(), uid.to_string()))
+            .cloned()
+            .unwrap_or_else(|| ("?".into(), self.locale.clone()));
+        let content = render::private(&self.templates, &locale, Some(&id), note)?.json;
+        self.ephemeral(ch, uid, content).await
+    }
+}
+
+fn content_of(v: &serde_json::Value) -> Result<SlackMessageContent, Delivery> {
+    serde_json::from_value(v.clone())
+        .map_err(|e| Delivery::Permanent(format!("stored message is not Block Kit: {e}")))
+}
+
+/// Classifies a Web API failure for the outbox.
+pub fn classify(e: &SlackClientError) -> Delivery {
+    match e {
+        SlackClientError::RateLimitError(r) => {
+            Delivery::RetryAfter(r.retry_after.unwrap_or(Duration::from_secs(1)))
+        }
+        SlackClientError::HttpError(h) if h.status_code.is_server_error() => {
+            Delivery::Transient(format!("Slack answered HTTP {}", h.status_code))
+        }
+        SlackClientError::HttpError(h) => {
+            Delivery::Permanent(format!("Slack answered HTTP {}", h.status_code))
+        }
+        SlackClientError::ApiError(a) => match a.code.as_str() {
+            "ratelimited" => Delivery::RetryAfter(Duration::from_secs(1)),
+            "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => {
+                Delivery::Transient(format!("Slack error {}", a.code))
+            }
+            code => Delivery::Permanent(format!(
+                "Slack refused the call: {code}; check the bot's scopes and that it is in the channel"
+            )),
+        },
+        SlackClientError::ProtocolError(p) => {
+            Delivery::Permanent(format!("Slack's answer could not be read: {p}"))
+        }
+        other => Delivery::Transient(format!("Slack unreachable: {other}")),
+    }
+}
+
+#[async_trait]
+impl Deliver for SlackChat {
+    async fn deliver(&self, entry: &Entry) -> Delivery {
+        let op: Op = match serde_json::from_value(entry.op.clone()) {
+            Ok(op) => op,
+            Err(e) => return Delivery::Permanent(format!("unknown outbox entry: {e}")),
+        };
+        match self.send(op).await {
+            Ok(real) => Delivery::Done { real },
+            Err(d) => d,
+        }
+    }
+}
+
+impl SlackChat {
+    fn resolve_or_drop(&self, message: &str) -> Result<String, Delivery> {
+        match self.real(message) {
+            Ok(Some(ts)) => Ok(ts),
+            Ok(None) => Err(Delivery::Permanent(format!(
+                "the message {message} refers to was never posted"
+            ))),
+            Err(e) => Err(Delivery::Transient(e.to_string())),
+        }
+    }
+
+    async fn send(&self, op: Op) -> Result<Option<String>, Delivery> {
+        let s = self.session.client.open_session(&self.session.token);
+        let err = |e: SlackClientError| classify(&e);
+        match op {
+            Op::Post {
+                channel,
+                thread,
+                content,
+            } => {
+                let thread = match thread {
+                    Some(t) => Some(self.resolve_or_drop(&t)?),
+                    None => None,
+                };
+                let req =
+                    SlackApiChatPostMessageRequest::new(channel.into(), content_of(&content)?)
+                        .opt_thread_ts(thread.map(SlackTs));
+                let r = s.chat_post_message(&req).await.map_err(err)?;
+                Ok(Some(r.ts.0))
+            }
+            Op::Update {
+                channel,
+                message,
+                content,
+            } => {
+                let ts = self.resolve_or_drop(&message)?;
+                let req = SlackApiChatUpdateRequest::new(
+                    channel.into(),
+                    content_of(&content)?,
+                    SlackTs(ts),
+                );
+                s.chat_update(&req).await.map_err(err)?;
+                Ok(None)
+            }
+            Op::Ephemeral {
+                channel,
+                user,
+                content,
+            } => {
+                let req = SlackApiChatPostEphemeralRequest::new(
+                    channel.into(),
+                    user.into(),
+                    content_of(&content)?,
+                );
+                s.chat_post_ephemeral(&req).await.map_err(err)?;
+                Ok(None)
+            }
+            Op::Upload {
+                channel,
+                thread,
+                filename,
+                title,
+                content_type,
+                data,
+            } => {
+                let thread = self.resolve_or_drop(&thread)?;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(data)
+                    .map_err(|e| Delivery::Permanent(format!("stored file is corrupt: {e}")))?;
+                let url = s
+                    .get_upload_url_external(&SlackApiFilesGetUploadUrlExternalRequest::new(
+                        filename,
+                        bytes.len(),
+                    ))
+                    .await
+                    .map_err(err)?;
+                s.files_upload_via_url(&SlackApiFilesUploadViaUrlRequest::new(
+                    url.upload_url,
+                    bytes,
+                    content_type,
+                ))
+                .await
+                .map_err(err)?;
+                let req = SlackApiFilesCompleteUploadExternalRequest::new(vec![
+                    SlackApiFilesComplete::new(url.file_id).with_title(title),
+                ])
+                .with_channel_id(channel.into())
+                .with_thread_ts(SlackTs(thread));
+                s.files_complete_upload_external(&req).await.map_err(err)?;
+                Ok(None)
+            }
+        }
+    }
+}

@@ -1,0 +1,590 @@
+//! Inbound Slack: slash commands, reactions and button clicks.
+//!
+//! Over HTTP (`POST /slack/commands`, `/slack/events`, `/slack/interactions`)
+//! every request is verified first — `X-Slack-Signature` over
+//! `v0:{timestamp}:{raw body}`, timestamp within 5 minutes — and rejected
+//! with 401 before anything is parsed or stored. Then the handler answers
+//! at once (Slack gives up after 3 s) and does the work in a background
+//! task; the engine serialises work per proposal. Socket Mode
+//! ([`super::socket`]) hands the same parsed events to the same
+//! [`SlackInbound`] methods.
+//!
+//! Retried event deliveries (`X-Slack-Retry-Num`) carry the same
+//! `event_id`, which is claimed in the store, so a retry never counts a
+//! vote twice.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use futures::FutureExt;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use slack_morphism::prelude::*;
+use subtle::ConstantTimeEq;
+use tokio::sync::Notify;
+
+use super::chat::SlackChat;
+use super::render::{self, Reply, Summary};
+use crate::chat::commands::{self, Command};
+use crate::domain::{MessageRef, Origin, ProposalId, ServiceName, UserId, VoteKind, VoteVia};
+use crate::engine::{Engine, ProposeRequest};
+use crate::store::Claim;
+
+/// Largest clock difference accepted on a signed request.
+pub const MAX_SKEW_SECONDS: i64 = 300;
+
+/// Action ids of the proposal's buttons (see `slack/proposal.json.j2`).
+pub const APPROVE_ACTION: &str = "rollbot_approve";
+pub const REJECT_ACTION: &str = "rollbot_reject";
+
+/// Why a request was not accepted as coming from Slack.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("missing {0} header")]
+    Missing(&'static str),
+    #[error("X-Slack-Request-Timestamp is not a Unix time")]
+    BadTimestamp,
+    #[error(
+        "request timestamp is {0} s away from now (more than 5 minutes): replayed or clock skew"
+    )]
+    Stale(i64),
+    #[error("X-Slack-Signature does not match; check slack.signing_secret")]
+    Mismatch,
+}
+
+/// Verifies a Slack request signature at time `now` (Unix seconds).
+///
+/// # Errors
+/// [`SignatureError`] saying what was wrong.
+pub fn verify_signature(
+    secret: &str,
+    signature: Option<&str>,
+    timestamp: Option<&str>,
+    body: &[u8],
+    now: i64,
+) -> Result<(), SignatureError> {
+    let signature = signature.ok_or(SignatureError::Missing("X-Slack-Signature"))?;
+    let timestamp = timestamp.ok_or(SignatureError::Missing("X-Slack-Request-Timestamp"))?;
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| SignatureError::BadTimestamp)?;
+    if (now - ts).abs() > MAX_SKEW_SECONDS {
+        return Err(SignatureError::Stale(now - ts));
+    }
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).map_err(|_| SignatureError::Mismatch)?;
+    mac.update(b"v0:");
+    mac.update(timestamp.as_bytes());
+    mac.update(b":");
+    mac.update(body);
+    let expected = format!("v0={}", hex::encode(mac.finalize().into_bytes()));
+    if expected.as_bytes().ct_eq(signature.as_bytes()).into() {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
+}
+
+/// Handles Slack's inbound events, whichever transport brought them.
+pub struct SlackInbound {
+    engine: Engine,
+    chat: Arc<SlackChat>,
+    signing_secret: String,
+    running: AtomicUsize,
+    idle: Notify,
+    panicked: AtomicBool,
+}
+
+impl SlackInbound {
+    pub fn new(engine: Engine, chat: Arc<SlackChat>, signing_secret: String) -> Arc<Self> {
+        Arc::new(Self {
+            engine,
+            chat,
+            signing_secret,
+            running: AtomicUsize::new(0),
+            idle: Notify::new(),
+            panicked: AtomicBool::new(false),
+        })
+    }
+
+    fn spawn(self: &Arc<Self>, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        let me = self.clone();
+        tokio::spawn(async move {
+            if AssertUnwindSafe(fut).catch_unwind().await.is_err() {
+                tracing::error!("a Slack event task panicked");
+                me.panicked.store(true, Ordering::SeqCst);
+            }
+            if me.running.fetch_sub(1, Ordering::SeqCst) == 1 {
+                me.idle.notify_waiters();
+            }
+        });
+    }
+
+    /// Waits until no event is being processed.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.running.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Whether any event task panicked (tests fail on this).
+    pub fn background_panicked(&self) -> bool {
+        self.panicked.load(Ordering::SeqCst)
+    }
+
+    fn locale_of(&self, service: Option<&str>) -> String {
+        service
+            .and_then(|s| self.engine.service_named(s).ok())
+            .map(|s| s.locale.clone())
+            .unwrap_or_else(|| "en".into())
+    }
+
+    fn reply(&self, locale: &str, r: &Reply) -> serde_json::Value {
+        match render::reply(self.chat.templates(), locale, r) {
+            Ok(r) => r.json,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot render a command reply");
+                serde_json::json!({"response_type": "ephemeral", "text": "rollbot could not render its answer; see its logs"})
+            }
+        }
+    }
+
+    /// Handles `/rollback …`; returns the immediate ephemeral answer. Work
+    /// that touches the engine runs in the background and answers with an
+    /// ephemeral message when done.
+    pub fn command(self: &Arc<Self>, ev: &SlackCommandEvent) -> serde_json::Value {
+        let services: Vec<String> = self
+            .engine
+            .services()
+            .keys()
+            .map(ToString::to_string)
+            .collect();
+        let names: Vec<&str> = services.iter().map(String::as_str).collect();
+        let text = ev.text.clone().unwrap_or_default();
+        let user = ev.user_id.0.clone();
+        let channel = ev.channel_id.0.clone();
+        let cmd = match commands::parse(&text, &names) {
+            Ok(c) => c,
+            Err(error) => return self.reply("en", &Reply::Error { error }),
+        };
+        tracing::info!(%user, %channel, ?cmd, "slash command");
+        let store = self.engine.store();
+        let list =
+            |title, service: Option<String>, keep: &dyn Fn(&crate::domain::Proposal) -> bool| {
+                let mut items: Vec<_> = match store.list() {
+                    Ok(l) => l.into_iter().filter(|p| keep(p)).collect(),
+                    Err(e) => {
+                        return Reply::Failed {
+                            text: format!("the store could not be read: {e}"),
+                        };
+                    }
+                };
+                items.sort_by_key(|p| std::cmp::Reverse(p.created_at));
+                items.truncate(10);
+                Reply::Proposals {
+                    title,
+                    service,
+                    items: items.iter().map(Summary::of).collect(),
+                }
+            };
+        match cmd {
+            Command::Help => self.reply("en", &Reply::Help { services }),
+            Command::List | Command::Status { id: None } => {
+                self.reply("en", &list("list", None, &|p| p.is_open()))
+            }
+            Command::Status { id: Some(id) } => match self.engine.get(&id) {
+                Ok(p) => self.reply(
+                    &p.locale,
+                    &Reply::Proposals {
+                        title: "one",
+                        service: None,
+                        items: vec![Summary::of(&p)],
+                    },
+                ),
+                Err(e) => self.reply(
+                    "en",
+                    &Reply::Failed {
+                        text: e.to_string(),
+                    },
+                ),
+            },
+            Command::History { service } => {
+                let locale = self.locale_of(Some(&service));
+                let s = service.clone();
+                self.reply(
+                    &locale,
+                    &list("history", Some(service), &|p| p.service.as_str() == s),
+                )
+            }
+            Command::Cancel { id } => {
+                let me = self.clone();
+                self.spawn(async move {
+                    let Some(by) = slack_user(&user) else { return };
+                    let r = match me.engine.cancel(&id, &by).await {
+                        Ok(p) => (p.locale, Reply::Cancelled { id: id.to_string() }),
+                        Err(e) => (
+                            "en".into(),
+                            Reply::Failed {
+                                text: e.to_string(),
+                            },
+                        ),
+                    };
+                    me.answer(&channel, &user, &r.0, &r.1).await;
+                });
+                serde_json::json!({})
+            }
+            Command::Propose {
+                service,
+                to_revision,
+                reason,
+            } => {
+                let locale = self.locale_of(Some(&service));
+                let accepted = self.reply(
+                    &locale,
+                    &Reply::Accepted {
+                        service: service.clone(),
+                    },
+                );
+                let me = self.clone();
+                self.spawn(async move {
+                    let (Ok(name), Some(proposer)) =
+                        (ServiceName::parse(&service), slack_user(&user))
+                    else {
+                        return;
+                    };
+                    let req = ProposeRequest {
+                        service: name,
+                        origin: Origin::Command,
+                        proposer,
+                        reason,
+                        to_revision,
+                        alert: None,
+                        channel: Some(format!("slack:{channel}")),
+                    };
+                    if let Err(e) = me.engine.propose(req).await {
+                        let r = Reply::Failed {
+                            text: e.to_string(),
+                        };
+                        me.answer(&channel, &user, &locale, &r).await;
+                    }
+                });
+                accepted
+            }
+        }
+    }
+
+    async fn answer(&self, channel: &str, user: &str, locale: &str, r: &Reply) {
+        let content = self.reply(locale, r);
+        if let Err(e) = self.chat.ephemeral(channel, user, content).await {
+            tracing::error!(error = %e, "could not queue a command answer");
+        }
+    }
+
+    /// Handles an Events API callback (reactions). Returns at once.
+    pub fn push(self: &Arc<Self>, ev: SlackPushEventCallback) {
+        let key = format!("slack:event:{}", ev.event_id.0);
+        match self.engine.claim(&key, "seen") {
+            Ok(Claim::New) => {}
+            Ok(Claim::Seen(_)) => {
+                tracing::debug!(event = %ev.event_id.0, "duplicate Slack event ignored");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record a Slack event id; dropping it");
+                return;
+            }
+        }
+        let (user, reaction, item, added) = match ev.event {
+            SlackEventCallbackBody::ReactionAdded(r) => (r.user, r.reaction, r.item, true),
+            SlackEventCallbackBody::ReactionRemoved(r) => (r.user, r.reaction, r.item, false),
+            _ => return,
+        };
+        let SlackReactionsItem::Message(msg) = item else {
+            return;
+        };
+        let Some(channel) = msg.origin.channel.map(|c| c.0) else {
+            return;
+        };
+        let emoji = self.chat.emoji();
+        let kind = if reaction.0 == emoji.approve {
+            VoteKind::Approve
+        } else if reaction.0 == emoji.reject {
+            VoteKind::Reject
+        } else {
+            return;
+        };
+        let ts = msg.origin.ts.0;
+        let me = self.clone();
+        self.spawn(async move {
+            let Some(id) = me.proposal_at(&channel, &ts) else {
+                return;
+            };
+            let Some(voter) = slack_user(&user.0) else {
+                return;
+            };
+            let result = if added {
+                me.vote(&id, &channel, &voter, kind, VoteVia::Reaction)
+                    .await
+            } else if kind == VoteKind::Approve {
+                me.engine.withdraw(&id, &voter).await.map(|_| ())
+            } else {
+                Ok(())
+            };
+            if let Err(e) = result {
+                tracing::error!(proposal = %id, error = %e, "reaction not applied");
+            }
+        });
+    }
+
+    /// The proposal whose message is `ts` in `channel`, directly or through
+    /// the outbox's provisional reference.
+    fn proposal_at(&self, channel: &str, ts: &str) -> Option<ProposalId> {
+        let at = |message: String| MessageRef {
+            platform: "slack".into(),
+            channel: channel.to_string(),
+            message,
+        };
+        if let Ok(Some(id)) = self.engine.proposal_for_message(&at(ts.to_string())) {
+            return Some(id);
+        }
+        let pending = self.chat.outbox().pending_for(ts).ok().flatten()?;
+        self.engine
+            .proposal_for_message(&at(pending))
+            .ok()
+            .flatten()
+    }
+
+    async fn vote(
+        &self,
+        id: &ProposalId,
+        channel: &str,
+        voter: &UserId,
+        kind: VoteKind,
+        via: VoteVia,
+    ) -> Result<(), crate::engine::EngineError> {
+        let locale = self
+            .engine
+            .get(id)
+            .map(|p| p.locale)
+            .unwrap_or_else(|_| "en".into());
+        let uid = voter.as_str().trim_start_matches("slack:");
+        self.chat.voting_on(channel, uid, id.as_str(), &locale);
+        self.engine.vote(id, voter, kind, via).await.map(|_| ())
+    }
+
+    /// Handles a button click. Returns at once.
+    pub fn interaction(self: &Arc<Self>, ev: SlackInteractionEvent) {
+        let SlackInteractionEvent::BlockActions(ev) = ev else {
+            return;
+        };
+        let Some(user) = ev.user.map(|u| u.id.0) else {
+            return;
+        };
+        let channel = match (&ev.channel, &ev.container) {
+            (Some(c), _) => c.id.0.clone(),
+            (None, SlackInteractionActionContainer::Message(m)) => match &m.channel_id {
+                Some(c) => c.0.clone(),
+                None => return,
+            },
+            _ => return,
+        };
+        for action in ev.actions.unwrap_or_default() {
+            let kind = match action.action_id.0.as_str() {
+                APPROVE_ACTION => VoteKind::Approve,
+                REJECT_ACTION => VoteKind::Reject,
+                _ => continue,
+            };
+            let Some(id) = action
+                .value
+                .as_deref()
+                .and_then(|v| ProposalId::parse(v).ok())
+            else {
+                continue;
+            };
+            let me = self.clone();
+            let (channel, user) = (channel.clone(), user.clone());
+            self.spawn(async move {
+                let Some(voter) = slack_user(&user) else {
+                    return;
+                };
+                if let Err(e) = me.vote(&id, &channel, &voter, kind, VoteVia::Button).await {
+                    tracing::error!(proposal = %id, error = %e, "button vote not applied");
+                }
+            });
+        }
+    }
+}
+
+fn slack_user(id: &str) -> Option<UserId> {
+    UserId::new("slack", id).ok()
+}
+
+/// Checks the signature of an HTTP request; 401 when it is not Slack's.
+fn verified(
+    inbound: &SlackInbound,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(), Box<Response>> {
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let now = chrono::Utc::now().timestamp();
+    verify_signature(
+        &inbound.signing_secret,
+        h("x-slack-signature"),
+        h("x-slack-request-timestamp"),
+        body,
+        now,
+    )
+    .map_err(|e| {
+        tracing::warn!(error = %e, "rejected an unsigned or stale Slack request");
+        Box::new(
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(serde_json::json!({ "error": format!("invalid request: {e}") })),
+            )
+                .into_response(),
+        )
+    })
+}
+
+fn bad_request(what: &str, e: impl std::fmt::Display) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(serde_json::json!({ "error": format!("cannot read the {what}: {e}") })),
+    )
+        .into_response()
+}
+
+/// The Slack routes, to merge into the main router.
+pub fn router(inbound: Arc<SlackInbound>, body_limit: usize) -> Router {
+    Router::new()
+        .route("/slack/commands", post(commands_route))
+        .route("/slack/events", post(events_route))
+        .route("/slack/interactions", post(interactions_route))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(inbound)
+}
+
+async fn commands_route(
+    State(inbound): State<Arc<SlackInbound>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = verified(&inbound, &headers, &body) {
+        return *r;
+    }
+    let ev: SlackCommandEvent = match serde_urlencoded::from_bytes(&body) {
+        Ok(ev) => ev,
+        Err(e) => return bad_request("slash command form", e),
+    };
+    Json(inbound.command(&ev)).into_response()
+}
+
+async fn events_route(
+    State(inbound): State<Arc<SlackInbound>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = verified(&inbound, &headers, &body) {
+        return *r;
+    }
+    let de = &mut serde_json::Deserializer::from_slice(&body);
+    let ev: SlackPushEvent = match serde_path_to_error::deserialize(de) {
+        Ok(ev) => ev,
+        Err(e) => return bad_request("event", e),
+    };
+    if let Some(n) = headers.get("x-slack-retry-num") {
+        tracing::info!(retry = ?n, "Slack retried an event delivery");
+    }
+    match ev {
+        SlackPushEvent::UrlVerification(v) => {
+            Json(serde_json::json!({ "challenge": v.challenge })).into_response()
+        }
+        SlackPushEvent::EventCallback(cb) => {
+            inbound.push(cb);
+            StatusCode::OK.into_response()
+        }
+        SlackPushEvent::AppRateLimited(_) => {
+            tracing::warn!("Slack is rate limiting events to rollbot");
+            StatusCode::OK.into_response()
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct InteractionForm {
+    payload: String,
+}
+
+async fn interactions_route(
+    State(inbound): State<Arc<SlackInbound>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = verified(&inbound, &headers, &body) {
+        return *r;
+    }
+    let form: InteractionForm = match serde_urlencoded::from_bytes(&body) {
+        Ok(f) => f,
+        Err(e) => return bad_request("interaction form (expected a payload field)", e),
+    };
+    let de = &mut serde_json::Deserializer::from_str(&form.payload);
+    let ev: SlackInteractionEvent = match serde_path_to_error::deserialize(de) {
+        Ok(ev) => ev,
+        Err(e) => return bad_request("interaction payload", e),
+    };
+    inbound.interaction(ev);
+    StatusCode::OK.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_follow_the_documented_rule() {
+        let secret = "8f742231b10e8888abcd99yyyzzz85a5";
+        let body = b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+        let sig = Some("v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503");
+        let ts = Some("1531420618");
+        assert_eq!(verify_signature(secret, sig, ts, body, 1531420618), Ok(()));
+        assert_eq!(
+            verify_signature(secret, sig, ts, body, 1531420618 + 300),
+            Ok(())
+        );
+        assert_eq!(
+            verify_signature(secret, sig, ts, body, 1531420618 + 301),
+            Err(SignatureError::Stale(301))
+        );
+        assert_eq!(
+            verify_signature(secret, sig, ts, body, 1531420618 - 301),
+            Err(SignatureError::Stale(-301))
+        );
+        let mut changed = body.to_vec();
+        changed.extend_from_slice(b"------");
+        assert_eq!(
+            verify_signature(secret, sig, ts, &changed, 1531420618),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_signature(secret, None, ts, body, 1531420618),
+            Err(SignatureError::Missing("X-Slack-Signature"))
+        );
+        assert_eq!(
+            verify_signature(secret, sig, Some("soon"), body, 1531420618),
+            Err(SignatureError::BadTimestamp)
+        );
+    }
+}

@@ -1,0 +1,334 @@
+//! Slack messages rendered from `templates/<locale>/slack/*.json.j2`.
+//!
+//! Each template renders one Block Kit message (`{"text": …, "blocks": […]}`,
+//! i.e. slack-morphism's `SlackMessageContent`). minijinja escapes every
+//! `{{ … }}` as JSON in `.json` templates, so templates never build JSON
+//! strings by hand. What people typed (reasons, change causes) is escaped
+//! for Slack's mrkdwn here, before it reaches a template, so nobody can
+//! inject a mention or a link into the bot's message.
+
+use serde::Serialize;
+use slack_morphism::prelude::SlackMessageContent;
+
+use crate::chat::commands::CommandError;
+use crate::domain::{Proposal, State, UserId};
+use crate::ports::{PrivateNote, ThreadNote};
+use crate::templates::{TemplateError, Templates};
+
+/// A rendering failure: a template bug, never a person's mistake.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(
+        "template slack/{name} rendered invalid Block Kit JSON: {source}; fix the template (output: {output})"
+    )]
+    Json {
+        name: &'static str,
+        output: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// A rendered message: the JSON as rendered and as slack-morphism content.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub json: serde_json::Value,
+    pub content: SlackMessageContent,
+}
+
+/// Escapes `&`, `<` and `>` as Slack's mrkdwn requires.
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// `<@U123>` for Slack users, the plain id for anyone else.
+pub fn mention(user: &UserId) -> String {
+    match user.as_str().strip_prefix("slack:") {
+        Some(id) => format!("<@{id}>"),
+        None => escape(user.as_str()),
+    }
+}
+
+#[derive(Serialize)]
+struct RevisionView {
+    revision: u64,
+    images: String,
+    change_cause: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ProposalView {
+    id: String,
+    service: String,
+    state: State,
+    workload: String,
+    current: RevisionView,
+    target: RevisionView,
+    warnings: Vec<String>,
+    advice: Option<&'static str>,
+    proposer: String,
+    from_alert: bool,
+    reason: String,
+    approvals: usize,
+    approvers: String,
+    required: u8,
+    single_approver: bool,
+    expires_at: String,
+    rejected_by: Option<String>,
+    drill: bool,
+    no_checks: bool,
+    alert_resolved: bool,
+    approve_emoji: String,
+    reject_emoji: String,
+}
+
+fn revision(r: &crate::domain::RevisionInfo) -> RevisionView {
+    RevisionView {
+        revision: r.revision,
+        images: r
+            .images
+            .iter()
+            .map(|i| format!("{}: `{}`", escape(&i.container), escape(&i.image)))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        change_cause: r.change_cause.as_deref().map(escape),
+    }
+}
+
+/// The emoji names that vote, shown on the proposal.
+#[derive(Debug, Clone)]
+pub struct Emoji {
+    pub approve: String,
+    pub reject: String,
+}
+
+fn proposal_view(p: &Proposal, emoji: &Emoji) -> ProposalView {
+    ProposalView {
+        id: p.id.to_string(),
+        service: p.service.to_string(),
+        state: p.state,
+        workload: escape(&p.plan.workload),
+        current: revision(&p.plan.current),
+        target: revision(&p.plan.target),
+        warnings: p.plan.warnings.iter().map(|w| escape(w)).collect(),
+        advice: p.recommendation.as_ref().map(|r| r.advice.as_str()),
+        proposer: mention(&p.proposer),
+        from_alert: !p.origin.proposer_is_person(),
+        reason: escape(&p.reason),
+        approvals: p.approvals.len(),
+        approvers: p.approvers().map(mention).collect::<Vec<_>>().join(", "),
+        required: p.required,
+        single_approver: p.single_approver,
+        expires_at: p.expires_at.to_rfc3339(),
+        rejected_by: p.rejected_by.as_ref().map(mention),
+        drill: p.drill,
+        no_checks: p.no_checks,
+        alert_resolved: p.alert_resolved_at.is_some(),
+        approve_emoji: emoji.approve.clone(),
+        reject_emoji: emoji.reject.clone(),
+    }
+}
+
+fn finish(name: &'static str, output: String) -> Result<Rendered, RenderError> {
+    let parse = |s: &str| -> Result<(serde_json::Value, SlackMessageContent), serde_json::Error> {
+        let json: serde_json::Value = serde_json::from_str(s)?;
+        let content = serde_json::from_value(json.clone())?;
+        Ok((json, content))
+    };
+    match parse(&output) {
+        Ok((json, content)) => Ok(Rendered { json, content }),
+        Err(source) => Err(RenderError::Json {
+            name,
+            output,
+            source,
+        }),
+    }
+}
+
+/// The proposal message with its buttons (while votes are open).
+///
+/// # Errors
+/// A template bug.
+pub fn proposal(t: &Templates, p: &Proposal, emoji: &Emoji) -> Result<Rendered, RenderError> {
+    let out = t.render(
+        &p.locale,
+        "slack/proposal.json",
+        minijinja::context! { p => minijinja::value::Serde(proposal_view(p, emoji)) },
+    )?;
+    finish("proposal.json", out)
+}
+
+#[derive(Serialize)]
+struct NoteView {
+    note: &'static str,
+    line: String,
+    ok: bool,
+    detail: String,
+    passed: bool,
+    checks: String,
+}
+
+/// A message in the proposal's thread.
+///
+/// # Errors
+/// A template bug.
+pub fn thread(t: &Templates, p: &Proposal, note: &ThreadNote) -> Result<Rendered, RenderError> {
+    let mut v = NoteView {
+        note: "",
+        line: String::new(),
+        ok: false,
+        detail: String::new(),
+        passed: false,
+        checks: String::new(),
+    };
+    v.note = match note {
+        ThreadNote::ExecutionStarted => "execution_started",
+        ThreadNote::Progress { line } => {
+            v.line = escape(line);
+            "progress"
+        }
+        ThreadNote::ExecutionFinished { ok, detail } => {
+            v.ok = *ok;
+            v.detail = escape(detail);
+            "execution_finished"
+        }
+        ThreadNote::Superseded { reason } => {
+            v.detail = escape(reason);
+            "superseded"
+        }
+        ThreadNote::Verification { passed, checks } => {
+            v.passed = *passed;
+            v.checks = checks
+                .iter()
+                .map(|c| {
+                    let mark = if c.passed {
+                        ":white_check_mark:"
+                    } else {
+                        ":x:"
+                    };
+                    format!("{mark} {}: `{}`", escape(&c.name), escape(&c.value))
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            "verification"
+        }
+        ThreadNote::Resolved => "resolved",
+        ThreadNote::Report { .. } => "report",
+        ThreadNote::Text { text } => {
+            v.detail = escape(text);
+            "text"
+        }
+    };
+    let out = t.render(
+        &p.locale,
+        "slack/thread.json",
+        minijinja::context! { id => p.id.to_string(), service => p.service.to_string(), n => minijinja::value::Serde(v) },
+    )?;
+    finish("thread.json", out)
+}
+
+/// What one person alone sees (ephemeral).
+///
+/// # Errors
+/// A template bug.
+pub fn private(
+    t: &Templates,
+    locale: &str,
+    id: Option<&str>,
+    note: &PrivateNote,
+) -> Result<Rendered, RenderError> {
+    let text = match note {
+        PrivateNote::VoteRefused { refusal } => t.render(
+            locale,
+            "vote_refused.txt",
+            minijinja::context! { id => id.unwrap_or("?"), refusal => minijinja::value::Serde(refusal) },
+        )?,
+        PrivateNote::Text { text } => escape(text),
+    };
+    let out = t.render(
+        locale,
+        "slack/private.json",
+        minijinja::context! { text => text },
+    )?;
+    finish("private.json", out)
+}
+
+/// One line of `/rollback status|list|history`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub id: String,
+    pub service: String,
+    pub state: State,
+    pub approvals: usize,
+    pub required: u8,
+    pub created_at: String,
+}
+
+impl Summary {
+    pub fn of(p: &Proposal) -> Self {
+        Self {
+            id: p.id.to_string(),
+            service: p.service.to_string(),
+            state: p.state,
+            approvals: p.approvals.len(),
+            required: p.required,
+            created_at: p.created_at.to_rfc3339(),
+        }
+    }
+}
+
+/// An answer to a `/rollback` command, shown only to the person who typed it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    Help {
+        services: Vec<String>,
+    },
+    Error {
+        error: CommandError,
+    },
+    /// A failure reported by the engine (already phrased for people).
+    Failed {
+        text: String,
+    },
+    Accepted {
+        service: String,
+    },
+    Cancelled {
+        id: String,
+    },
+    Proposals {
+        title: &'static str,
+        service: Option<String>,
+        items: Vec<Summary>,
+    },
+}
+
+/// Renders a command reply.
+///
+/// # Errors
+/// A template bug.
+pub fn reply(t: &Templates, locale: &str, r: &Reply) -> Result<Rendered, RenderError> {
+    // Everything in a reply may echo what the person typed: escape it all.
+    let mut r = serde_json::to_value(r).unwrap_or_default();
+    escape_strings(&mut r);
+    let out = t.render(
+        locale,
+        "slack/reply.json",
+        minijinja::context! { r => minijinja::value::Serde(r) },
+    )?;
+    finish("reply.json", out)
+}
+
+fn escape_strings(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) => *s = escape(s),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(escape_strings),
+        serde_json::Value::Object(o) => o.values_mut().for_each(escape_strings),
+        _ => {}
+    }
+}

@@ -1,0 +1,686 @@
+//! The Slack adapter end to end: signed requests into the real axum router,
+//! the engine with a scripted executor, and a fake Slack Web API on
+//! 127.0.0.1 that records what rollbot sent.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use rollbot::chat::slack::{Emoji, Session, SlackChat, SlackInbound, inbound};
+use rollbot::config::Config;
+use rollbot::domain::{ManualClock, ProposalId, State};
+use rollbot::engine::{Engine, Ports};
+use rollbot::http::{self, AppState};
+use rollbot::outbox::{Outbox, RetryPolicy};
+use rollbot::ports::memory::{ScriptedExecutor, ScriptedVerifier};
+use rollbot::store::Store;
+use rollbot::templates::Templates;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use support::fake_slack::FakeSlack;
+use support::*;
+
+const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+const CHANNEL: &str = "CINCIDENT";
+
+struct SlackTester {
+    engine: Engine,
+    executor: Arc<ScriptedExecutor>,
+    inbound: Arc<SlackInbound>,
+    chat: Arc<SlackChat>,
+    fake: FakeSlack,
+    url: String,
+    http: reqwest::Client,
+    worker: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl SlackTester {
+    async fn new() -> Self {
+        Self::with_policy(RetryPolicy {
+            first_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(500),
+        })
+        .await
+    }
+
+    async fn with_policy(policy: RetryPolicy) -> Self {
+        let fake = FakeSlack::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let config = Config::parse(CONFIG).unwrap();
+        let templates = Arc::new(Templates::load().unwrap());
+        let session = Session::new(&fake.api_url, "xoxb-test-token".into()).unwrap();
+        let outbox = Outbox::open(&store, "slack").unwrap();
+        let chat = Arc::new(
+            SlackChat::new(
+                session.clone(),
+                outbox.clone(),
+                templates,
+                Emoji {
+                    approve: "white_check_mark".into(),
+                    reject: "x".into(),
+                },
+                "en".into(),
+            )
+            .with_post_wait(Duration::from_millis(300)),
+        );
+        let worker = tokio::spawn(outbox.run(chat.clone(), policy));
+        let executor = ScriptedExecutor::new(reference_plan());
+        let engine = Engine::new(
+            store,
+            config.services(),
+            Ports {
+                chat: chat.clone(),
+                executor: executor.clone(),
+                verifier: ScriptedVerifier::new(),
+                clock: Arc::new(ManualClock::new(t0())),
+            },
+        );
+        let bot = session.bot_user_id().await.unwrap();
+        engine.add_bot_identity(user(&format!("slack:{bot}")));
+        let inbound = SlackInbound::new(engine.clone(), chat.clone(), SECRET.into());
+        let state = AppState::new(engine.clone(), Arc::new(AtomicBool::new(true)));
+        let router = http::router(state, 1 << 20).merge(inbound::router(inbound.clone(), 1 << 20));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(http::serve(listener, router, std::future::pending()));
+        Self {
+            engine,
+            executor,
+            inbound,
+            chat,
+            fake,
+            url,
+            http: reqwest::Client::new(),
+            worker,
+            _dir: dir,
+        }
+    }
+
+    fn sign(body: &str, ts: i64) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(format!("v0:{ts}:{body}").as_bytes());
+        format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    /// POSTs `body` signed at `ts` (now when `None`).
+    async fn post_signed(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: String,
+        extra: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let ts = chrono::Utc::now().timestamp();
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("content-type", content_type)
+            .header("x-slack-request-timestamp", ts.to_string())
+            .header("x-slack-signature", Self::sign(&body, ts));
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        req.body(body).send().await.unwrap()
+    }
+
+    async fn command(&self, who: &str, text: &str) -> Value {
+        let body = serde_urlencoded::to_string([
+            ("token", "legacy"),
+            ("team_id", "T0TEST"),
+            ("team_domain", "test"),
+            ("channel_id", CHANNEL),
+            ("channel_name", "incident"),
+            ("user_id", who),
+            ("user_name", who),
+            ("command", "/rollback"),
+            ("text", text),
+            (
+                "response_url",
+                "https://hooks.slack.com/commands/T0TEST/1/abc",
+            ),
+            ("trigger_id", "1.2.3"),
+        ])
+        .unwrap();
+        let r = self
+            .post_signed(
+                "/slack/commands",
+                "application/x-www-form-urlencoded",
+                body,
+                &[],
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    fn reaction_event(event_id: &str, who: &str, emoji: &str, ts: &str, added: bool) -> String {
+        json!({
+            "token": "XXYYZZ", "team_id": "T0TEST", "api_app_id": "A0TEST",
+            "event": {
+                "type": if added { "reaction_added" } else { "reaction_removed" },
+                "user": who, "reaction": emoji, "item_user": "UROLLBOT",
+                "item": { "type": "message", "channel": CHANNEL, "ts": ts },
+                "event_ts": "1700000100.000100"
+            },
+            "type": "event_callback", "authed_users": ["UROLLBOT"],
+            "event_id": event_id, "event_time": 1700000100
+        })
+        .to_string()
+    }
+
+    async fn react(&self, event_id: &str, who: &str, emoji: &str, ts: &str) {
+        let body = Self::reaction_event(event_id, who, emoji, ts, true);
+        let r = self
+            .post_signed("/slack/events", "application/json", body, &[])
+            .await;
+        assert_eq!(r.status(), 200);
+        self.settle().await;
+    }
+
+    async fn click(&self, who: &str, action: &str, id: &ProposalId, ts: &str) {
+        self.click_quiet(who, action, id, ts).await;
+        self.settle().await;
+    }
+
+    /// Clicks and waits for the engine, not for Slack to receive anything.
+    async fn click_quiet(&self, who: &str, action: &str, id: &ProposalId, ts: &str) {
+        let payload = json!({
+            "type": "block_actions",
+            "user": { "id": who, "username": who, "team_id": "T0TEST" },
+            "api_app_id": "A0TEST", "token": "legacy",
+            "container": { "type": "message", "message_ts": ts, "channel_id": CHANNEL, "is_ephemeral": false },
+            "trigger_id": "1.2.3",
+            "team": { "id": "T0TEST", "domain": "test" },
+            "channel": { "id": CHANNEL, "name": "incident" },
+            "response_url": "https://hooks.slack.com/actions/T0TEST/1/abc",
+            "actions": [{
+                "action_id": action, "block_id": "rollbot_vote",
+                "text": { "type": "plain_text", "text": "Approve" },
+                "value": id.as_str(), "type": "button", "action_ts": "1700000101.000200"
+            }]
+        });
+        let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+        let r = self
+            .post_signed(
+                "/slack/interactions",
+                "application/x-www-form-urlencoded",
+                body,
+                &[],
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        self.inbound.wait_idle().await;
+        self.engine.wait_idle().await;
+    }
+
+    /// Waits for event tasks, the engine and the outbox, then fails on panics.
+    async fn settle(&self) {
+        self.inbound.wait_idle().await;
+        self.engine.wait_idle().await;
+        self.chat.outbox().wait_empty().await;
+        assert!(!self.inbound.background_panicked());
+        assert!(!self.engine.background_panicked());
+    }
+
+    /// `/rollback payment-api` by Alice; returns the proposal id and its ts.
+    async fn propose(&self) -> (ProposalId, String) {
+        let reply = self
+            .command("UALICE", "payment-api payment success rate 95%")
+            .await;
+        assert!(
+            reply["text"]
+                .as_str()
+                .unwrap()
+                .contains("Planning a rollback of payment-api"),
+            "{reply}"
+        );
+        self.settle().await;
+        let posts = self.fake.calls_to("chat.postMessage");
+        assert_eq!(posts.len(), 1, "{posts:#?}");
+        let post = &posts[0].body;
+        assert_eq!(post["channel"], CHANNEL);
+        let p = self.engine.store().list().unwrap().pop().unwrap();
+        assert!(post["text"].as_str().unwrap().contains(p.id.as_str()));
+        let at = p.primary_message().unwrap();
+        assert_eq!(at.platform, "slack");
+        assert_eq!(at.channel, CHANNEL);
+        (p.id.clone(), at.message.clone())
+    }
+
+    fn ephemerals_to(&self, who: &str) -> Vec<String> {
+        self.fake
+            .calls_to("chat.postEphemeral")
+            .into_iter()
+            .filter(|c| c.body["user"] == who)
+            .map(|c| c.body["text"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    fn update_texts(&self) -> Vec<String> {
+        self.fake
+            .calls_to("chat.update")
+            .into_iter()
+            .map(|c| c.body.to_string())
+            .collect()
+    }
+}
+
+impl Drop for SlackTester {
+    fn drop(&mut self) {
+        self.worker.abort();
+    }
+}
+
+#[tokio::test]
+async fn two_reactions_update_the_message_and_start_the_rollback() {
+    bounded(async {
+        let t = SlackTester::new().await;
+        let (id, ts) = t.propose().await;
+        assert_eq!(ts, "1700000000.000001");
+        let post = &t.fake.calls_to("chat.postMessage")[0].body;
+        let blocks = post["blocks"].to_string();
+        assert!(blocks.contains("rollbot_approve") && blocks.contains("rollbot_reject"));
+        assert!(blocks.contains("0 of 2 approvals"), "{blocks}");
+
+        t.react("Ev1", "UBOB", "white_check_mark", &ts).await;
+        let updates = t.update_texts();
+        assert_eq!(updates.len(), 1, "{updates:#?}");
+        assert!(
+            updates[0].contains("1 of 2 approvals: <@UBOB>"),
+            "{}",
+            updates[0]
+        );
+        assert_eq!(t.executor.executions(), 0);
+
+        t.react("Ev2", "UCAROL", "white_check_mark", &ts).await;
+        let updates = t.update_texts();
+        assert!(
+            updates[1].contains("2 of 2 approvals: <@UBOB>, <@UCAROL>"),
+            "{}",
+            updates[1]
+        );
+        assert!(
+            !updates.last().unwrap().contains("rollbot_approve"),
+            "buttons go once votes close"
+        );
+        assert_eq!(t.executor.executions(), 1);
+        t.engine.get(&id).unwrap();
+        assert_eq!(t.engine.get(&id).unwrap().state, State::RolledBack);
+        // Progress and the result went into the proposal's thread.
+        let thread: Vec<_> = t
+            .fake
+            .calls_to("chat.postMessage")
+            .into_iter()
+            .skip(1)
+            .collect();
+        assert!(!thread.is_empty());
+        assert!(thread.iter().all(|c| c.body["thread_ts"] == ts.as_str()));
+        assert!(
+            thread[0].body["text"]
+                .as_str()
+                .unwrap()
+                .contains("Rolling back payment-api")
+        );
+        // Every update went to the proposal's message.
+        assert!(
+            t.fake
+                .calls_to("chat.update")
+                .iter()
+                .all(|c| c.body["ts"] == ts.as_str())
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn self_approval_and_unauthorised_votes_are_refused_privately() {
+    bounded(async {
+        let t = SlackTester::new().await;
+        let (id, ts) = t.propose().await;
+        t.react("Ev1", "UALICE", "white_check_mark", &ts).await;
+        t.react("Ev2", "UMALLORY", "white_check_mark", &ts).await;
+        t.react("Ev3", "UROLLBOT", "white_check_mark", &ts).await;
+        let alice = t.ephemerals_to("UALICE");
+        assert_eq!(alice.len(), 1, "{alice:?}");
+        assert!(
+            alice[0].contains(id.as_str()) && alice[0].contains("you proposed this rollback"),
+            "{alice:?}"
+        );
+        let mallory = t.ephemerals_to("UMALLORY");
+        assert_eq!(mallory.len(), 1);
+        assert!(
+            mallory[0].contains("not an authorised approver for payment-api"),
+            "{mallory:?}"
+        );
+        assert_eq!(t.ephemerals_to("UROLLBOT").len(), 1);
+        assert!(t.ephemerals_to("UROLLBOT")[0].contains("own votes never count"));
+        for e in t.fake.calls_to("chat.postEphemeral") {
+            assert_eq!(e.body["channel"], CHANNEL);
+        }
+        assert!(
+            t.update_texts().is_empty(),
+            "refusals do not touch the message"
+        );
+        let p = t.engine.get(&id).unwrap();
+        assert!(p.approvals.is_empty());
+        assert_eq!(p.state, State::Proposed);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn buttons_work_like_reactions() {
+    bounded(async {
+        let t = SlackTester::new().await;
+        let (id, ts) = t.propose().await;
+        t.click("UALICE", "rollbot_approve", &id, &ts).await;
+        assert_eq!(t.ephemerals_to("UALICE").len(), 1);
+        t.click("UBOB", "rollbot_approve", &id, &ts).await;
+        assert!(t.update_texts()[0].contains("1 of 2 approvals: <@UBOB>"));
+        t.click("UCAROL", "rollbot_approve", &id, &ts).await;
+        assert_eq!(t.executor.executions(), 1);
+        let p = t.engine.get(&id).unwrap();
+        assert_eq!(p.state, State::RolledBack);
+        let timeline = t.engine.store().timeline(&id).unwrap();
+        let via: Vec<_> = timeline
+            .iter()
+            .filter_map(|e| match &e.kind {
+                rollbot::domain::EventKind::Voted { via, .. } => Some(*via),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(via, [rollbot::domain::VoteVia::Button; 2]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_reject_reaction_vetoes_and_removing_a_reaction_withdraws() {
+    bounded(async {
+        let t = SlackTester::new().await;
+        let (id, ts) = t.propose().await;
+        t.react("Ev1", "UBOB", "white_check_mark", &ts).await;
+        let body = SlackTester::reaction_event("Ev2", "UBOB", "white_check_mark", &ts, false);
+        t.post_signed("/slack/events", "application/json", body, &[])
+            .await;
+        t.settle().await;
+        assert!(t.engine.get(&id).unwrap().approvals.is_empty());
+        assert!(t.update_texts()[1].contains("0 of 2 approvals"));
+        t.react("Ev3", "UCAROL", "x", &ts).await;
+        assert_eq!(t.engine.get(&id).unwrap().state, State::Rejected);
+        // Other emoji are not votes.
+        t.react("Ev4", "UBOB", "tada", &ts).await;
+        assert_eq!(t.update_texts().len(), 3);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_retried_event_counts_once() {
+    bounded(async {
+        let t = SlackTester::new().await;
+        let (id, ts) = t.propose().await;
+        let body = SlackTester::reaction_event("EvSame", "UBOB", "white_check_mark", &ts, true);
+        t.post_signed("/slack/events", "application/json", body.clone(), &[])
+            .await;
+        t.settle().await;
+        let retry = t
+            .post_signed(
+                "/slack/events",
+                "application/json",
+                body,
+                &[
+                    ("x-slack-retry-num", "1"),
+                    ("x-slack-retry-reason", "http_timeout"),
+                ],
+            )
+            .await;
+        assert_eq!(retry.status(), 200);
+        t.settle().await;
+        let voted = t
+            .engine
+            .store()
+            .timeline(&id)
+            .unwrap()
+            .iter()
+            .filter(|e| e.kind.name() == "voted")
+            .count();
+        assert_eq!(voted, 1);
+        assert_eq!(t.update_texts().len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unsigned_or_stale_requests_are_rejected_and_nothing_is_stored() {
+    bounded(async {
+        let t = SlackTester::new().await;
+        let form = "team_id=T0&channel_id=C1&user_id=UALICE&command=%2Frollback&text=payment-api&response_url=https%3A%2F%2Fhooks.slack.com%2Fx&trigger_id=1";
+        let now = chrono::Utc::now().timestamp();
+        let cases = [
+            ("wrong secret", now, "v0=0000000000000000000000000000000000000000000000000000000000000000".to_string()),
+            ("stale", now - 301, SlackTester::sign(form, now - 301)),
+            ("future", now + 400, SlackTester::sign(form, now + 400)),
+        ];
+        for (path, ctype) in [
+            ("/slack/commands", "application/x-www-form-urlencoded"),
+            ("/slack/events", "application/json"),
+            ("/slack/interactions", "application/x-www-form-urlencoded"),
+        ] {
+            for (what, ts, sig) in &cases {
+                let r = t
+                    .http
+                    .post(format!("{}{path}", t.url))
+                    .header("content-type", ctype)
+                    .header("x-slack-request-timestamp", ts.to_string())
+                    .header("x-slack-signature", sig)
+                    .body(form)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 401, "{path} {what}");
+            }
+            let r = t
+                .http
+                .post(format!("{}{path}", t.url))
+                .body(form)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 401, "{path} unsigned");
+        }
+        t.settle().await;
+        assert!(t.engine.store().list().unwrap().is_empty());
+        assert!(t.fake.calls_to("chat.postMessage").is_empty());
+        assert!(t.fake.calls_to("chat.postEphemeral").is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn url_verification_echoes_the_challenge() {
+    bounded(async {
+        let t = SlackTester::new().await;
+        let body =
+            std::fs::read_to_string("tests/data/slack/events/url_verification.docs.json").unwrap();
+        let r = t
+            .post_signed("/slack/events", "application/json", body, &[])
+            .await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(
+            v,
+            json!({"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"})
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn commands_answer_privately_with_suggestions_and_lists() {
+    bounded(async {
+        let t = SlackTester::new().await;
+        let r = t.command("UBOB", "stauts").await;
+        assert_eq!(r["response_type"], "ephemeral");
+        let text = r["text"].as_str().unwrap();
+        assert!(
+            text.contains("Did you mean `status`?") && text.contains("*Usage*"),
+            "{text}"
+        );
+        let r = t.command("UBOB", "payment-api --to-revison 2").await;
+        assert!(
+            r["text"]
+                .as_str()
+                .unwrap()
+                .contains("Did you mean `--to-revision`?")
+        );
+        let (id, _) = t.propose().await;
+        let r = t.command("UBOB", "list").await;
+        assert!(r.to_string().contains(id.as_str()), "{r}");
+        let r = t.command("UBOB", &format!("status {id}")).await;
+        assert!(r.to_string().contains("waiting for approvals"), "{r}");
+        let r = t.command("UBOB", "history payment-api").await;
+        assert!(r.to_string().contains(id.as_str()));
+        // A second proposal for the same service is refused, privately.
+        t.command("UBOB", "payment-api").await;
+        t.settle().await;
+        let bob = t.ephemerals_to("UBOB");
+        assert!(
+            bob.iter()
+                .any(|m| m.contains("already has an open rollback proposal")),
+            "{bob:?}"
+        );
+        // Cancelling by someone not allowed, then by the proposer.
+        t.command("UMALLORY", &format!("cancel {id}")).await;
+        t.settle().await;
+        assert!(t.ephemerals_to("UMALLORY")[0].contains("only the proposer"));
+        t.command("UALICE", &format!("cancel {id}")).await;
+        t.settle().await;
+        assert_eq!(t.engine.get(&id).unwrap().state, State::Cancelled);
+        assert!(t.update_texts().last().unwrap().contains("Cancelled"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_outbox_delivers_everything_once_in_order_after_an_outage() {
+    bounded(async {
+        let t = SlackTester::with_policy(RetryPolicy {
+            first_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(1),
+        })
+        .await;
+        t.fake.down_for(Duration::from_secs(10));
+        let reply = t.command("UALICE", "payment-api bad deploy").await;
+        assert!(reply["text"].as_str().unwrap().contains("Planning"));
+        t.inbound.wait_idle().await;
+        let p = t.engine.store().list().unwrap().pop().unwrap();
+        let provisional = p.primary_message().unwrap().message.clone();
+        assert!(Outbox::is_pending(&provisional), "{provisional}");
+        // Votes by button while Slack is down: nothing is lost.
+        for who in ["UBOB", "UCAROL"] {
+            t.click_quiet(who, "rollbot_approve", &p.id, "unknown")
+                .await;
+        }
+        assert!(t.fake.failures() > 0, "Slack was down");
+        assert_eq!(t.fake.calls().len(), 1, "only auth.test got through");
+        assert_eq!(t.executor.executions(), 1);
+        t.settle().await;
+        let calls: Vec<_> = t
+            .fake
+            .calls()
+            .into_iter()
+            .filter(|c| c.method != "auth.test")
+            .collect();
+        let posts: Vec<_> = calls
+            .iter()
+            .filter(|c| c.method == "chat.postMessage")
+            .collect();
+        assert!(
+            posts[0].body.get("thread_ts").is_none(),
+            "the proposal is a top-level post"
+        );
+        assert_eq!(
+            calls[0].method, "chat.postMessage",
+            "the proposal comes first"
+        );
+        assert!(
+            calls[0].body["text"]
+                .as_str()
+                .unwrap()
+                .contains(p.id.as_str())
+        );
+        let real = "1700000000.000001";
+        // Updates in order: 1 vote, 2 votes, approved → executing …, each once.
+        let updates: Vec<String> = calls
+            .iter()
+            .filter(|c| c.method == "chat.update")
+            .map(|c| {
+                assert_eq!(c.body["ts"], real);
+                c.body["text"].as_str().unwrap().to_string()
+            })
+            .collect();
+        let states: Vec<&str> = updates
+            .iter()
+            .map(|u| u.split_once("payment-api: ").unwrap().1)
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ":hourglass_flowing_sand: Waiting for approvals",
+                ":white_check_mark: Approved; starting the rollback",
+                ":arrows_counterclockwise: Rolling back…",
+                ":leftwards_arrow_with_hook: Rolled back; verifying",
+                ":leftwards_arrow_with_hook: Rolled back (no verification checks configured)",
+            ],
+            "{updates:#?}"
+        );
+        let blocks: Vec<String> = calls
+            .iter()
+            .filter(|c| c.method == "chat.update")
+            .map(|c| c.body["blocks"].to_string())
+            .collect();
+        assert!(blocks[0].contains("1 of 2 approvals"));
+        assert!(blocks[1].contains("2 of 2 approvals"));
+        // Thread posts all hang off the real ts, after the proposal.
+        for c in posts.iter().skip(1) {
+            assert_eq!(c.body["thread_ts"], real);
+        }
+        let texts: Vec<_> = posts.iter().map(|c| c.body["text"].to_string()).collect();
+        let unique: std::collections::BTreeSet<_> = texts.iter().collect();
+        assert_eq!(unique.len(), texts.len(), "no message twice: {texts:#?}");
+        assert_eq!(
+            t.chat.outbox().pending_for(real).unwrap().as_deref(),
+            Some(provisional.as_str())
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rate_limits_are_waited_out_and_refusals_dropped() {
+    bounded(async {
+        let t = SlackTester::new().await;
+        t.fake.rate_limit(2);
+        let (id, provisional) = t.propose().await;
+        assert_eq!(t.fake.failures(), 2);
+        // Two Retry-After waits outlast post_wait: the engine got a
+        // provisional reference, and reactions on the real message still
+        // find the proposal through the outbox.
+        assert!(Outbox::is_pending(&provisional), "{provisional}");
+        let ts = "1700000000.000001";
+        t.fake.refuse_next("chat.update", "cant_update_message");
+        t.react("Ev1", "UBOB", "white_check_mark", ts).await;
+        t.react("Ev2", "UCAROL", "white_check_mark", ts).await;
+        // The refused update was dropped; the later ones still arrived.
+        assert!(t.update_texts().len() >= 2);
+        assert_eq!(t.executor.executions(), 1);
+        assert_eq!(t.engine.get(&id).unwrap().state, State::RolledBack);
+    })
+    .await;
+}

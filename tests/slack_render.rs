@@ -1,0 +1,205 @@
+//! Every Slack message kind rendered in every locale, parsed as Block Kit
+//! by slack-morphism, and snapshotted.
+
+mod support;
+
+use rollbot::chat::commands::CommandError;
+use rollbot::chat::slack::render::{self, Emoji, Reply, Summary};
+use rollbot::config::LOCALES;
+use rollbot::domain::{Origin, Proposal, ProposalId, Refusal, State, Vote, VoteVia};
+use rollbot::ports::{CheckResult, PrivateNote, ThreadNote};
+use rollbot::templates::Templates;
+use support::*;
+
+fn proposal(locale: &str) -> Proposal {
+    let mut plan = reference_plan();
+    plan.warnings = vec!["2 migrations ran between the revisions <db>".into()];
+    Proposal {
+        id: ProposalId::parse("RB-7K3M9Q").unwrap(),
+        service: rollbot::domain::ServiceName::parse("payment-api").unwrap(),
+        origin: Origin::Command,
+        proposer: user("slack:UALICE"),
+        reason: "success rate 95% <!channel>".into(),
+        plan,
+        created_at: t0(),
+        expires_at: t0() + chrono::Duration::minutes(30),
+        state: State::Proposed,
+        required: 2,
+        single_approver: false,
+        approvals: vec![Vote {
+            user: user("slack:UBOB"),
+            via: VoteVia::Reaction,
+            at: t0(),
+        }],
+        rejected_by: None,
+        messages: vec![],
+        alerts: vec![],
+        extra_alerts: 0,
+        alert_resolved_at: None,
+        recommendation: None,
+        timeline_len: 0,
+        updated_at: t0(),
+        drill: false,
+        no_checks: false,
+        locale: locale.into(),
+    }
+}
+
+fn emoji() -> Emoji {
+    Emoji {
+        approve: "white_check_mark".into(),
+        reject: "x".into(),
+    }
+}
+
+#[test]
+fn every_slack_message_renders_as_block_kit() {
+    let t = Templates::load().unwrap();
+    for locale in LOCALES {
+        let mut out = Vec::new();
+        let mut p = proposal(locale);
+        out.push(("proposal", render::proposal(&t, &p, &emoji()).unwrap().json));
+        p.state = State::Executing;
+        p.single_approver = true;
+        p.required = 1;
+        out.push((
+            "proposal_executing",
+            render::proposal(&t, &p, &emoji()).unwrap().json,
+        ));
+        let notes = [
+            ThreadNote::ExecutionStarted,
+            ThreadNote::Progress {
+                line: "Waiting for deployment \"prod-payment-deploy\" rollout to finish: 1 of 3 updated replicas are available...".into(),
+            },
+            ThreadNote::ExecutionFinished { ok: true, detail: "rolled back to revision 2".into() },
+            ThreadNote::ExecutionFinished { ok: false, detail: "rollout timed out".into() },
+            ThreadNote::Superseded { reason: "revision moved from 3 to 4".into() },
+            ThreadNote::Verification {
+                passed: true,
+                checks: vec![CheckResult { name: "success rate".into(), passed: true, value: "0.997".into() }],
+            },
+            ThreadNote::Verification {
+                passed: false,
+                checks: vec![CheckResult { name: "p99 latency".into(), passed: false, value: "2.3s".into() }],
+            },
+            ThreadNote::Resolved,
+            ThreadNote::Report { markdown: "# Report".into(), chart_png: None },
+            ThreadNote::Text { text: "note <b>".into() },
+        ];
+        for n in &notes {
+            out.push(("thread", render::thread(&t, &p, n).unwrap().json));
+        }
+        for note in [
+            PrivateNote::VoteRefused {
+                refusal: Refusal::SelfApproval,
+            },
+            PrivateNote::VoteRefused {
+                refusal: Refusal::NotAuthorised {
+                    service: "payment-api".into(),
+                },
+            },
+            PrivateNote::Text {
+                text: "hello".into(),
+            },
+        ] {
+            out.push((
+                "private",
+                render::private(&t, locale, Some("RB-7K3M9Q"), &note)
+                    .unwrap()
+                    .json,
+            ));
+        }
+        let replies = [
+            Reply::Help {
+                services: vec!["payment-api".into(), "search".into()],
+            },
+            Reply::Error {
+                error: CommandError::UnknownVerb {
+                    verb: "stauts".into(),
+                    did_you_mean: Some("status".into()),
+                },
+            },
+            Reply::Error {
+                error: CommandError::UnknownFlag {
+                    flag: "--to-revison".into(),
+                    did_you_mean: Some("--to-revision".into()),
+                },
+            },
+            Reply::Error {
+                error: CommandError::MissingRevision,
+            },
+            Reply::Error {
+                error: CommandError::BadRevision {
+                    value: "x<y".into(),
+                },
+            },
+            Reply::Error {
+                error: CommandError::MissingArgument {
+                    verb: "cancel".into(),
+                    what: "a proposal id".into(),
+                    example: "RB-7K3M9Q".into(),
+                },
+            },
+            Reply::Error {
+                error: CommandError::BadId {
+                    value: "RB-1".into(),
+                },
+            },
+            Reply::Error {
+                error: CommandError::TooManyArguments {
+                    verb: "list".into(),
+                    max: "no arguments".into(),
+                    extra: "all".into(),
+                },
+            },
+            Reply::Error {
+                error: CommandError::ServiceFirst {
+                    flag: "--to-revision".into(),
+                    example: "payment-api".into(),
+                },
+            },
+            Reply::Error {
+                error: CommandError::UnknownService {
+                    service: "paymnet-api".into(),
+                    did_you_mean: Some("payment-api".into()),
+                    known: "payment-api, search".into(),
+                },
+            },
+            Reply::Failed {
+                text: "search already has an open rollback proposal".into(),
+            },
+            Reply::Accepted {
+                service: "payment-api".into(),
+            },
+            Reply::Cancelled {
+                id: "RB-7K3M9Q".into(),
+            },
+            Reply::Proposals {
+                title: "list",
+                service: None,
+                items: vec![Summary::of(&p)],
+            },
+            Reply::Proposals {
+                title: "history",
+                service: Some("payment-api".into()),
+                items: vec![],
+            },
+        ];
+        for r in &replies {
+            out.push(("reply", render::reply(&t, locale, r).unwrap().json));
+        }
+        insta::assert_json_snapshot!(format!("slack_messages_{locale}"), out);
+    }
+}
+
+#[test]
+fn user_text_cannot_inject_mentions() {
+    let t = Templates::load().unwrap();
+    let json = render::proposal(&t, &proposal("en"), &emoji())
+        .unwrap()
+        .json
+        .to_string();
+    assert!(json.contains("&lt;!channel&gt;"), "{json}");
+    assert!(!json.contains("<!channel>"), "{json}");
+    assert!(json.contains("<@UBOB>"), "votes mention the voter: {json}");
+}
