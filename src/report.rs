@@ -413,6 +413,29 @@ pub fn render_note(t: &Templates, p: &Proposal, note: &ThreadNote) -> Result<Str
     Ok(t.render(&p.locale, name, &ctx)?)
 }
 
+#[derive(Serialize)]
+struct ProposalContext<'a> {
+    p: &'a Proposal,
+    from: String,
+    to: String,
+    approvers: Vec<String>,
+}
+
+/// Plain-text rendering of the proposal message in `p`'s locale: the
+/// console transcript and the text fallback of richer chat messages.
+///
+/// # Errors
+/// A template that fails to render.
+pub fn render_proposal(t: &Templates, p: &Proposal) -> Result<String, ReportError> {
+    let ctx = ProposalContext {
+        p,
+        from: images(&p.plan.current),
+        to: images(&p.plan.target),
+        approvers: p.approvers().map(ToString::to_string).collect(),
+    };
+    Ok(t.render(&p.locale, "proposal.txt", &ctx)?)
+}
+
 fn font() -> Result<(), ReportError> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let ok = *REGISTERED.get_or_init(|| {
@@ -657,6 +680,21 @@ mod tests {
     /// Renders every template in every locale with a representative
     /// context, and fails if a template exists that this test never renders.
     #[test]
+    fn the_proposal_message_in_every_locale() {
+        let t = templates().unwrap();
+        let mut p = proposal();
+        p.state = crate::domain::State::Proposed;
+        let out: Vec<String> = LOCALES
+            .iter()
+            .map(|l| {
+                p.locale = l.to_string();
+                render_proposal(t, &p).unwrap()
+            })
+            .collect();
+        insta::assert_snapshot!(out.join("\n\n----\n\n"));
+    }
+
+    #[test]
     fn every_template_renders_in_every_locale() {
         let t = templates().unwrap();
         let p = proposal();
@@ -702,6 +740,13 @@ mod tests {
                     assert!(d.markdown.contains("RB-7K3M9Q"), "{}", d.markdown);
                 }
             }
+            for state in crate::domain::State::ALL {
+                let mut p = p.clone();
+                p.state = state;
+                let text = render_proposal(t, &p).unwrap();
+                assert!(text.contains("RB-7K3M9Q"), "{locale} {state}: {text}");
+            }
+            rendered.insert(format!("{locale}/proposal.txt"));
             rendered.insert(format!("{locale}/report.md"));
             rendered.insert(format!("{locale}/vote_refused.txt"));
         }
