@@ -1059,7 +1059,12 @@ impl Engine {
         note: PrivateNote,
     ) -> Result<(), EngineError> {
         if let Some(at) = p.primary_message()
-            && let Err(e) = self.inner.ports.chat.tell(&at.channel, user, &note).await
+            && let Err(e) = self
+                .inner
+                .ports
+                .chat
+                .tell(p, &at.channel, user, &note)
+                .await
         {
             self.record_chat_error(&p.id, &e.to_string())?;
         }

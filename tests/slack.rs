@@ -64,7 +64,6 @@ impl SlackTester {
                     approve: "white_check_mark".into(),
                     reject: "x".into(),
                 },
-                "en".into(),
             )
             .with_post_wait(Duration::from_millis(300)),
         );

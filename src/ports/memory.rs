@@ -153,6 +153,7 @@ impl Chat for MemoryChat {
 
     async fn tell(
         &self,
+        _p: &Proposal,
         channel: &str,
         user: &UserId,
         note: &PrivateNote,

@@ -85,9 +85,14 @@ pub trait Chat: Send + Sync {
         p: &Proposal,
         note: &ThreadNote,
     ) -> Result<(), ChatError>;
-    /// Tells `user` something only they see, in `channel`.
-    async fn tell(&self, channel: &str, user: &UserId, note: &PrivateNote)
-    -> Result<(), ChatError>;
+    /// Tells `user` something only they see, in `channel`, about `p`.
+    async fn tell(
+        &self,
+        p: &Proposal,
+        channel: &str,
+        user: &UserId,
+        note: &PrivateNote,
+    ) -> Result<(), ChatError>;
 }
 
 /// An executor failure, with what to do about it.

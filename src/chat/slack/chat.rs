@@ -11,8 +11,7 @@
 //! engine normally records Slack's real `ts`; during an outage it returns a
 //! provisional reference instead (see [`crate::outbox`]).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -65,11 +64,7 @@ pub struct SlackChat {
     outbox: Outbox,
     templates: Arc<Templates>,
     emoji: Emoji,
-    locale: String,
     post_wait: Duration,
-    /// Which proposal a person is voting on in a channel, so a refusal told
-    /// through [`Chat::tell`] (which carries no proposal) names it.
-    voting: Mutex<HashMap<(String, String), (String, String)>>,
 }
 
 /// A Web API client bound to the bot token.
@@ -142,21 +137,13 @@ pub fn bare_channel(channel: &str) -> &str {
 }
 
 impl SlackChat {
-    pub fn new(
-        session: Session,
-        outbox: Outbox,
-        templates: Arc<Templates>,
-        emoji: Emoji,
-        locale: String,
-    ) -> Self {
+    pub fn new(session: Session, outbox: Outbox, templates: Arc<Templates>, emoji: Emoji) -> Self {
         Self {
             session,
             outbox,
             templates,
             emoji,
-            locale,
             post_wait: Duration::from_secs(3),
-            voting: Mutex::new(HashMap::new()),
         }
     }
 
@@ -177,17 +164,6 @@ impl SlackChat {
 
     pub fn emoji(&self) -> &Emoji {
         &self.emoji
-    }
-
-    /// Remembers that `user` is voting on proposal `id` in `channel`.
-    pub fn voting_on(&self, channel: &str, user: &str, id: &str, locale: &str) {
-        self.voting
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                (bare_channel(channel).to_string(), user.to_string()),
-                (id.to_string(), locale.to_string()),
-            );
     }
 
     /// Sends an ephemeral message (command replies), through the outbox.
@@ -357,6 +333,7 @@ impl Chat for SlackChat {
 
     async fn tell(
         &self,
+        p: &Proposal,
         channel: &str,
         user: &UserId,
         note: &PrivateNote,
@@ -367,14 +344,7 @@ impl Chat for SlackChat {
             )));
         };
         let ch = bare_channel(channel);
-        let (id, locale) = self
-            .voting
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&(ch.to_string(), uid.to_string()))
-            .cloned()
-            .unwrap_or_else(|| ("?".into(), self.locale.clone()));
-        let content = render::private(&self.templates, &locale, Some(&id), note)?.json;
+        let content = render::private(&self.templates, &p.locale, Some(p.id.as_str()), note)?.json;
         self.ephemeral(ch, uid, content).await
     }
 }

@@ -336,8 +336,7 @@ impl SlackInbound {
                 return;
             };
             let result = if added {
-                me.vote(&id, &channel, &voter, kind, VoteVia::Reaction)
-                    .await
+                me.vote(&id, &voter, kind, VoteVia::Reaction).await
             } else if kind == VoteKind::Approve {
                 me.engine.withdraw(&id, &voter).await.map(|_| ())
             } else {
@@ -370,18 +369,10 @@ impl SlackInbound {
     async fn vote(
         &self,
         id: &ProposalId,
-        channel: &str,
         voter: &UserId,
         kind: VoteKind,
         via: VoteVia,
     ) -> Result<(), crate::engine::EngineError> {
-        let locale = self
-            .engine
-            .get(id)
-            .map(|p| p.locale)
-            .unwrap_or_else(|_| "en".into());
-        let uid = voter.as_str().trim_start_matches("slack:");
-        self.chat.voting_on(channel, uid, id.as_str(), &locale);
         self.engine.vote(id, voter, kind, via).await.map(|_| ())
     }
 
@@ -392,14 +383,6 @@ impl SlackInbound {
         };
         let Some(user) = ev.user.map(|u| u.id.0) else {
             return;
-        };
-        let channel = match (&ev.channel, &ev.container) {
-            (Some(c), _) => c.id.0.clone(),
-            (None, SlackInteractionActionContainer::Message(m)) => match &m.channel_id {
-                Some(c) => c.0.clone(),
-                None => return,
-            },
-            _ => return,
         };
         for action in ev.actions.unwrap_or_default() {
             let kind = match action.action_id.0.as_str() {
@@ -415,12 +398,12 @@ impl SlackInbound {
                 continue;
             };
             let me = self.clone();
-            let (channel, user) = (channel.clone(), user.clone());
+            let user = user.clone();
             self.spawn(async move {
                 let Some(voter) = slack_user(&user) else {
                     return;
                 };
-                if let Err(e) = me.vote(&id, &channel, &voter, kind, VoteVia::Button).await {
+                if let Err(e) = me.vote(&id, &voter, kind, VoteVia::Button).await {
                     tracing::error!(proposal = %id, error = %e, "button vote not applied");
                 }
             });

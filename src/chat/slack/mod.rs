@@ -66,7 +66,6 @@ impl Slack {
         config: &SlackConfig,
         store: &Store,
         templates: Arc<Templates>,
-        locale: &str,
     ) -> Result<Self, SlackSetupError> {
         let token = config
             .bot_token
@@ -78,13 +77,7 @@ impl Slack {
             approve: config.approve_emoji.clone(),
             reject: config.reject_emoji.clone(),
         };
-        let chat = Arc::new(SlackChat::new(
-            session.clone(),
-            outbox,
-            templates,
-            emoji,
-            locale.to_string(),
-        ));
+        let chat = Arc::new(SlackChat::new(session.clone(), outbox, templates, emoji));
         Ok(Self { session, chat })
     }
 
