@@ -427,13 +427,26 @@ struct ProposalContext<'a> {
 /// # Errors
 /// A template that fails to render.
 pub fn render_proposal(t: &Templates, p: &Proposal) -> Result<String, ReportError> {
+    render_proposal_part(t, p, "proposal.txt")
+}
+
+/// The proposal's votes and status lines alone (the end of
+/// [`render_proposal`]), for transcripts that show updates compactly.
+///
+/// # Errors
+/// A template that fails to render.
+pub fn render_status_line(t: &Templates, p: &Proposal) -> Result<String, ReportError> {
+    render_proposal_part(t, p, "status_line.txt")
+}
+
+fn render_proposal_part(t: &Templates, p: &Proposal, name: &str) -> Result<String, ReportError> {
     let ctx = ProposalContext {
         p,
         from: images(&p.plan.current),
         to: images(&p.plan.target),
         approvers: p.approvers().map(ToString::to_string).collect(),
     };
-    Ok(t.render(&p.locale, "proposal.txt", &ctx)?)
+    Ok(t.render(&p.locale, name, &ctx)?)
 }
 
 fn font() -> Result<(), ReportError> {
@@ -745,8 +758,11 @@ mod tests {
                 p.state = state;
                 let text = render_proposal(t, &p).unwrap();
                 assert!(text.contains("RB-7K3M9Q"), "{locale} {state}: {text}");
+                let status = render_status_line(t, &p).unwrap();
+                assert!(text.ends_with(&status), "{locale} {state}: {text}");
             }
             rendered.insert(format!("{locale}/proposal.txt"));
+            rendered.insert(format!("{locale}/status_line.txt"));
             rendered.insert(format!("{locale}/report.md"));
             rendered.insert(format!("{locale}/vote_refused.txt"));
         }
