@@ -35,105 +35,153 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    if config.discord.is_some() {
-        bail!(
-            "[discord] is configured, but this rollbot build has no Discord adapter yet; remove the [discord] section to run without chat"
-        );
-    }
-    // The shared instance the engine renders notices and reports with.
-    if let Err(e) = crate::report::templates() {
-        bail!("loading message templates: {e}");
-    }
-    let webhooks = http::webhooks::Webhooks::from_config(config.alerts.as_ref())
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .context("reading the [alerts] webhook secrets")?;
-    let templates =
-        Arc::new(crate::templates::Templates::load().context("loading message templates")?);
-    let store = Store::open(&config.store.path)
-        .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
-    let slack = match &config.slack {
-        Some(c) => Some(
-            Slack::new(c, &store, templates.clone(), &config.locale)
-                .context("starting the Slack adapter")?,
-        ),
-        None => None,
-    };
-    let chat: Arc<dyn Chat> = match &slack {
-        Some(s) => s.chat.clone(),
-        // No chat platform configured: proposals are visible through the API only.
-        None => MemoryChat::new(),
-    };
-    let ports = Ports {
-        chat,
-        executor: Arc::new(
-            KubeRollback::connect(config.kubernetes.as_ref())
-                .await
-                .context("connecting to Kubernetes")?,
-        ),
-        verifier: Arc::new(HttpVerifier::new(&config.services())),
-        clock: Arc::new(SystemClock),
-    };
-    let engine = Engine::new(store, config.services(), ports);
-    let mut slack_routes = None;
-    let mut background = Vec::new();
-    let mut socket = None;
-    if let (Some(slack), Some(c)) = (&slack, &config.slack) {
-        background.push(slack.deliver(RetryPolicy::default()));
-        slack
-            .register_bot(&engine)
-            .await
-            .context("asking Slack who the bot is")?;
-        let inbound = slack
-            .inbound(c, engine.clone())
-            .context("starting Slack's inbound handler")?;
-        socket = slack
-            .socket_mode(c, inbound.clone())
-            .await
-            .context("connecting Slack Socket Mode")?;
-        slack_routes = Some(crate::chat::slack::inbound::router(
-            inbound,
-            config.server.body_limit_bytes,
-        ));
-    }
-    engine
-        .recover()
+    App::start(&config, None)
+        .await?
+        .serve(listener, shutdown)
         .await
-        .context("resuming interrupted proposals")?;
-    let ready = Arc::new(AtomicBool::new(true));
-    let state = AppState {
-        webhooks: Arc::new(webhooks),
-        ..AppState::new(engine.clone(), ready)
-    };
-    let ticker = tokio::spawn({
-        let engine = engine.clone();
-        async move {
-            let mut every = tokio::time::interval(TICK);
-            loop {
-                every.tick().await;
-                if let Err(e) = engine.tick().await {
-                    tracing::error!(error = %e, "tick (expiry, pending alerts) failed");
+}
+
+/// A started rollbot: engine, adapters and the HTTP router, ready to serve.
+/// `serve` and `demo` build it the same way; only the chat may differ.
+pub struct App {
+    engine: Engine,
+    router: axum::Router,
+    ticker: tokio::task::JoinHandle<()>,
+    socket: Option<crate::chat::slack::socket::SocketMode>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl App {
+    /// Opens the store, starts the configured adapters and the engine.
+    /// `chat` replaces the configured chat platform (the demo's console).
+    ///
+    /// # Errors
+    /// As [`serve`].
+    pub async fn start(config: &Config, chat: Option<Arc<dyn Chat>>) -> anyhow::Result<Self> {
+        if config.discord.is_some() {
+            bail!(
+                "[discord] is configured, but this rollbot build has no Discord adapter yet; remove the [discord] section to run without chat"
+            );
+        }
+        // The shared instance the engine renders notices and reports with.
+        if let Err(e) = crate::report::templates() {
+            bail!("loading message templates: {e}");
+        }
+        let webhooks = http::webhooks::Webhooks::from_config(config.alerts.as_ref())
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("reading the [alerts] webhook secrets")?;
+        let templates =
+            Arc::new(crate::templates::Templates::load().context("loading message templates")?);
+        let store = Store::open(&config.store.path)
+            .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
+        let slack = match (&config.slack, &chat) {
+            (Some(c), None) => Some(
+                Slack::new(c, &store, templates.clone()).context("starting the Slack adapter")?,
+            ),
+            _ => None,
+        };
+        let chat: Arc<dyn Chat> = match (&slack, chat) {
+            (_, Some(chat)) => chat,
+            (Some(s), None) => s.chat.clone(),
+            // No chat platform configured: proposals are visible through the API only.
+            (None, None) => MemoryChat::new(),
+        };
+        let ports = Ports {
+            chat,
+            executor: Arc::new(
+                KubeRollback::connect(config.kubernetes.as_ref())
+                    .await
+                    .context("connecting to Kubernetes")?,
+            ),
+            verifier: Arc::new(HttpVerifier::new(&config.services())),
+            clock: Arc::new(SystemClock),
+        };
+        let engine = Engine::new(store, config.services(), ports);
+        let mut slack_routes = None;
+        let mut background = Vec::new();
+        let mut socket = None;
+        if let (Some(slack), Some(c)) = (&slack, &config.slack) {
+            background.push(slack.deliver(RetryPolicy::default()));
+            slack
+                .register_bot(&engine)
+                .await
+                .context("asking Slack who the bot is")?;
+            let inbound = slack
+                .inbound(c, engine.clone())
+                .context("starting Slack's inbound handler")?;
+            socket = slack
+                .socket_mode(c, inbound.clone())
+                .await
+                .context("connecting Slack Socket Mode")?;
+            slack_routes = Some(crate::chat::slack::inbound::router(
+                inbound,
+                config.server.body_limit_bytes,
+            ));
+        }
+        engine
+            .recover()
+            .await
+            .context("resuming interrupted proposals")?;
+        let ready = Arc::new(AtomicBool::new(true));
+        let state = AppState {
+            webhooks: Arc::new(webhooks),
+            ..AppState::new(engine.clone(), ready)
+        };
+        let ticker = tokio::spawn({
+            let engine = engine.clone();
+            async move {
+                let mut every = tokio::time::interval(TICK);
+                loop {
+                    every.tick().await;
+                    if let Err(e) = engine.tick().await {
+                        tracing::error!(error = %e, "tick (expiry, pending alerts) failed");
+                    }
                 }
             }
+        });
+        let mut router = http::router(state, config.server.body_limit_bytes);
+        if let Some(routes) = slack_routes {
+            router = router.merge(routes);
         }
-    });
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, services = config.services.len(), "rollbot serving");
-    let mut router = http::router(state, config.server.body_limit_bytes);
-    if let Some(routes) = slack_routes {
-        router = router.merge(routes);
+        tracing::info!(services = config.services.len(), "rollbot started");
+        Ok(Self {
+            engine,
+            router,
+            ticker,
+            socket,
+            background,
+        })
     }
-    let result = http::serve(listener, router, shutdown).await;
-    ticker.abort();
-    if let Some(socket) = socket {
-        socket.shutdown().await;
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
-    engine.wait_idle().await;
-    // The outbox is durable: what is still queued is delivered after a restart.
-    for task in background {
-        task.abort();
+
+    /// Serves HTTP on `listener` until `shutdown` resolves, then stops
+    /// cleanly: running rollbacks finish, the store is flushed.
+    ///
+    /// # Errors
+    /// An I/O failure of the server or the store.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "rollbot serving");
+        let result = http::serve(listener, self.router, shutdown).await;
+        self.ticker.abort();
+        if let Some(socket) = self.socket {
+            socket.shutdown().await;
+        }
+        self.engine.wait_idle().await;
+        // The outbox is durable: what is still queued is delivered after a restart.
+        for task in self.background {
+            task.abort();
+        }
+        self.engine.store().flush().await?;
+        result.context("HTTP server failed")
     }
-    engine.store().flush().await?;
-    result.context("HTTP server failed")
 }
 
 /// A plain-HTTP GET of `url` that succeeds on status 200; used by

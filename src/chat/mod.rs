@@ -1,9 +1,11 @@
 //! Chat platforms: the `/rollback` command language shared by all of them
 //! ([`commands`]) and the adapters implementing the engine's
-//! [`Chat`](crate::ports::Chat) port ([`slack`]).
+//! [`Chat`](crate::ports::Chat) port: [`slack`], and [`console`] (a
+//! terminal transcript for the demo).
 //!
 //! Channels are written `platform:channel` in configuration (e.g.
 //! `slack:C0123ABCD`); user ids are `platform:id` (`slack:U012AB3CD`).
 
 pub mod commands;
+pub mod console;
 pub mod slack;
