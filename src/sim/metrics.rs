@@ -90,7 +90,10 @@ impl Metrics {
 
     /// Records one sample of every metric (called by the simulator's ticker).
     pub fn sample(&self, store: &Store) {
-        let now = Utc::now().timestamp_millis() as f64 / 1000.0;
+        self.sample_at(store, Utc::now().timestamp_millis() as f64 / 1000.0);
+    }
+
+    fn sample_at(&self, store: &Store, at: f64) {
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         for seed in &self.seeds {
             if let Some(v) = self.value(store, seed) {
@@ -98,9 +101,30 @@ impl Metrics {
                 if h.len() == HISTORY {
                     h.pop_front();
                 }
-                h.push_back((now, v));
+                h.push_back((at, v));
             }
         }
+    }
+
+    /// Fills the past `seconds` with the seeded state's values, as if the
+    /// cluster had been running it all along (a chart of an incident that
+    /// began before the simulator started then has data).
+    pub fn backfill(&self, store: &Store, seconds: u32) {
+        let now = Utc::now().timestamp_millis() as f64 / 1000.0;
+        for back in (1..=seconds / 5).rev() {
+            self.sample_at(store, now - f64::from(back * 5));
+        }
+    }
+
+    /// The recorded value of `seed` at `at` (the latest sample at or before it).
+    fn value_at(&self, seed: &MetricSeed, at: f64) -> Option<f64> {
+        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        history
+            .get(&seed.name)?
+            .iter()
+            .rev()
+            .find(|(ts, _)| *ts <= at)
+            .map(|(_, v)| *v)
     }
 
     fn find(&self, query: &str) -> Result<&MetricSeed, Value> {
@@ -112,14 +136,32 @@ impl Metrics {
         })
     }
 
-    /// `/api/v1/query`.
+    /// `/api/v1/query`, now or at `time` (from the recorded history).
     pub fn query(&self, store: &Store, params: &HashMap<String, String>) -> Result<Value, Value> {
         let seed = self.find(params.get("query").map_or("", String::as_str))?;
-        let now = Utc::now().timestamp_millis() as f64 / 1000.0;
-        let v = self.value(store, seed).unwrap_or(0.0);
+        let (at, v) = match params.get("time") {
+            Some(t) => {
+                let at = parse_time(t).ok_or_else(|| {
+                    json!({"status": "error", "errorType": "bad_data",
+                        "error": format!("invalid parameter \"time\": {t:?}")})
+                })?;
+                match self.value_at(seed, at) {
+                    Some(v) => (at, v),
+                    // Prometheus answers an empty vector where no sample exists.
+                    None => {
+                        return Ok(json!({"status": "success",
+                            "data": {"resultType": "vector", "result": []}}));
+                    }
+                }
+            }
+            None => (
+                Utc::now().timestamp_millis() as f64 / 1000.0,
+                self.value(store, seed).unwrap_or(0.0),
+            ),
+        };
         Ok(
             json!({"status": "success", "data": {"resultType": "vector", "result": [
-                {"metric": {"__name__": seed.name}, "value": [now, v.to_string()]}
+                {"metric": {"__name__": seed.name}, "value": [at, v.to_string()]}
             ]}}),
         )
     }
@@ -129,13 +171,7 @@ impl Metrics {
         let seed = self.find(params.get("query").map_or("", String::as_str))?;
         let num = |k: &str| -> Result<f64, Value> {
             let raw = params.get(k).map_or("", String::as_str);
-            raw.parse::<f64>()
-                .ok()
-                .or_else(|| {
-                    chrono::DateTime::parse_from_rfc3339(raw)
-                        .ok()
-                        .map(|t| t.timestamp_millis() as f64 / 1000.0)
-                })
+            parse_time(raw)
                 .or_else(|| humantime::parse_duration(raw).ok().map(|d| d.as_secs_f64()))
                 .ok_or_else(|| {
                     json!({"status": "error", "errorType": "bad_data",
@@ -163,4 +199,13 @@ impl Metrics {
             ]}}),
         )
     }
+}
+
+/// A Prometheus time parameter: Unix seconds (with fraction) or RFC 3339.
+fn parse_time(raw: &str) -> Option<f64> {
+    raw.parse::<f64>().ok().or_else(|| {
+        chrono::DateTime::parse_from_rfc3339(raw)
+            .ok()
+            .map(|t| t.timestamp_millis() as f64 / 1000.0)
+    })
 }

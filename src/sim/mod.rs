@@ -152,6 +152,8 @@ pub async fn start(seed: Seed, listener: tokio::net::TcpListener) -> Result<SimH
     let frozen = Arc::new(AtomicBool::new(false));
     let ctrl = controller::Controller::new(store.clone(), knobs, frozen.clone());
     let controller = tokio::spawn(ctrl.run(TICK, shutdown_rx.clone()));
+    // The seeded state has been running for a while.
+    state.metrics.backfill(&state.store, 15 * 60);
     let sampler = {
         let (state, mut stop) = (state.clone(), shutdown_rx);
         tokio::spawn(async move {
