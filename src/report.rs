@@ -501,7 +501,11 @@ pub fn chart_png(series: &Series, m: &Milestones) -> Result<Vec<u8>, ReportError
         values.extend(series.threshold);
         let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let pad = ((hi - lo) * 0.1).max(0.5);
+        // A tenth of the span, but at least 1 % of the values' size, so a
+        // flat line of ratios (0.95) or percentages (95) both stay readable.
+        let pad = ((hi - lo) * 0.1)
+            .max(hi.abs().max(lo.abs()) * 0.01)
+            .max(1e-9);
         let (lo, hi) = (lo - pad, hi + pad);
 
         let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
