@@ -14,6 +14,8 @@
 //!   generic) parsed into one `AlertEvent`, source authentication, routing.
 //! - [`exec`]: executors; `kubernetes` plans and runs kubectl-identical
 //!   rollbacks with kube-rs.
+//! - [`demo`]: `rollbot demo`, the reference incident end to end on the
+//!   simulator with a console chat.
 //! - [`config`]: the TOML configuration, its loading and validation.
 //! - [`app`]: wiring for `rollbot serve`, shared by `main` and tests.
 //! - [`templates`]: every user-facing message, from `templates/<locale>/`.
@@ -32,6 +34,7 @@ pub mod alerts;
 pub mod app;
 pub mod chat;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod engine;
 pub mod exec;

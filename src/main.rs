@@ -41,6 +41,9 @@ enum Command {
         #[arg(long, short, env = "ROLLBOT_CONFIG")]
         config: PathBuf,
     },
+    /// Run the reference incident end to end on a simulated cluster, with the
+    /// #incidents channel shown in the terminal. Needs no configuration.
+    Demo(rollbot::demo::DemoArgs),
     /// Run the simulated Kubernetes API server (drills, demos, tests);
     /// real kubectl works against it.
     Sim(rollbot::sim::SimArgs),
@@ -95,6 +98,19 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Demo(args) => {
+            init_tracing_with("warn");
+            let result = tokio::runtime::Runtime::new()
+                .context("starting the async runtime")
+                .and_then(|rt| rt.block_on(rollbot::demo::run(args)));
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("rollbot demo: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Sim(args) => {
             init_tracing();
             let result = tokio::runtime::Runtime::new()
@@ -138,10 +154,14 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing() {
+    init_tracing_with("info");
+}
+
+fn init_tracing_with(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ROLLBOT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
         .init();
