@@ -74,6 +74,8 @@ pub async fn serve(
         clock: Arc::new(SystemClock),
     };
     let engine = Engine::new(store, config.services(), ports);
+    let drills = crate::exec::KubeRollback::connect(config.kubernetes.as_ref()).await?;
+    engine.enable_drills(Arc::new(crate::drill::Drills::new(drills.client())));
     let mut slack_routes = None;
     let mut background = Vec::new();
     let mut socket = None;

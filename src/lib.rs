@@ -15,6 +15,8 @@
 //! - [`exec`]: executors; `kubernetes` plans and runs kubectl-identical
 //!   rollbacks with kube-rs.
 //! - [`config`]: the TOML configuration, its loading and validation.
+//! - [`drill`]: rollback drills: a read-only copy of a service's workload
+//!   and history in an in-process simulator, and the drills in progress.
 //! - [`app`]: wiring for `rollbot serve`, shared by `main` and tests.
 //! - [`templates`]: every user-facing message, from `templates/<locale>/`.
 //! - [`sim`]: a kubectl-compatible simulated Kubernetes API server with a
@@ -33,6 +35,7 @@ pub mod app;
 pub mod chat;
 pub mod config;
 pub mod domain;
+pub mod drill;
 pub mod engine;
 pub mod exec;
 pub mod http;
