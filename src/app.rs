@@ -86,17 +86,19 @@ impl App {
             // No chat platform configured: proposals are visible through the API only.
             (None, None) => MemoryChat::new(),
         };
+        let kube = KubeRollback::connect(config.kubernetes.as_ref())
+            .await
+            .context("connecting to Kubernetes")?;
+        // Drills copy workloads read-only with the same credentials.
+        let drills = Arc::new(crate::drill::Drills::new(kube.client()));
         let ports = Ports {
             chat,
-            executor: Arc::new(
-                KubeRollback::connect(config.kubernetes.as_ref())
-                    .await
-                    .context("connecting to Kubernetes")?,
-            ),
+            executor: Arc::new(kube),
             verifier: Arc::new(HttpVerifier::new(&config.services())),
             clock: Arc::new(SystemClock),
         };
         let engine = Engine::new(store, config.services(), ports);
+        engine.enable_drills(drills);
         let mut slack_routes = None;
         let mut background = Vec::new();
         let mut socket = None;

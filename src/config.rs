@@ -318,19 +318,36 @@ fn default_kind() -> WorkloadKind {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Target {
     Kubernetes(KubeTarget),
+    /// A drill's copy of a workload, in an in-process simulator on
+    /// loopback (see [`crate::drill`]); never a real cluster.
+    Drill(DrillTarget),
+}
+
+/// Where a drill runs: the simulator's loopback URL and the copied workload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrillTarget {
+    /// e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    pub workload: KubeTarget,
+}
+
+impl fmt::Display for KubeTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            WorkloadKind::Deployment => "deployment",
+            WorkloadKind::StatefulSet => "statefulset",
+            WorkloadKind::DaemonSet => "daemonset",
+        };
+        write!(f, "{kind} {}/{}", self.namespace, self.name)
+    }
 }
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Target::Kubernetes(k) => {
-                let kind = match k.kind {
-                    WorkloadKind::Deployment => "deployment",
-                    WorkloadKind::StatefulSet => "statefulset",
-                    WorkloadKind::DaemonSet => "daemonset",
-                };
-                write!(f, "{kind} {}/{}", k.namespace, k.name)
-            }
+            Target::Kubernetes(k) => write!(f, "{k}"),
+            Target::Drill(d) => write!(f, "DRILL copy of {}", d.workload),
         }
     }
 }

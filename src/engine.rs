@@ -18,19 +18,20 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use tokio::sync::{Notify, mpsc};
 
-use crate::config::Service;
+use crate::config::{DrillTarget, Service, Target};
 use crate::domain::decision::{DataImpact, Scope};
 use crate::domain::{
     AlertRef, ApprovalPolicy, Clock, DecisionInput, EventKind, MessageRef, Origin, Proposal,
     ProposalId, Refusal, ServiceName, Severity, State, UserId, VoteKind, VoteOutcome, VoteVia,
     Withdrawal, recommend,
 };
+use crate::drill::{DrillError, Drills};
 use crate::ports::{
     Chat, CheckResult, ExecError, ExecOutcome, Executor, PrivateNote, ThreadNote, Verdict, Verifier,
 };
@@ -77,6 +78,34 @@ pub enum EngineError {
     /// of the write it was part of); the sender should retry.
     #[error("the alert was not handled: {0}")]
     AlertNotHandled(String),
+    #[error(
+        "drills are not enabled in this rollbot: it has no Kubernetes cluster to copy from; configure [kubernetes] and restart"
+    )]
+    DrillsOff,
+    #[error("cannot start a drill of {service}: {source}")]
+    Drill {
+        service: ServiceName,
+        #[source]
+        source: Box<DrillError>,
+    },
+    #[error(
+        "{service} already has a drill in progress, {existing} ({state}); finish it, or cancel it with `/rollback cancel {existing}` first"
+    )]
+    DrillOpen {
+        service: ServiceName,
+        existing: ProposalId,
+        state: State,
+    },
+}
+
+/// A request to rehearse a service's rollback on a copy of its workload.
+#[derive(Debug, Clone)]
+pub struct DrillRequest {
+    pub service: ServiceName,
+    pub proposer: UserId,
+    pub reason: String,
+    /// Where to post; defaults to the service's channel.
+    pub channel: Option<String>,
 }
 
 /// A request to open a proposal.
@@ -127,6 +156,7 @@ struct Inner {
     // Alerts for one service are handled one at a time (check, act, claim),
     // so concurrent deliveries cannot both open or both attach.
     alert_locks: Mutex<HashMap<ServiceName, Arc<tokio::sync::Mutex<()>>>>,
+    drills: OnceLock<Arc<Drills>>,
 }
 
 impl Engine {
@@ -142,8 +172,22 @@ impl Engine {
                 idle: Notify::new(),
                 panicked: AtomicBool::new(false),
                 alert_locks: Mutex::new(HashMap::new()),
+                drills: OnceLock::new(),
             }),
         }
+    }
+
+    /// Enables `/rollback drill`: drills copy from the cluster `drills`
+    /// reads. Without it, drill requests are refused.
+    pub fn enable_drills(&self, drills: Arc<Drills>) {
+        if self.inner.drills.set(drills).is_err() {
+            tracing::warn!("drills were already enabled; keeping the first source");
+        }
+    }
+
+    /// The drills in progress, when enabled.
+    pub fn drills(&self) -> Option<&Arc<Drills>> {
+        self.inner.drills.get()
     }
 
     pub fn store(&self) -> &Store {
@@ -223,19 +267,91 @@ impl Engine {
     /// Unknown service, an already open proposal, a plan the executor cannot
     /// make (no history, already current, …), or storage failure.
     pub async fn propose(&self, req: ProposeRequest) -> Result<Proposal, EngineError> {
+        if req.origin == Origin::Drill {
+            return self
+                .drill(DrillRequest {
+                    service: req.service,
+                    proposer: req.proposer,
+                    reason: req.reason,
+                    channel: req.channel,
+                })
+                .await;
+        }
+        self.propose_on(req, None).await
+    }
+
+    /// Starts a drill: copies the service's workload and its history from
+    /// the cluster (read-only) into a new simulator, then opens a proposal
+    /// marked DRILL that runs only there. The two-person rule applies as in
+    /// a real incident.
+    ///
+    /// # Errors
+    /// Drills not enabled, unknown service, a drill already in progress for
+    /// the service, a copy that cannot be read or started, or any error of
+    /// [`Engine::propose`].
+    pub async fn drill(&self, req: DrillRequest) -> Result<Proposal, EngineError> {
+        let drills = self.drills().ok_or(EngineError::DrillsOff)?.clone();
         let service = self.service(&req.service)?.clone();
-        if let Some(open) = self.inner.store.open_for(&req.service)? {
+        if let Some(open) = self.inner.store.open_drill_for(&req.service)? {
+            return Err(EngineError::DrillOpen {
+                service: req.service,
+                existing: open.id,
+                state: open.state,
+            });
+        }
+        let workload = match &service.target {
+            Target::Kubernetes(k) => k.clone(),
+            Target::Drill(d) => d.workload.clone(),
+        };
+        let lab = drills
+            .open(&workload)
+            .await
+            .map_err(|source| EngineError::Drill {
+                service: req.service.clone(),
+                source: Box::new(source),
+            })?;
+        let target = Target::Drill(DrillTarget {
+            url: lab.url(),
+            workload,
+        });
+        let req = ProposeRequest {
+            service: req.service,
+            origin: Origin::Drill,
+            proposer: req.proposer,
+            reason: req.reason,
+            to_revision: None,
+            alert: None,
+            channel: req.channel,
+        };
+        self.propose_on(req, Some((target, lab, drills))).await
+    }
+
+    /// Plans against the service's target, or against a drill's copy, then
+    /// records and posts the proposal. A drill's simulator is registered
+    /// before the proposal is posted, so no vote can find it missing.
+    async fn propose_on(
+        &self,
+        req: ProposeRequest,
+        drill: Option<(Target, crate::sim::SimHandle, Arc<Drills>)>,
+    ) -> Result<Proposal, EngineError> {
+        let service = self.service(&req.service)?.clone();
+        if drill.is_none()
+            && let Some(open) = self.inner.store.open_for(&req.service)?
+        {
             return Err(EngineError::AlreadyOpen {
                 service: req.service,
                 existing: open.id,
                 state: open.state,
             });
         }
+        let target = drill
+            .as_ref()
+            .map_or(&service.target, |(target, _, _)| target);
         let plan = self
             .inner
             .ports
             .executor
-            .plan(&service.target, req.to_revision)
+            .plan(target, req.to_revision)
             .await
             .map_err(|source| EngineError::Plan {
                 service: req.service.clone(),
@@ -266,7 +382,7 @@ impl Engine {
             recommendation: Some(recommendation),
             timeline_len: 0,
             updated_at: now,
-            drill: req.origin == Origin::Drill,
+            drill: drill.is_some(),
             no_checks: false,
             locale: service.locale.clone(),
         };
@@ -290,6 +406,13 @@ impl Engine {
             .store
             .insert(&proposal, &events)
             .map_err(|e| match e {
+                StoreError::AlreadyOpen { service, existing } if proposal.drill => {
+                    EngineError::DrillOpen {
+                        service,
+                        existing,
+                        state: State::Proposed,
+                    }
+                }
                 StoreError::AlreadyOpen { service, existing } => EngineError::AlreadyOpen {
                     service,
                     existing,
@@ -297,8 +420,11 @@ impl Engine {
                 },
                 other => EngineError::Store(other),
             })?;
+        if let Some((_, lab, drills)) = drill {
+            drills.keep(proposal.id.clone(), lab);
+        }
         self.inner.store.flush().await?;
-        tracing::info!(proposal = %proposal.id, service = %proposal.service, "proposed");
+        tracing::info!(proposal = %proposal.id, service = %proposal.service, drill = proposal.drill, "proposed");
 
         let lock = self.lock_for(&proposal.id);
         let _guard = lock.lock().await;
@@ -553,6 +679,7 @@ impl Engine {
         if !expired.is_empty() {
             self.inner.store.flush().await?;
         }
+        self.reap_drills();
         self.release_pending_alerts().await?;
         Ok(expired)
     }
@@ -644,15 +771,51 @@ impl Engine {
         }
     }
 
+    /// Stops the simulators of drills that are over (cancelled, expired,
+    /// rejected, finished).
+    fn reap_drills(&self) {
+        if let Some(drills) = self.drills() {
+            let store = &self.inner.store;
+            drills.reap(|id| store.get(id).ok().flatten().is_none_or(|p| !p.is_open()));
+        }
+    }
+
+    /// What `p` runs against: the service's target, or for a drill only its
+    /// own simulator. A drill whose simulator is gone fails; it never falls
+    /// back to the service's real target.
+    fn execution_target(&self, p: &Proposal, service: &Service) -> Result<Target, ExecError> {
+        if !p.drill {
+            return Ok(service.target.clone());
+        }
+        let url = self.drills().and_then(|d| d.url(&p.id)).ok_or_else(|| {
+            ExecError::new(
+                crate::ports::ExecErrorKind::Unsupported,
+                format!(
+                    "DRILL: this drill's simulator is no longer running (rollbot restarted?); nothing was changed. Start a new drill with `/rollback drill {}`",
+                    p.service
+                ),
+            )
+        })?;
+        let workload = match &service.target {
+            Target::Kubernetes(k) => k.clone(),
+            Target::Drill(d) => d.workload.clone(),
+        };
+        Ok(Target::Drill(DrillTarget { url, workload }))
+    }
+
     async fn run_execution(&self, p: Proposal) -> Result<(), EngineError> {
         let service = self.service(&p.service)?.clone();
         let (tx, mut rx) = mpsc::channel::<String>(64);
         let mut stream = ProgressStream::new(service.progress_interval);
-        let exec = self
-            .inner
-            .ports
-            .executor
-            .execute(&service.target, &p.plan, tx);
+        let target = self.execution_target(&p, &service);
+        let executor = self.inner.ports.executor.clone();
+        let plan = p.plan.clone();
+        let exec = async move {
+            match target {
+                Ok(target) => executor.execute(&target, &plan, tx).await,
+                Err(e) => Err(e),
+            }
+        };
         tokio::pin!(exec);
         let outcome = loop {
             tokio::select! {
@@ -697,9 +860,36 @@ impl Engine {
         let p = self.finish(&p.id, now, to, events)?;
         self.post_thread(&p, note).await?;
         self.update_message(&p).await?;
-        if to == State::RolledBack {
+        if to == State::RolledBack && p.drill {
+            self.finish_drill(p).await?;
+        } else if to == State::RolledBack {
             self.run_verification(p).await?;
+        } else {
+            self.reap_drills();
         }
+        Ok(())
+    }
+
+    /// The end of a drill's rollback: its checks would measure production,
+    /// which the drill did not change, so they are not run; the report is
+    /// drafted at once.
+    async fn finish_drill(&self, p: Proposal) -> Result<(), EngineError> {
+        let text = "DRILL: verification checks were not run; they measure production, which this drill did not change";
+        let (_, p) = self
+            .inner
+            .store
+            .update(&p.id, self.now(), |p| {
+                p.no_checks = true;
+                Ok::<_, std::convert::Infallible>(((), vec![EventKind::Note { text: text.into() }]))
+            })
+            .map_err(store_only)?;
+        self.inner.store.flush().await?;
+        self.post_thread(&p, ThreadNote::Text { text: text.into() })
+            .await?;
+        self.update_message(&p).await?;
+        // The copy stays up until the next tick reaps it, so people (and
+        // tests) can look at the rolled-back copy meanwhile.
+        self.post_report(&p).await?;
         Ok(())
     }
 
@@ -785,12 +975,16 @@ impl Engine {
         let p = self.get(id)?;
         let timeline = self.inner.store.timeline(id)?;
         let window = crate::report::Milestones::of(&p, &timeline).window(self.now());
-        let evidence = self
-            .inner
-            .ports
-            .verifier
-            .evidence(&p.service, &p.plan, &window)
-            .await;
+        let evidence = if p.drill {
+            // Production's metrics say nothing about a rehearsal.
+            crate::ports::Evidence::default()
+        } else {
+            self.inner
+                .ports
+                .verifier
+                .evidence(&p.service, &p.plan, &window)
+                .await
+        };
         let templates =
             crate::report::templates().map_err(|e| EngineError::Report(e.to_string()))?;
         crate::report::draft(templates, &p, &timeline, &evidence, locale)

@@ -17,6 +17,8 @@
 //! - [`demo`]: `rollbot demo`, the reference incident end to end on the
 //!   simulator with a console chat.
 //! - [`config`]: the TOML configuration, its loading and validation.
+//! - [`drill`]: rollback drills: a read-only copy of a service's workload
+//!   and history in an in-process simulator, and the drills in progress.
 //! - [`app`]: wiring for `rollbot serve`, shared by `main` and tests.
 //! - [`templates`]: every user-facing message, from `templates/<locale>/`.
 //! - [`sim`]: a kubectl-compatible simulated Kubernetes API server with a
@@ -36,6 +38,7 @@ pub mod chat;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod drill;
 pub mod engine;
 pub mod exec;
 pub mod http;

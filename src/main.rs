@@ -47,6 +47,10 @@ enum Command {
     /// Run the simulated Kubernetes API server (drills, demos, tests);
     /// real kubectl works against it.
     Sim(rollbot::sim::SimArgs),
+    /// Rehearse a service's rollback: copy its workload and revision history
+    /// read-only from the configured cluster into an in-process simulator
+    /// and run the whole flow there (marked DRILL), with scripted approvals.
+    Drill(rollbot::drill::DrillArgs),
     /// Print a proposal's draft incident report (Markdown).
     ///
     /// With --url it asks the running server (GET /api/v1/proposals/ID/report).
@@ -120,6 +124,20 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("rollbot sim: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Drill(args) => {
+            init_tracing();
+            let result = tokio::runtime::Runtime::new()
+                .context("starting the async runtime")
+                .and_then(|rt| rt.block_on(rollbot::drill::run_cli(args)));
+            match result {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(2),
+                Err(e) => {
+                    eprintln!("rollbot drill: {e:#}");
                     ExitCode::FAILURE
                 }
             }

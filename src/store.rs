@@ -251,7 +251,8 @@ impl Store {
                 }
                 let mut p = proposal.clone();
                 if p.is_open() {
-                    let service_key = p.service.as_str().as_bytes();
+                    let service_key = open_key(&p.service, p.drill);
+                    let service_key = service_key.as_slice();
                     if let Some(existing) = open.get(service_key)? {
                         let existing = String::from_utf8_lossy(&existing).into_owned();
                         let existing = ProposalId::parse(&existing).map_err(|e| {
@@ -303,7 +304,8 @@ impl Store {
                 let (out, events) = change(&mut p)
                     .map_err(|e| ConflictableTransactionError::Abort(Abort::Rejected(e)))?;
                 if was_open && !p.is_open() {
-                    let key = p.service.as_str().as_bytes();
+                    let key = open_key(&p.service, p.drill);
+                    let key = key.as_slice();
                     // Only clear the index if it still points at us.
                     if open.get(key)?.as_deref() == Some(id_key) {
                         open.remove(key)?;
@@ -370,13 +372,27 @@ impl Store {
     /// # Errors
     /// As [`Store::get`].
     pub fn open_for(&self, service: &ServiceName) -> Result<Option<Proposal>, StoreError> {
-        let Some(id) = self.open.get(service.as_str().as_bytes())? else {
+        self.open_at(&open_key(service, false))
+    }
+
+    /// The open drill of `service`, if any. Drills have their own slot in
+    /// the open index: a drill never blocks a real proposal, and alerts
+    /// never join a drill.
+    ///
+    /// # Errors
+    /// As [`Store::get`].
+    pub fn open_drill_for(&self, service: &ServiceName) -> Result<Option<Proposal>, StoreError> {
+        self.open_at(&open_key(service, true))
+    }
+
+    fn open_at(&self, key: &[u8]) -> Result<Option<Proposal>, StoreError> {
+        let Some(id) = self.open.get(key)? else {
             return Ok(None);
         };
         let text = String::from_utf8_lossy(&id).into_owned();
         let id = ProposalId::parse(&text).map_err(|e| StoreError::Corrupt {
             tree: "open_by_service",
-            key: service.to_string(),
+            key: String::from_utf8_lossy(key).into_owned(),
             detail: e.to_string(),
         })?;
         self.get(&id)
@@ -460,5 +476,14 @@ fn flatten<T, E>(result: Result<T, TransactionError<Abort<E>>>) -> Result<T, Upd
         Err(TransactionError::Abort(Abort::Store(e))) => Err(UpdateError::Store(e)),
         Err(TransactionError::Abort(Abort::Rejected(e))) => Err(UpdateError::Rejected(e)),
         Err(TransactionError::Storage(e)) => Err(UpdateError::Store(StoreError::Io(e))),
+    }
+}
+
+/// Key of a service's slot in the open-proposal index; drills use their own.
+fn open_key(service: &ServiceName, drill: bool) -> Vec<u8> {
+    if drill {
+        format!("drill/{service}").into_bytes()
+    } else {
+        service.as_str().as_bytes().to_vec()
     }
 }

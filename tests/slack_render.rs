@@ -89,6 +89,17 @@ fn every_slack_message_renders_as_block_kit() {
         for n in &notes {
             out.push(("thread", render::thread(&t, &p, n).unwrap().json));
         }
+        // A drill: the proposal and its thread say DRILL.
+        let mut drill = proposal(locale);
+        drill.drill = true;
+        drill.origin = Origin::Drill;
+        out.push((
+            "drill_proposal",
+            render::proposal(&t, &drill, &emoji()).unwrap().json,
+        ));
+        for n in [&notes[0], &notes[2]] {
+            out.push(("drill_thread", render::thread(&t, &drill, n).unwrap().json));
+        }
         for note in [
             PrivateNote::VoteRefused {
                 refusal: Refusal::SelfApproval,
@@ -170,6 +181,14 @@ fn every_slack_message_renders_as_block_kit() {
             },
             Reply::Accepted {
                 service: "payment-api".into(),
+            },
+            Reply::DrillAccepted {
+                service: "payment-api".into(),
+            },
+            Reply::Error {
+                error: CommandError::DrillFlag {
+                    flag: "--to-revision".into(),
+                },
             },
             Reply::Cancelled {
                 id: "RB-7K3M9Q".into(),

@@ -6,6 +6,7 @@
 //! /rollback list                                  open proposals
 //! /rollback history SERVICE                       recent proposals of a service
 //! /rollback cancel ID                             cancel a proposal still waiting for votes
+//! /rollback drill SERVICE [reason…]               rehearse a rollback on a copy (DRILL)
 //! /rollback help                                  usage
 //! ```
 //!
@@ -19,7 +20,7 @@ use serde::Serialize;
 use crate::domain::ProposalId;
 
 /// The verbs, in the order `help` lists them.
-pub const VERBS: &[&str] = &["status", "list", "history", "cancel", "help"];
+pub const VERBS: &[&str] = &["status", "list", "history", "cancel", "drill", "help"];
 
 /// The only flag: roll back to a specific revision instead of the previous one.
 pub const TO_REVISION: &str = "--to-revision";
@@ -42,6 +43,9 @@ pub enum Command {
     History { service: String },
     /// `/rollback cancel ID`
     Cancel { id: ProposalId },
+    /// `/rollback drill SERVICE [reason…]`: the full flow on a copy of the
+    /// service's workload and history; nothing real is touched.
+    Drill { service: String, reason: String },
     /// `/rollback help` (also an empty `/rollback`)
     Help,
 }
@@ -68,6 +72,10 @@ pub enum CommandError {
     },
     #[error("--to-revision needs a revision number, e.g. --to-revision 41")]
     MissingRevision,
+    #[error(
+        "`/rollback drill` takes no flags ({flag:?}); a drill rehearses the rollback to the previous revision, e.g. `/rollback drill payment-api`"
+    )]
+    DrillFlag { flag: String },
     #[error("--to-revision {value:?} is not a revision number; use a whole number such as 41")]
     BadRevision { value: String },
     #[error("`/rollback {verb}` needs {what}, e.g. `/rollback {verb} {example}`")]
@@ -155,6 +163,24 @@ pub fn parse(text: &str, services: &[&str]) -> Result<Command, CommandError> {
                 no_more("history", "one service name only", more)?;
                 Ok(Command::History {
                     service: known_service(service, services)?,
+                })
+            }
+        },
+        "drill" => match rest {
+            [] => Err(missing(
+                "drill",
+                "a service name",
+                services.first().copied().unwrap_or("payment-api"),
+            )),
+            [service, reason @ ..] => {
+                if let Some(flag) = reason.iter().find(|w| w.starts_with("--")) {
+                    return Err(CommandError::DrillFlag {
+                        flag: flag.split_once('=').map_or(*flag, |(n, _)| n).to_string(),
+                    });
+                }
+                Ok(Command::Drill {
+                    service: known_service(service, services)?,
+                    reason: reason.join(" "),
                 })
             }
         },
@@ -327,6 +353,8 @@ mod tests {
             "list",
             "history payment-api",
             "cancel RB-7K3M9Q",
+            "drill payment-api",
+            "DRILL search quarterly rehearsal",
         ];
         let out: Vec<String> = cases.iter().map(|c| run(c)).collect();
         insta::assert_yaml_snapshot!(out);
@@ -352,6 +380,10 @@ mod tests {
             "history paymnet-api",
             "list all",
             "help me",
+            "drill",
+            "dril payment-api",
+            "drill paymnet-api",
+            "drill payment-api --to-revision 2",
         ];
         let out: Vec<String> = cases.iter().map(|c| run(c)).collect();
         insta::assert_yaml_snapshot!(out);

@@ -252,7 +252,8 @@ fn controlled_by(obj: &Value, uid: &str) -> bool {
         })
 }
 
-fn selector_string(obj: &Value) -> String {
+/// The label selector of a workload's `spec.selector`, in list-query form.
+pub(crate) fn selector_string(obj: &Value) -> String {
     let mut parts = Vec::new();
     if let Some(m) = obj
         .pointer("/spec/selector/matchLabels")
@@ -481,6 +482,11 @@ impl KubeExecutor {
     /// An executor using `client`.
     pub fn new(client: kube::Client) -> Self {
         KubeExecutor { client }
+    }
+
+    /// The kube client, e.g. for a drill's read-only snapshot.
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
     }
 
     /// An executor for a plain-http API server such as the simulator.

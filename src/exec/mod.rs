@@ -65,11 +65,51 @@ impl KubeRollback {
         Ok(Self::new(KubeExecutor::new(client)))
     }
 
-    fn target(target: &Target) -> &kubernetes::KubeTarget {
+    /// The client for `target` and the workload it names: the configured
+    /// cluster for a service, the drill's own simulator for a drill. A drill
+    /// target is only ever reached through a loopback URL, so a drill cannot
+    /// touch a real cluster even if its stored target were altered.
+    fn route<'t>(
+        &self,
+        target: &'t Target,
+    ) -> Result<(KubeExecutor, &'t kubernetes::KubeTarget), ExecError> {
         match target {
-            Target::Kubernetes(k) => k,
+            Target::Kubernetes(k) => Ok((self.kube.clone(), k)),
+            Target::Drill(d) => {
+                if !is_loopback_http(&d.url) {
+                    return Err(ExecError::new(
+                        ExecErrorKind::Unsupported,
+                        format!(
+                            "refusing to run a drill against {}: drills run only in rollbot's in-process simulator on 127.0.0.1; start a new drill",
+                            d.url
+                        ),
+                    ));
+                }
+                let kube = KubeExecutor::for_url(&d.url).map_err(|e| {
+                    ExecError::new(
+                        ExecErrorKind::Unreachable,
+                        format!("cannot reach the drill simulator at {}: {e}", d.url),
+                    )
+                })?;
+                Ok((kube, &d.workload))
+            }
         }
     }
+
+    /// The client of the configured cluster (drills copy from it, read-only).
+    pub fn client(&self) -> kube::Client {
+        self.kube.client()
+    }
+}
+
+/// `http://127.0.0.1:PORT…` or `http://localhost:PORT…`.
+fn is_loopback_http(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
 }
 
 fn revision(r: &kubernetes::RevisionInfo) -> RevisionInfo {
@@ -107,11 +147,8 @@ fn exec_error(e: KubeError) -> ExecError {
 #[async_trait]
 impl Executor for KubeRollback {
     async fn plan(&self, target: &Target, to_revision: Option<u64>) -> Result<Plan, ExecError> {
-        let plan = self
-            .kube
-            .plan(Self::target(target), to_revision)
-            .await
-            .map_err(exec_error)?;
+        let (kube, workload) = self.route(target)?;
+        let plan = kube.plan(workload, to_revision).await.map_err(exec_error)?;
         let guard = serde_json::to_value(&plan)
             .map_err(|e| ExecError::new(ExecErrorKind::Other, e.to_string()))?;
         Ok(Plan {
@@ -136,7 +173,17 @@ impl Executor for KubeRollback {
                 format!("the stored plan cannot be read ({e}); propose the rollback again"),
             )
         })?;
-        match self.kube.execute(&kube_plan).await.map_err(exec_error)? {
+        let (kube, workload) = self.route(target)?;
+        if &kube_plan.target != workload {
+            return Err(ExecError::new(
+                ExecErrorKind::Other,
+                format!(
+                    "the stored plan is for {}, not {workload}; propose the rollback again",
+                    kube_plan.target
+                ),
+            ));
+        }
+        match kube.execute(&kube_plan).await.map_err(exec_error)? {
             Outcome::Superseded { reason } => return Ok(ExecOutcome::Superseded { reason }),
             Outcome::RolledBack => {}
         }
@@ -152,10 +199,9 @@ impl Executor for KubeRollback {
             }
             last
         });
-        let followed = self
-            .kube
+        let followed = kube
             .follow(
-                Self::target(target),
+                workload,
                 |line| {
                     let _ = tx.send(line);
                 },
@@ -166,5 +212,30 @@ impl Executor for KubeRollback {
         let last = forwarder.await.unwrap_or_default();
         followed.map_err(exec_error)?;
         Ok(ExecOutcome::RolledBack { detail: last })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_http_is_a_drill_url() {
+        for ok in [
+            "http://127.0.0.1:41234",
+            "http://localhost:8080/",
+            "http://[::1]:9",
+        ] {
+            assert!(is_loopback_http(ok), "{ok}");
+        }
+        for bad in [
+            "https://127.0.0.1:6443",
+            "http://10.0.0.1:6443",
+            "http://127.0.0.1.evil.example:80",
+            "http://kubernetes.default.svc",
+            "",
+        ] {
+            assert!(!is_loopback_http(bad), "{bad}");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Turns a [`Seed`] into stored objects: namespaces, Deployments with one
 //! ReplicaSet per historical revision, StatefulSets and DaemonSets with
 //! ControllerRevisions, all in the steady state a real cluster would show
-//! after those rollouts finished.
+//! after those rollouts finished; and loads the seed's raw `objects`.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -97,7 +97,110 @@ pub fn populate(store: &Store, seed: &Seed) -> Result<Knobs, StoreError> {
             );
         }
     }
+    for (kind, ns, name) in load_objects(store, &seed.objects, &namespaces)? {
+        knobs.insert((kind, ns, name), seed.objects_behaviour.clone());
+    }
     Ok(knobs)
+}
+
+/// The kind of a raw object, from its `apiVersion` and `kind`.
+///
+/// # Errors
+/// A message naming what is missing or not served by the simulator.
+pub fn object_kind(obj: &Value) -> Result<Kind, String> {
+    let kind = obj["kind"].as_str().unwrap_or_default();
+    let api_version = obj["apiVersion"].as_str().unwrap_or_default();
+    let found = Kind::ALL
+        .into_iter()
+        .find(|k| k.kind() == kind && k.api_version() == api_version)
+        .ok_or_else(|| {
+            format!(
+                "apiVersion {api_version:?} kind {kind:?} is not served by the simulator; \
+                 use apps/v1 Deployment, ReplicaSet, StatefulSet, DaemonSet or ControllerRevision"
+            )
+        })?;
+    if found == Kind::Namespace || found == Kind::Lease {
+        return Err(format!(
+            "{kind} objects cannot be loaded; namespaces are created from the objects' metadata"
+        ));
+    }
+    if super::store::name_of(obj).is_empty() || super::store::namespace_of(obj).is_empty() {
+        return Err(format!("{kind} needs metadata.name and metadata.namespace"));
+    }
+    Ok(found)
+}
+
+/// Owners before the objects they own, so owner uids are known when the
+/// owned objects' references are rewritten.
+fn load_order(kind: Kind) -> u8 {
+    match kind {
+        Kind::Deployment | Kind::StatefulSet | Kind::DaemonSet => 0,
+        _ => 1,
+    }
+}
+
+/// Stores raw objects: server-managed metadata is dropped and reassigned,
+/// and `ownerReferences` follow the owners' new uids. Returns the
+/// workloads loaded, for their behaviour knobs.
+fn load_objects(
+    store: &Store,
+    objects: &[Value],
+    namespaces: &[String],
+) -> Result<Vec<(Kind, String, String)>, StoreError> {
+    let mut typed: Vec<(Kind, &Value)> = objects
+        .iter()
+        // Validated when the seed was parsed.
+        .filter_map(|o| object_kind(o).ok().map(|k| (k, o)))
+        .collect();
+    typed.sort_by_key(|(k, _)| load_order(*k));
+    let mut created_ns: Vec<String> = namespaces.to_vec();
+    let mut uids: HashMap<String, String> = HashMap::new();
+    let mut workloads = Vec::new();
+    for (kind, obj) in typed {
+        let ns = super::store::namespace_of(obj).to_owned();
+        if !created_ns.contains(&ns) {
+            store.create(
+                Kind::Namespace,
+                json!({"metadata": {"name": ns}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}),
+                false,
+            )?;
+            created_ns.push(ns.clone());
+        }
+        let mut o = obj.clone();
+        let old_uid = super::store::uid_of(obj).to_owned();
+        if let Some(meta) = o["metadata"].as_object_mut() {
+            for k in [
+                "uid",
+                "resourceVersion",
+                "managedFields",
+                "selfLink",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+            ] {
+                meta.remove(k);
+            }
+            if let Some(refs) = meta
+                .get_mut("ownerReferences")
+                .and_then(Value::as_array_mut)
+            {
+                for r in refs {
+                    let new = r["uid"].as_str().and_then(|u| uids.get(u)).cloned();
+                    if let Some(new) = new {
+                        r["uid"] = json!(new);
+                    }
+                }
+            }
+        }
+        let stored = store.create(kind, o, false)?;
+        if !old_uid.is_empty() {
+            uids.insert(old_uid, super::store::uid_of(&stored).to_owned());
+        }
+        if load_order(kind) == 0 {
+            workloads.push((kind, ns, super::store::name_of(&stored).to_owned()));
+        }
+    }
+    Ok(workloads)
 }
 
 fn base_annotations(w: &WorkloadSeed) -> Map<String, Value> {

@@ -38,12 +38,22 @@
 //! daemonsets:                      # optional; `replicas` is the node count
 //!   - {namespace: production, name: log-agent, labels: {app: log-agent},
 //!      container: agent, revisions: [{image: "fluent-bit:3.0"}]}
+//! objects:                         # optional; raw API objects loaded as they are
+//!   - {apiVersion: apps/v1, kind: Deployment, metadata: {name: web, namespace: shop, uid: a1}, spec: {…}}
+//!   - {apiVersion: apps/v1, kind: ReplicaSet, metadata: {ownerReferences: [{uid: a1, …}], …}, …}
+//! objects_behaviour: {ready_after_ms: 100}   # how the pods of `objects` behave
 //! ```
 //!
 //! Each Deployment revision becomes a ReplicaSet with
 //! `deployment.kubernetes.io/revision: N` (1-based, oldest first) and its
 //! change-cause; only the last one has replicas. StatefulSet and DaemonSet
 //! revisions become ControllerRevisions.
+//!
+//! `objects` are copies of real objects (a drill's snapshot, see
+//! [`crate::drill`]): kept as given (annotations, revisions, templates,
+//! status), except that the simulator assigns new uids, resourceVersions and
+//! creation times, and rewrites `ownerReferences` to the new uids so
+//! ownership (and with it `rollout history`) survives the copy.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -75,6 +85,13 @@ pub struct Seed {
     /// Prometheus-like metrics derived from the Deployments (see `sim::metrics`).
     #[serde(default)]
     pub metrics: Vec<super::metrics::MetricSeed>,
+    /// Raw API objects (Deployments, ReplicaSets, StatefulSets, DaemonSets,
+    /// ControllerRevisions), e.g. copied from a real cluster.
+    #[serde(default)]
+    pub objects: Vec<serde_json::Value>,
+    /// How the pods of the workloads in `objects` behave.
+    #[serde(default)]
+    pub objects_behaviour: Behaviour,
 }
 
 fn default_version() -> String {
@@ -243,6 +260,10 @@ impl Seed {
                     SeedError::Invalid(format!("{} revision {}: {e}", w.name, i + 1))
                 })?;
             }
+        }
+        for (i, o) in self.objects.iter().enumerate() {
+            super::bootstrap::object_kind(o)
+                .map_err(|e| SeedError::Invalid(format!("objects[{i}]: {e}")))?;
         }
         Ok(())
     }

@@ -34,7 +34,7 @@ use super::chat::SlackChat;
 use super::render::{self, Reply, Summary};
 use crate::chat::commands::{self, Command};
 use crate::domain::{MessageRef, Origin, ProposalId, ServiceName, UserId, VoteKind, VoteVia};
-use crate::engine::{Engine, ProposeRequest};
+use crate::engine::{DrillRequest, Engine, ProposeRequest};
 use crate::store::Claim;
 
 /// Largest clock difference accepted on a signed request.
@@ -245,6 +245,41 @@ impl SlackInbound {
                     me.answer(&channel, &user, &r.0, &r.1).await;
                 });
                 serde_json::json!({})
+            }
+            Command::Drill { service, reason } => {
+                let locale = self.locale_of(Some(&service));
+                let accepted = self.reply(
+                    &locale,
+                    &Reply::DrillAccepted {
+                        service: service.clone(),
+                    },
+                );
+                let me = self.clone();
+                self.spawn(async move {
+                    let (Ok(name), Some(proposer)) =
+                        (ServiceName::parse(&service), slack_user(&user))
+                    else {
+                        return;
+                    };
+                    let reason = if reason.is_empty() {
+                        "rollback drill".to_string()
+                    } else {
+                        reason
+                    };
+                    let req = DrillRequest {
+                        service: name,
+                        proposer,
+                        reason,
+                        channel: Some(format!("slack:{channel}")),
+                    };
+                    if let Err(e) = me.engine.drill(req).await {
+                        let r = Reply::Failed {
+                            text: e.to_string(),
+                        };
+                        me.answer(&channel, &user, &locale, &r).await;
+                    }
+                });
+                accepted
             }
             Command::Propose {
                 service,

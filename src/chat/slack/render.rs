@@ -226,7 +226,7 @@ pub fn thread(t: &Templates, p: &Proposal, note: &ThreadNote) -> Result<Rendered
     let out = t.render(
         &p.locale,
         "slack/thread.json",
-        minijinja::context! { id => p.id.to_string(), service => p.service.to_string(), n => minijinja::value::Serde(v) },
+        minijinja::context! { id => p.id.to_string(), service => p.service.to_string(), drill => p.drill, n => minijinja::value::Serde(v) },
     )?;
     finish("thread.json", out)
 }
@@ -296,6 +296,10 @@ pub enum Reply {
         text: String,
     },
     Accepted {
+        service: String,
+    },
+    /// `/rollback drill SERVICE` was accepted; the copy is being made.
+    DrillAccepted {
         service: String,
     },
     Cancelled {

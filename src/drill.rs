@@ -1,0 +1,438 @@
+//! Rollback drills: rehearse the whole flow on a copy of the real history.
+//!
+//! A drill copies one service's workload and the objects that carry its
+//! revision history (a Deployment's ReplicaSets, a StatefulSet's or
+//! DaemonSet's ControllerRevisions) from the configured cluster with GET and
+//! LIST only, loads them into a fresh in-process simulator ([`crate::sim`])
+//! on 127.0.0.1, and runs the proposal, the two-person rule, the rollback and
+//! the report against that copy. `rollout history` of the copy is the
+//! source's: same revision numbers, change-causes, images and templates.
+//!
+//! [`Drills`] keeps each drill's simulator alive until its proposal is over;
+//! the engine runs a drill proposal only against the simulator registered for
+//! it here, so a drill whose simulator is gone (e.g. after a restart) fails
+//! with nothing changed instead of falling back to the real cluster.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use serde_json::Value;
+
+use crate::config::{KubeTarget, WorkloadKind};
+use crate::domain::ProposalId;
+use crate::sim::SimHandle;
+use crate::sim::seed::{Behaviour, Seed};
+
+/// How long one simulated pod step takes in a drill. Shorter than a real
+/// pod start so a drill's rollout takes seconds, long enough that progress
+/// is visible.
+pub const DRILL_POD_STEP_MS: u64 = 200;
+
+/// Why a drill could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DrillError {
+    #[error(
+        "{what} \"{name}\" not found in namespace \"{namespace}\"; check [services.*.kubernetes] in the config"
+    )]
+    NotFound {
+        what: &'static str,
+        namespace: String,
+        name: String,
+    },
+    #[error(
+        "cannot read {what} in namespace \"{namespace}\" from the cluster: {source}; drills need get/list on it (see deploy/rbac.yaml)"
+    )]
+    Read {
+        what: &'static str,
+        namespace: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("cannot start the drill simulator: {0}")]
+    Simulator(String),
+}
+
+/// The copied objects of one workload: the workload first, then its history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub target: KubeTarget,
+    pub objects: Vec<Value>,
+}
+
+fn resource(kind: WorkloadKind) -> (ApiResource, &'static str) {
+    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+    match kind {
+        WorkloadKind::Deployment => (ApiResource::erase::<Deployment>(&()), "deployment"),
+        WorkloadKind::StatefulSet => (ApiResource::erase::<StatefulSet>(&()), "statefulset"),
+        WorkloadKind::DaemonSet => (ApiResource::erase::<DaemonSet>(&()), "daemonset"),
+    }
+}
+
+fn history_resource(kind: WorkloadKind) -> (ApiResource, &'static str) {
+    use k8s_openapi::api::apps::v1::{ControllerRevision, ReplicaSet};
+    match kind {
+        WorkloadKind::Deployment => (ApiResource::erase::<ReplicaSet>(&()), "replicasets"),
+        WorkloadKind::StatefulSet | WorkloadKind::DaemonSet => (
+            ApiResource::erase::<ControllerRevision>(&()),
+            "controllerrevisions",
+        ),
+    }
+}
+
+/// Server-managed fields that mean nothing in another server.
+fn strip(mut obj: Value) -> Value {
+    if let Some(meta) = obj["metadata"].as_object_mut() {
+        meta.remove("managedFields");
+        meta.remove("selfLink");
+        meta.remove("resourceVersion");
+    }
+    obj
+}
+
+fn controlled_by(obj: &Value, uid: &str) -> bool {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|refs| {
+            refs.iter()
+                .any(|r| r["controller"] == Value::Bool(true) && r["uid"] == uid)
+        })
+}
+
+/// Reads `target` and the objects holding its history, with GET and LIST
+/// only: nothing on the cluster is written.
+///
+/// # Errors
+/// [`DrillError::NotFound`] for a missing workload, [`DrillError::Read`]
+/// for any other API failure (RBAC, network).
+pub async fn snapshot(client: &kube::Client, target: &KubeTarget) -> Result<Snapshot, DrillError> {
+    let ns = target.namespace.as_str();
+    let (ar, what) = resource(target.kind);
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+    let read = |what, source| DrillError::Read {
+        what,
+        namespace: ns.to_owned(),
+        source,
+    };
+    let workload = api
+        .get_opt(&target.name)
+        .await
+        .map_err(|e| read(what, e))?
+        .ok_or_else(|| DrillError::NotFound {
+            what,
+            namespace: ns.to_owned(),
+            name: target.name.clone(),
+        })?;
+    let mut workload = serde_json::to_value(&workload).map_err(|e| DrillError::Read {
+        what,
+        namespace: ns.to_owned(),
+        source: kube::Error::SerdeError(e),
+    })?;
+    // Typed GETs may omit these; the simulator needs them to load the copy.
+    workload["apiVersion"] = Value::from(ar.api_version.clone());
+    workload["kind"] = Value::from(ar.kind.clone());
+    let uid = workload["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (har, hwhat) = history_resource(target.kind);
+    let hapi: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &har);
+    let selector = crate::exec::kubernetes::selector_string(&workload);
+    let list = hapi
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| read(hwhat, e))?;
+    let mut objects = vec![strip(workload)];
+    for item in list.items {
+        let mut v = serde_json::to_value(&item).map_err(|e| DrillError::Read {
+            what: hwhat,
+            namespace: ns.to_owned(),
+            source: kube::Error::SerdeError(e),
+        })?;
+        if !controlled_by(&v, &uid) {
+            continue;
+        }
+        v["apiVersion"] = Value::from(har.api_version.clone());
+        v["kind"] = Value::from(har.kind.clone());
+        objects.push(strip(v));
+    }
+    Ok(Snapshot {
+        target: target.clone(),
+        objects,
+    })
+}
+
+impl Snapshot {
+    /// A simulator seed holding exactly these objects; their pods step
+    /// every `behaviour.ready_after_ms`.
+    pub fn seed(&self, behaviour: Behaviour) -> Seed {
+        Seed {
+            server_version: "v1.33.1".into(),
+            objects: self.objects.clone(),
+            objects_behaviour: behaviour,
+            ..Seed::default()
+        }
+    }
+
+    /// Starts a simulator on 127.0.0.1 (a free port) holding this copy.
+    ///
+    /// # Errors
+    /// [`DrillError::Simulator`] when the copy cannot be loaded or no port
+    /// can be bound.
+    pub async fn start(&self, behaviour: Behaviour) -> Result<SimHandle, DrillError> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| DrillError::Simulator(format!("cannot bind 127.0.0.1:0: {e}")))?;
+        crate::sim::start(self.seed(behaviour), listener)
+            .await
+            .map_err(|e| DrillError::Simulator(e.to_string()))
+    }
+}
+
+/// The drills in progress: where to copy from, and each drill's simulator.
+pub struct Drills {
+    source: kube::Client,
+    behaviour: Behaviour,
+    // A std Mutex: held only to insert, look up or remove a handle.
+    labs: Mutex<HashMap<ProposalId, SimHandle>>,
+}
+
+impl Drills {
+    /// Drills copying from the cluster `source` talks to.
+    pub fn new(source: kube::Client) -> Self {
+        Self {
+            source,
+            behaviour: Behaviour {
+                ready_after_ms: DRILL_POD_STEP_MS,
+                ..Behaviour::default()
+            },
+            labs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Sets how the drill simulators' pods behave.
+    #[must_use]
+    pub fn with_behaviour(mut self, behaviour: Behaviour) -> Self {
+        self.behaviour = behaviour;
+        self
+    }
+
+    fn labs(&self) -> std::sync::MutexGuard<'_, HashMap<ProposalId, SimHandle>> {
+        // Inserts and removes are single steps; a poisoned map is consistent.
+        self.labs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Copies `target` from the source cluster into a new simulator.
+    ///
+    /// # Errors
+    /// As [`snapshot`] and [`Snapshot::start`].
+    pub async fn open(&self, target: &KubeTarget) -> Result<SimHandle, DrillError> {
+        let snap = snapshot(&self.source, target).await?;
+        let lab = snap.start(self.behaviour.clone()).await?;
+        tracing::info!(workload = %target, url = %lab.url(), objects = snap.objects.len(), "drill copy started");
+        Ok(lab)
+    }
+
+    /// Keeps `lab` alive as the simulator of drill proposal `id`.
+    pub fn keep(&self, id: ProposalId, lab: SimHandle) {
+        self.labs().insert(id, lab);
+    }
+
+    /// The URL of drill `id`'s simulator, while it runs.
+    pub fn url(&self, id: &ProposalId) -> Option<String> {
+        self.labs().get(id).map(SimHandle::url)
+    }
+
+    /// Stops drill `id`'s simulator.
+    pub fn release(&self, id: &ProposalId) {
+        if self.labs().remove(id).is_some() {
+            tracing::info!(proposal = %id, "drill simulator stopped");
+        }
+    }
+
+    /// Stops the simulators of drills that are over.
+    pub fn reap(&self, over: impl Fn(&ProposalId) -> bool) {
+        self.labs().retain(|id, _| !over(id));
+    }
+
+    /// Drills with a running simulator.
+    pub fn running(&self) -> Vec<ProposalId> {
+        self.labs().keys().cloned().collect()
+    }
+}
+
+/// Arguments of `rollbot drill`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DrillArgs {
+    /// The service to rehearse, as named under [services] in the config.
+    pub service: String,
+    /// Configuration file (TOML); its [kubernetes] section names the
+    /// cluster the service's workload is copied from (read-only).
+    #[arg(long, short, env = "ROLLBOT_CONFIG")]
+    pub config: std::path::PathBuf,
+    /// Who starts the drill (`platform:id`); their own approval never counts.
+    #[arg(long, default_value = "console:drill-runner")]
+    pub proposer: String,
+    /// An approver voting in the drill (`platform:id`), in order; repeat it
+    /// for the two-person rule. Without any, the proposal is shown and the
+    /// drill stops there.
+    #[arg(long = "approve-as", value_name = "USER")]
+    pub approve_as: Vec<String>,
+    /// Why the drill is run (shown on the proposal and in the report).
+    #[arg(long, default_value = "rollback drill")]
+    pub reason: String,
+    /// Where to write the drill's report (Markdown); default
+    /// `drill-report-<ID>.md` in the current directory.
+    #[arg(long)]
+    pub report_out: Option<std::path::PathBuf>,
+    /// Longest wait for the drill's rollback to finish, e.g. `5m`.
+    #[arg(long, default_value = "5m")]
+    pub timeout: humantime::Duration,
+}
+
+/// Runs `rollbot drill`: copies the service from the configured cluster,
+/// opens the drill proposal, casts the scripted approvals, follows the
+/// rollback in the copy and writes the report. Returns whether the drill's
+/// rollback completed.
+///
+/// # Errors
+/// A bad config or user id, an unreachable cluster, a drill that cannot
+/// start, or an unwritable report — each saying what to fix.
+pub async fn run_cli(args: DrillArgs) -> anyhow::Result<bool> {
+    use anyhow::Context;
+    use std::sync::Arc;
+
+    use crate::domain::{ServiceName, State, SystemClock, UserId, VoteKind, VoteVia};
+    use crate::engine::{DrillRequest, Engine, Ports, VoteReply};
+
+    let config = crate::config::Config::load(&args.config)?;
+    let service = ServiceName::parse(&args.service)
+        .ok()
+        .filter(|s| config.services().contains_key(s))
+        .with_context(|| {
+            format!(
+                "unknown service {:?}; configured services: {}",
+                args.service,
+                config
+                    .services
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+    let proposer = UserId::parse(&args.proposer).context("--proposer")?;
+    let approvers = args
+        .approve_as
+        .iter()
+        .map(|a| UserId::parse(a).with_context(|| format!("--approve-as {a}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let kube = crate::exec::KubeRollback::connect(config.kubernetes.as_ref())
+        .await
+        .context("connecting to the Kubernetes cluster to copy from")?;
+    let source = kube.client();
+    // The drill's proposals live in a throwaway store: the drill leaves no
+    // trace in (and needs no lock on) the store of a running `rollbot serve`.
+    let scratch = Scratch::new()?;
+    let store = crate::store::Store::open(&scratch.0.join("db"))
+        .with_context(|| format!("opening a scratch store in {}", scratch.0.display()))?;
+    let services = config.services();
+    let engine = Engine::new(
+        store,
+        services.clone(),
+        Ports {
+            chat: Arc::new(crate::chat::console::ConsoleChat::new(
+                Box::new(std::io::stdout()),
+                scratch.0.clone(),
+            )),
+            executor: Arc::new(kube),
+            verifier: Arc::new(crate::verify::HttpVerifier::new(&services)),
+            clock: Arc::new(SystemClock),
+        },
+    );
+    engine.enable_drills(Arc::new(Drills::new(source)));
+    let p = engine
+        .drill(DrillRequest {
+            service: service.clone(),
+            proposer,
+            reason: args.reason.clone(),
+            channel: Some("console:drill".into()),
+        })
+        .await?;
+    if approvers.is_empty() {
+        let who: Vec<String> = services[&service]
+            .approvers
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        println!(
+            "DRILL {}: waiting for {} approval(s) from: {}.\nRun again with --approve-as USER for each approver to rehearse the decision and the rollback.",
+            p.id,
+            p.required,
+            who.join(", ")
+        );
+        return Ok(false);
+    }
+    for a in &approvers {
+        println!("DRILL {}: {a} approves", p.id);
+        match engine
+            .vote(&p.id, a, VoteKind::Approve, VoteVia::Console)
+            .await?
+        {
+            VoteReply::Counted(_) => {}
+            VoteReply::Refused(r) => println!("DRILL {}: {a}'s approval did not count: {r}", p.id),
+        }
+    }
+    let timeout: std::time::Duration = args.timeout.into();
+    if tokio::time::timeout(timeout, engine.wait_idle())
+        .await
+        .is_err()
+    {
+        anyhow::bail!(
+            "the drill's rollback did not finish within {}; raise --timeout",
+            args.timeout
+        );
+    }
+    let done = engine.get(&p.id)?;
+    let timeline = engine.store().timeline(&p.id)?;
+    let m = crate::report::Milestones::of(&done, &timeline);
+    let span = |to: Option<chrono::DateTime<chrono::Utc>>| match (m.start(), to) {
+        (Some(s), Some(t)) => format!("{:.1} s", (t - s).num_milliseconds() as f64 / 1000.0),
+        _ => "n/a".into(),
+    };
+    println!(
+        "DRILL {} verdict: {} (time to decision {}, time to mitigate {})",
+        done.id,
+        done.state,
+        span(m.approved),
+        span(m.completed)
+    );
+    let draft = engine.report(&done.id, &done.locale).await?;
+    let path = args
+        .report_out
+        .clone()
+        .unwrap_or_else(|| format!("drill-report-{}.md", done.id).into());
+    std::fs::write(&path, &draft.markdown)
+        .with_context(|| format!("writing the drill report to {}", path.display()))?;
+    println!("DRILL report: {}", path.display());
+    Ok(done.state == State::RolledBack)
+}
+
+/// A scratch directory under the system temp dir, removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new() -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("rollbot-drill-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            anyhow::anyhow!("cannot create a scratch directory {}: {e}", dir.display())
+        })?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
