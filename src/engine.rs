@@ -1146,28 +1146,7 @@ impl Engine {
         id: &ProposalId,
         alert: AlertRef,
     ) -> Result<Proposal, EngineError> {
-        let lock = self.lock_for(id);
-        let _guard = lock.lock().await;
-        let now = self.now();
-        let (_, p) = self
-            .inner
-            .store
-            .update(id, now, |p| {
-                if p.alerts.len() < MAX_ATTACHED_ALERTS {
-                    p.alerts.push(alert.clone());
-                    Ok::<_, std::convert::Infallible>((
-                        (),
-                        vec![EventKind::AlertAttached {
-                            alert: alert.clone(),
-                        }],
-                    ))
-                } else {
-                    p.extra_alerts += 1;
-                    Ok(((), vec![]))
-                }
-            })
-            .map_err(store_only)?;
-        Ok(p)
+        self.attach_alerts(id, vec![alert]).await
     }
 
     /// Records that a triggering alert cleared.
