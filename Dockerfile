@@ -6,6 +6,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY templates ./templates
 COPY config ./config
+COPY assets ./assets
 RUN cargo build --release --locked --bin rollbot
 
 # Runtime stage: a slim image with a non-root user.
