@@ -37,6 +37,9 @@ command -v checkov >/dev/null || pip_packages+=(checkov==3.3.30)
 if ((${#pip_packages[@]})); then
   echo "==> installing: ${pip_packages[*]}"
   python3 -m pip install --quiet "${pip_packages[@]}"
+  # Make the new commands visible: pyenv shims, or pip's user bin directory.
+  if command -v pyenv >/dev/null; then pyenv rehash; fi
+  PATH="$PATH:$(python3 -m site --user-base)/bin"
   hash -r
 fi
 
