@@ -129,9 +129,10 @@ pub enum KubeError {
         "you cannot rollback a paused deployment; resume it first with 'kubectl rollout resume' and try again"
     )]
     Paused,
-    /// RBAC refused a request.
+    /// RBAC refused a request. The message says which rule to add.
     #[error(
-        "forbidden: rollbot may not {verb} {resource} in namespace \"{namespace}\" ({message}); grant the verb in its Role"
+        "forbidden: rollbot may not {verb} {resource} in namespace \"{namespace}\" ({message}); grant {verb} on {resource} in namespace {namespace} to rollbot's service account with the RBAC rule {rule} (see deploy/rbac.yaml), then try again",
+        rule = rbac_rule(.verb, .resource)
     )]
     Forbidden {
         /// The verb refused.
@@ -169,6 +170,13 @@ pub enum KubeError {
     /// The watch failed.
     #[error("watch failed: {0}")]
     Watch(#[from] watcher::Error),
+}
+
+/// The RBAC rule granting `verb` on `resource` (`deployments.apps`), in
+/// the YAML flow form of `deploy/rbac.yaml`.
+fn rbac_rule(verb: &str, resource: &str) -> String {
+    let (plural, group) = resource.split_once('.').unwrap_or((resource, ""));
+    format!("{{apiGroups: [\"{group}\"], resources: [\"{plural}\"], verbs: [\"{verb}\"]}}")
 }
 
 /// Executes rollbacks with a kube client.

@@ -10,6 +10,7 @@
 //!
 //! # Layout
 //! - [`seed`]: the YAML seed format (initial objects and behaviour knobs).
+//! - [`authz`]: the seed's `forbid` rules, answered as RBAC's `403`.
 //! - `bootstrap`: turns a seed into stored objects.
 //! - [`store`]: objects, the global resourceVersion and the watch log.
 //! - [`selector`]: label and field selectors.
@@ -29,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod authz;
 mod bootstrap;
 pub mod controller;
 pub mod metrics;
@@ -138,6 +140,7 @@ pub async fn start(seed: Seed, listener: tokio::net::TcpListener) -> Result<SimH
         shutdown: shutdown_rx.clone(),
         requests: Mutex::new(Vec::new()),
         metrics: metrics::Metrics::new(seed.metrics.clone()),
+        forbid: seed.forbid.clone(),
     });
     let app = server::router(state.clone());
     let mut rx = shutdown_rx.clone();

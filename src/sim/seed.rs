@@ -42,6 +42,10 @@
 //!   - {apiVersion: apps/v1, kind: Deployment, metadata: {name: web, namespace: shop, uid: a1}, spec: {…}}
 //!   - {apiVersion: apps/v1, kind: ReplicaSet, metadata: {ownerReferences: [{uid: a1, …}], …}, …}
 //! objects_behaviour: {ready_after_ms: 100}   # how the pods of `objects` behave
+//! forbid:                          # optional; requests RBAC would refuse
+//!   - {verb: patch, resource: deployments, namespace: production}
+//!   - {verb: list, resource: replicasets}        # no namespace: everywhere
+//!   - {verb: update, resource: deployments/scale, namespace: production}
 //! ```
 //!
 //! Each Deployment revision becomes a ReplicaSet with
@@ -54,6 +58,17 @@
 //! status), except that the simulator assigns new uids, resourceVersions and
 //! creation times, and rewrites `ownerReferences` to the new uids so
 //! ownership (and with it `rollout history`) survives the copy.
+//!
+//! `forbid` stands in for RBAC. Every request is made as rollbot's service
+//! account (`system:serviceaccount:rollbot:rollbot`, see `deploy/rbac.yaml`),
+//! and one a rule matches is refused with the `403 Forbidden` Status
+//! kube-apiserver sends (see `sim::authz`); the simulated controllers are not
+//! affected. A rule names a verb as Kubernetes does (`get`, `list`, `watch`,
+//! `create`, `update`, `patch`, `delete`, `deletecollection`), a resource by
+//! its plural, optionally with a subresource (`deployments/scale`), and
+//! optionally a namespace. Since a rule stands for a missing grant, a rule
+//! for one namespace also refuses the cluster-wide request (e.g. listing
+//! Deployments in all namespaces), which no namespaced grant would allow.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -92,6 +107,9 @@ pub struct Seed {
     /// How the pods of the workloads in `objects` behave.
     #[serde(default)]
     pub objects_behaviour: Behaviour,
+    /// Requests refused with `403 Forbidden`, as by RBAC.
+    #[serde(default)]
+    pub forbid: Vec<ForbidRule>,
 }
 
 fn default_version() -> String {
@@ -196,6 +214,20 @@ impl Default for Behaviour {
     }
 }
 
+/// A request the simulated RBAC refuses (see the module documentation).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ForbidRule {
+    /// Kubernetes verb, e.g. `patch`.
+    pub verb: String,
+    /// Plural resource, optionally with a subresource: `deployments`,
+    /// `deployments/scale`.
+    pub resource: String,
+    /// Namespace the rule applies in; everywhere when unset.
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
 /// A seed that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
@@ -265,6 +297,10 @@ impl Seed {
             super::bootstrap::object_kind(o)
                 .map_err(|e| SeedError::Invalid(format!("objects[{i}]: {e}")))?;
         }
+        for (i, r) in self.forbid.iter().enumerate() {
+            super::authz::check_rule(r)
+                .map_err(|e| SeedError::Invalid(format!("forbid[{i}]: {e}")))?;
+        }
         Ok(())
     }
 }
@@ -308,6 +344,38 @@ mod tests {
         assert_eq!(
             d.containers_of(&d.revisions[2]).unwrap(),
             vec![("payment-api".to_owned(), "payment-api:v1.3.0".to_owned())]
+        );
+    }
+
+    #[test]
+    fn forbid_rules_parse_and_are_checked() {
+        let seed = Seed::from_yaml(
+            "forbid: [{verb: patch, resource: deployments, namespace: production}, {verb: list, resource: replicasets}]",
+        )
+        .unwrap();
+        assert_eq!(
+            seed.forbid,
+            vec![
+                ForbidRule {
+                    verb: "patch".into(),
+                    resource: "deployments".into(),
+                    namespace: Some("production".into()),
+                },
+                ForbidRule {
+                    verb: "list".into(),
+                    resource: "replicasets".into(),
+                    namespace: None,
+                },
+            ]
+        );
+        let Err(SeedError::Invalid(e)) =
+            Seed::from_yaml("forbid: [{verb: rollback, resource: deployments}]")
+        else {
+            panic!("an unknown verb was accepted");
+        };
+        assert!(e.starts_with("forbid[0]: unknown verb \"rollback\""), "{e}");
+        assert!(
+            Seed::from_yaml("forbid: [{verb: get, resource: deployments, group: apps}]").is_err()
         );
     }
 

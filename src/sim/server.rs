@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::authz::{Attributes, Denial, authorize};
 use super::selector::Selector;
 use super::smp;
 use super::store::{EventType, Kind, Store, StoreError, WatchEvent, WriteMode, name_of};
@@ -41,6 +42,8 @@ pub(crate) struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     pub requests: Mutex<Vec<RequestRecord>>,
     pub metrics: super::metrics::Metrics,
+    /// The seed's `forbid` rules.
+    pub forbid: Vec<super::seed::ForbidRule>,
 }
 
 /// An error answered as a `Status` object.
@@ -87,6 +90,12 @@ impl ApiError {
             .replace(". \"", " \""),
         );
         e.details = Some(json!({"name": name, "group": kind.group(), "kind": kind.kind()}));
+        e
+    }
+
+    fn forbidden(d: Denial) -> Self {
+        let mut e = Self::new(StatusCode::FORBIDDEN, "Forbidden", d.message);
+        e.details = Some(d.details);
         e
     }
 
@@ -294,6 +303,19 @@ async fn resource(st: &Arc<AppState>, group: &str, rest: &[&str], req: Req) -> A
         return Err(ApiError::not_found_path());
     };
     let kind = Kind::from_group_plural(group, plural).ok_or_else(ApiError::not_found_path)?;
+    // The API server authorizes before it looks at the object, so a refused
+    // request is refused even if the object does not exist.
+    let field_selector = req.q.get("fieldSelector").map(String::as_str);
+    if let Some(attrs) = Attributes::of(
+        &req.method,
+        kind,
+        ns,
+        tail,
+        req.flag("watch"),
+        field_selector,
+    ) {
+        authorize(&st.forbid, &attrs).map_err(ApiError::forbidden)?;
+    }
     if kind.namespaced() != ns.is_some()
         && !(kind.namespaced() && tail.is_empty() && req.method == Method::GET)
     {
