@@ -51,6 +51,17 @@ pub enum SlackSetupError {
     NoAppToken,
 }
 
+/// A Web API error in a line: Slack's own error code when it answered
+/// `{"ok":false,"error":…}` (not the whole body), else the failure.
+pub fn error_text(e: &slack_morphism::errors::SlackClientError) -> String {
+    match e {
+        slack_morphism::errors::SlackClientError::ApiError(api) => {
+            format!("Slack answered {:?}", api.code)
+        }
+        other => other.to_string(),
+    }
+}
+
 /// The adapter's parts, built from `[slack]`.
 pub struct Slack {
     pub session: Session,
@@ -141,6 +152,6 @@ impl Slack {
         socket::start(&self.session, token, inbound)
             .await
             .map(Some)
-            .map_err(|e| SlackSetupError::SocketMode(e.to_string()))
+            .map_err(|e| SlackSetupError::SocketMode(error_text(&e)))
     }
 }
