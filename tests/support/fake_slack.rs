@@ -183,6 +183,11 @@ impl FakeSlack {
         );
     }
 
+    /// Deletes a user group: `usergroups.users.list` answers `no_such_subteam`.
+    pub fn remove_user_group(&self, id: &str) {
+        self.inner.user_groups.lock().unwrap().remove(id);
+    }
+
     /// Socket Mode connections accepted so far (open or closed).
     pub fn sockets_accepted(&self) -> usize {
         self.inner.socket.conns.lock().unwrap().len()
