@@ -108,6 +108,15 @@ impl App {
                 .register_bot(&engine)
                 .await
                 .context("asking Slack who the bot is")?;
+            let groups = slack
+                .user_groups(
+                    config.slack_user_groups(),
+                    &engine,
+                    crate::chat::slack::user_groups::REFRESH,
+                )
+                .await
+                .context("reading approver groups from Slack")?;
+            background.extend(groups);
             let inbound = slack
                 .inbound(c, engine.clone())
                 .context("starting Slack's inbound handler")?;

@@ -18,6 +18,27 @@ use crate::domain::{ApprovalPolicy, ServiceName, UserId};
 /// Locales with templates.
 pub const LOCALES: &[&str] = &["en", "zh", "ja"];
 
+/// Prefix of a `[groups]` member that names a Slack user group.
+pub const SLACK_GROUP_PREFIX: &str = "slack-group:";
+
+/// A `slack-group:S…` member of a `[groups]` list.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SlackGroupRef {
+    /// The user group's id, e.g. `S0123ABCD`.
+    pub id: String,
+    /// Where it is configured, e.g. `groups.sre[2]`.
+    pub at: String,
+}
+
+/// Whether `id` looks like a Slack user group id: `S` then capitals and digits.
+fn is_slack_group_id(id: &str) -> bool {
+    id.len() > 1
+        && id.starts_with('S')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +50,8 @@ pub struct Config {
     #[serde(default)]
     pub approval: ApprovalConfig,
     /// Named approver groups: `oncall = ["slack:U01", "discord:1234"]`.
+    /// A member `slack-group:S0123ABCD` stands for every member of that
+    /// Slack user group, read from Slack (see [`Config::slack_user_groups`]).
     #[serde(default)]
     pub groups: BTreeMap<String, Vec<String>>,
     #[serde(default)]
@@ -621,8 +644,23 @@ impl Config {
         }
         for (group, members) in &self.groups {
             for (i, m) in members.iter().enumerate() {
-                if let Err(e) = UserId::parse(m) {
-                    problem(format!("groups.{group}[{i}]"), e.to_string());
+                let at = format!("groups.{group}[{i}]");
+                if let Some(id) = m.strip_prefix(SLACK_GROUP_PREFIX) {
+                    if !is_slack_group_id(id) {
+                        problem(
+                            at,
+                            format!(
+                                "{id:?} is not a Slack user group id; write slack-group:S0123ABCD with the group's id (S…), not its @handle or name"
+                            ),
+                        );
+                    } else if self.slack.is_none() {
+                        problem(
+                            at,
+                            "a slack-group member is read from Slack; add a [slack] section whose bot token has the usergroups:read scope".into(),
+                        );
+                    }
+                } else if let Err(e) = UserId::parse(m) {
+                    problem(at, e.to_string());
                 }
             }
         }
@@ -911,6 +949,36 @@ impl Config {
         }
     }
 
+    /// The Slack user groups each service's approvers include through its
+    /// `groups` (services without any are left out). Their members are read
+    /// from Slack at start-up and refreshed; see
+    /// [`crate::chat::slack::user_groups`].
+    pub fn slack_user_groups(&self) -> BTreeMap<ServiceName, BTreeSet<SlackGroupRef>> {
+        let mut out = BTreeMap::new();
+        for (name, s) in &self.services {
+            let Ok(name) = ServiceName::parse(name) else {
+                continue;
+            };
+            let refs: BTreeSet<SlackGroupRef> = s
+                .groups
+                .iter()
+                .flat_map(|g| {
+                    let members = self.groups.get(g).into_iter().flatten();
+                    members.enumerate().filter_map(move |(i, m)| {
+                        Some(SlackGroupRef {
+                            id: m.strip_prefix(SLACK_GROUP_PREFIX)?.to_string(),
+                            at: format!("groups.{g}[{i}]"),
+                        })
+                    })
+                })
+                .collect();
+            if !refs.is_empty() {
+                out.insert(name, refs);
+            }
+        }
+        out
+    }
+
     /// The resolved services. Call only on a validated config.
     pub fn services(&self) -> BTreeMap<ServiceName, Service> {
         self.services
@@ -923,6 +991,8 @@ impl Config {
                     .iter()
                     .filter_map(|a| UserId::parse(a).ok())
                     .collect();
+                // `slack-group:` members are not user ids; the engine gets
+                // their members from Slack (`Engine::set_group_approvers`).
                 for g in &s.groups {
                     approvers.extend(
                         self.groups
@@ -1210,6 +1280,51 @@ mod tests {
             .replace("[alerts.generic]\n", "");
         let c = Config::parse(&ok).unwrap();
         assert_eq!(c.alerts.unwrap().routes.len(), 2);
+    }
+
+    #[test]
+    fn slack_group_members_are_checked_and_listed_per_service() {
+        let slack = "[slack]\nbot_token = { env = \"B\" }\nsigning_secret = { env = \"S\" }\n";
+        let text = MINIMAL.replace(
+            "sre = [\"slack:UALICE\", \"slack:UBOB\"]",
+            "sre = [\"slack:UALICE\", \"slack-group:S0SRE\"]\nleads = [\"slack-group:@leads\", \"slack-group:\"]",
+        );
+        let p = problems(&text);
+        assert_eq!(
+            p,
+            [
+                "groups.leads[0]: \"@leads\" is not a Slack user group id; write slack-group:S0123ABCD with the group's id (S…), not its @handle or name",
+                "groups.leads[1]: \"\" is not a Slack user group id; write slack-group:S0123ABCD with the group's id (S…), not its @handle or name",
+                "groups.sre[1]: a slack-group member is read from Slack; add a [slack] section whose bot token has the usergroups:read scope",
+            ]
+        );
+        let ok = format!(
+            "{}\n{slack}",
+            text.replace(
+                "\"slack-group:@leads\", \"slack-group:\"",
+                "\"slack-group:S0LEADS\""
+            )
+        );
+        let c = Config::parse(&ok).unwrap();
+        let payment = ServiceName::parse("payment-api").unwrap();
+        assert_eq!(
+            c.slack_user_groups(),
+            BTreeMap::from([(
+                payment.clone(),
+                BTreeSet::from([SlackGroupRef {
+                    id: "S0SRE".into(),
+                    at: "groups.sre[1]".into()
+                }])
+            )])
+        );
+        // The group is not a person: only UALICE is a configured approver.
+        let services = c.services();
+        let approvers: Vec<_> = services[&payment]
+            .approvers
+            .iter()
+            .map(UserId::as_str)
+            .collect();
+        assert_eq!(approvers, ["slack:UALICE"]);
     }
 
     #[test]

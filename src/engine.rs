@@ -148,6 +148,9 @@ struct Inner {
     services: BTreeMap<ServiceName, Service>,
     ports: Ports,
     bots: RwLock<BTreeSet<UserId>>,
+    /// Approvers read from outside the config (Slack user groups), per
+    /// service; replaced as a whole on each refresh.
+    group_approvers: RwLock<BTreeMap<ServiceName, BTreeSet<UserId>>>,
     // A std Mutex: only held to fetch a proposal's own async lock.
     locks: Mutex<HashMap<ProposalId, Arc<tokio::sync::Mutex<()>>>>,
     running: AtomicUsize,
@@ -167,6 +170,7 @@ impl Engine {
                 services,
                 ports,
                 bots: RwLock::new(BTreeSet::new()),
+                group_approvers: RwLock::new(BTreeMap::new()),
                 locks: Mutex::new(HashMap::new()),
                 running: AtomicUsize::new(0),
                 idle: Notify::new(),
@@ -246,9 +250,39 @@ impl Engine {
         self.inner.services.get(&parsed).ok_or_else(unknown)
     }
 
+    /// Replaces the approvers that come from outside the config (members
+    /// of Slack user groups), per service. They add to each service's
+    /// configured approvers from the next vote on, open proposals included;
+    /// votes already counted stay counted.
+    pub fn set_group_approvers(&self, approvers: BTreeMap<ServiceName, BTreeSet<UserId>>) {
+        *self
+            .inner
+            .group_approvers
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = approvers;
+    }
+
+    /// Everyone who may approve `service` now: configured approvers and
+    /// members of its Slack user groups.
+    ///
+    /// # Errors
+    /// [`EngineError::UnknownService`].
+    pub fn approvers(&self, service: &ServiceName) -> Result<BTreeSet<UserId>, EngineError> {
+        Ok(self.policy(service)?.approvers)
+    }
+
     fn policy(&self, service: &ServiceName) -> Result<ApprovalPolicy, EngineError> {
         let bots = self.inner.bots.read().unwrap_or_else(|e| e.into_inner());
-        Ok(self.service(service)?.policy(&bots))
+        let mut policy = self.service(service)?.policy(&bots);
+        let groups = self
+            .inner
+            .group_approvers
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(members) = groups.get(service) {
+            policy.approvers.extend(members.iter().cloned());
+        }
+        Ok(policy)
     }
 
     fn lock_for(&self, id: &ProposalId) -> Arc<tokio::sync::Mutex<()>> {

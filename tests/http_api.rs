@@ -120,6 +120,13 @@ fn check_config_names_every_bad_key() {
             ),
             "slack.bot_token: inline secrets are not allowed",
         ),
+        (
+            example.replace(
+                "payments-leads = [\"slack:U03CAROL\"]",
+                "payments-leads = [\"slack:U03CAROL\", \"slack-group:@payments\"]",
+            ),
+            "groups.payments-leads[1]: \"@payments\" is not a Slack user group id",
+        ),
     ];
     for (i, (text, expected)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("c{i}.toml"));

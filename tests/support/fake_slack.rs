@@ -2,20 +2,33 @@
 //! the documented response shapes from `tests/data/slack/web_api/`. It can
 //! be told to fail with HTTP 500 for a while, to rate-limit (429 with
 //! `Retry-After`), or to refuse a call with `{"ok":false,"error":…}`.
+//!
+//! It also plays Slack's Socket Mode: `apps.connections.open` (app-level
+//! `xapp-` token only) hands out a one-use `ws://127.0.0.1:PORT/link/?ticket=…`
+//! URL; the WebSocket server there greets with `hello`, sends the envelopes a
+//! test asks for, and records every frame the client sends back (the
+//! acknowledgements `{"envelope_id":…[,"payload":…]}`). And it answers
+//! `usergroups.users.list` from the user groups a test defines.
 #![allow(dead_code)]
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
+use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{
+    Callback, ErrorResponse, Request, Response as WsResponse,
+};
 
 /// One Web API call the fake received.
 #[derive(Debug, Clone)]
@@ -38,6 +51,30 @@ struct Inner {
     ts: AtomicUsize,
     changed: Notify,
     port: Mutex<u16>,
+    socket: SocketState,
+    /// `usergroups.users.list` answers: user group id → member ids.
+    user_groups: Mutex<BTreeMap<String, Vec<String>>>,
+}
+
+/// The Socket Mode side of the fake.
+#[derive(Default)]
+struct SocketState {
+    ws_port: Mutex<u16>,
+    next_ticket: AtomicUsize,
+    /// Tickets handed out by `apps.connections.open` and not used yet.
+    tickets: Mutex<HashSet<String>>,
+    /// WebSocket connections, in the order they were accepted.
+    conns: Mutex<Vec<Conn>>,
+    /// Connection attempts refused (no or a used ticket).
+    refused: AtomicUsize,
+    /// Every text frame a client sent, parsed, with its connection.
+    frames: Mutex<Vec<(usize, Value)>>,
+    next_envelope: AtomicUsize,
+}
+
+struct Conn {
+    open: bool,
+    to_client: mpsc::UnboundedSender<Message>,
 }
 
 #[derive(Clone)]
@@ -65,6 +102,9 @@ impl FakeSlack {
         let port = listener.local_addr().unwrap().port();
         *inner.port.lock().unwrap() = port;
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let ws = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        *inner.socket.ws_port.lock().unwrap() = ws.local_addr().unwrap().port();
+        tokio::spawn(accept_sockets(ws, inner.clone()));
         Self {
             inner,
             api_url: format!("http://127.0.0.1:{port}/api"),
@@ -105,10 +145,18 @@ impl FakeSlack {
 
     /// Waits until `pred` holds for the recorded calls.
     pub async fn wait_for(&self, what: &str, pred: impl Fn(&[Call]) -> bool) {
+        self.wait_until(what, |f| pred(&f.calls())).await;
+    }
+
+    /// Waits until `pred` holds for the fake (calls, connections, frames).
+    ///
+    /// # Panics
+    /// After 30 s, naming `what` and listing the calls and frames seen.
+    pub async fn wait_until(&self, what: &str, pred: impl Fn(&Self) -> bool) {
         let wait = async {
             loop {
                 let notified = self.inner.changed.notified();
-                if pred(&self.calls()) {
+                if pred(self) {
                     return;
                 }
                 notified.await;
@@ -118,14 +166,237 @@ impl FakeSlack {
             .await
             .is_err()
         {
-            panic!("fake Slack never saw {what}; calls: {:#?}", self.calls());
+            panic!(
+                "fake Slack never saw {what}; calls: {:#?}\nsocket frames: {:#?}",
+                self.calls(),
+                self.socket_frames()
+            );
         }
     }
+
+    /// Defines a user group for `usergroups.users.list`; other ids are
+    /// answered `no_such_subteam`.
+    pub fn set_user_group(&self, id: &str, members: &[&str]) {
+        self.inner.user_groups.lock().unwrap().insert(
+            id.to_string(),
+            members.iter().map(ToString::to_string).collect(),
+        );
+    }
+
+    /// Deletes a user group: `usergroups.users.list` answers `no_such_subteam`.
+    pub fn remove_user_group(&self, id: &str) {
+        self.inner.user_groups.lock().unwrap().remove(id);
+    }
+
+    /// Socket Mode connections accepted so far (open or closed).
+    pub fn sockets_accepted(&self) -> usize {
+        self.inner.socket.conns.lock().unwrap().len()
+    }
+
+    /// Socket Mode connections open now.
+    pub fn sockets_open(&self) -> usize {
+        let conns = self.inner.socket.conns.lock().unwrap();
+        conns.iter().filter(|c| c.open).count()
+    }
+
+    /// WebSocket connection attempts refused for a missing or used ticket.
+    pub fn sockets_refused(&self) -> usize {
+        self.inner.socket.refused.load(Ordering::SeqCst)
+    }
+
+    /// Every frame the client sent over Socket Mode, in order.
+    pub fn socket_frames(&self) -> Vec<Value> {
+        let frames = self.inner.socket.frames.lock().unwrap();
+        frames.iter().map(|(_, f)| f.clone()).collect()
+    }
+
+    /// The acknowledgements received for `envelope_id`.
+    pub fn acks_for(&self, envelope_id: &str) -> Vec<Value> {
+        self.socket_frames()
+            .into_iter()
+            .filter(|f| f["envelope_id"] == envelope_id)
+            .collect()
+    }
+
+    /// Waits for the acknowledgement of `envelope_id` and returns it.
+    pub async fn ack(&self, envelope_id: &str) -> Value {
+        let what = format!("an acknowledgement of envelope {envelope_id}");
+        self.wait_until(&what, |f| !f.acks_for(envelope_id).is_empty())
+            .await;
+        self.acks_for(envelope_id).remove(0)
+    }
+
+    /// Sends a Socket Mode envelope of `kind` (`slash_commands`,
+    /// `events_api`, `interactive`) over the newest open connection, as
+    /// Slack does; returns its `envelope_id`. `extra` fields (e.g.
+    /// `retry_attempt`) go beside `payload`.
+    ///
+    /// # Panics
+    /// When no connection is open.
+    pub fn send_envelope(
+        &self,
+        kind: &str,
+        payload: Value,
+        accepts_response_payload: bool,
+        extra: &[(&str, Value)],
+    ) -> String {
+        let n = self
+            .inner
+            .socket
+            .next_envelope
+            .fetch_add(1, Ordering::SeqCst)
+            + 1;
+        let envelope_id = format!("{n:08x}-4d35-4d0b-b6aa-3361493e1caf");
+        let mut frame = json!({
+            "envelope_id": envelope_id,
+            "type": kind,
+            "payload": payload,
+            "accepts_response_payload": accepts_response_payload,
+        });
+        for (k, v) in extra {
+            frame[*k] = v.clone();
+        }
+        self.send_frame(frame);
+        envelope_id
+    }
+
+    /// Sends any JSON frame over the newest open connection.
+    pub fn send_frame(&self, frame: Value) {
+        let conns = self.inner.socket.conns.lock().unwrap();
+        let conn = conns
+            .iter()
+            .rev()
+            .find(|c| c.open)
+            .expect("no Socket Mode connection is open");
+        conn.to_client
+            .send(Message::Text(frame.to_string().into()))
+            .expect("the connection task is running");
+    }
+
+    /// Asks the newest connection to reconnect, as Slack does a few
+    /// seconds before it closes a connection (`refresh_requested`).
+    pub fn request_refresh(&self) {
+        self.send_frame(json!({
+            "type": "disconnect",
+            "reason": "refresh_requested",
+            "debug_info": { "host": "applink-fake" }
+        }));
+    }
+}
+
+/// Accepts WebSocket connections that present a ticket from
+/// `apps.connections.open`, each used once.
+async fn accept_sockets(listener: tokio::net::TcpListener, inner: Arc<Inner>) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            return;
+        };
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            match tokio_tungstenite::accept_hdr_async(tcp, TicketCheck(inner.clone())).await {
+                Ok(ws) => serve_socket(ws, inner).await,
+                Err(_) => {
+                    inner.socket.refused.fetch_add(1, Ordering::SeqCst);
+                    inner.changed.notify_waiters();
+                }
+            }
+        });
+    }
+}
+
+/// The WebSocket handshake succeeds only with an unused ticket on `/link/`.
+struct TicketCheck(Arc<Inner>);
+
+impl Callback for TicketCheck {
+    fn on_request(self, req: &Request, resp: WsResponse) -> Result<WsResponse, ErrorResponse> {
+        let ticket = req
+            .uri()
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("ticket="))
+            .unwrap_or_default();
+        let known =
+            req.uri().path() == "/link/" && self.0.socket.tickets.lock().unwrap().remove(ticket);
+        if known {
+            Ok(resp)
+        } else {
+            let mut refusal = ErrorResponse::new(Some("invalid or used ticket".into()));
+            *refusal.status_mut() = StatusCode::UNAUTHORIZED;
+            Err(refusal)
+        }
+    }
+}
+
+/// One Socket Mode connection: `hello`, then frames both ways until either
+/// side closes. Pings are answered by tungstenite while reading.
+async fn serve_socket(
+    ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    inner: Arc<Inner>,
+) {
+    let (mut sink, mut stream) = ws.split();
+    let (to_client, mut outgoing) = mpsc::unbounded_channel();
+    let id = {
+        let mut conns = inner.socket.conns.lock().unwrap();
+        conns.push(Conn {
+            open: true,
+            to_client,
+        });
+        conns.len() - 1
+    };
+    let open_now = inner
+        .socket
+        .conns
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| c.open)
+        .count();
+    let hello = json!({
+        "type": "hello",
+        "num_connections": open_now,
+        "debug_info": {
+            "host": "applink-fake",
+            "build_number": 1,
+            "approximate_connection_time": 18060
+        },
+        "connection_info": { "app_id": "A0TEST" }
+    });
+    let greeted = sink
+        .send(Message::Text(hello.to_string().into()))
+        .await
+        .is_ok();
+    inner.changed.notify_waiters();
+    if !greeted {
+        inner.socket.conns.lock().unwrap()[id].open = false;
+        return;
+    }
+    loop {
+        tokio::select! {
+            out = outgoing.recv() => match out {
+                Some(m) => if sink.send(m).await.is_err() { break },
+                None => break,
+            },
+            frame = stream.next() => match frame {
+                Some(Ok(Message::Text(text))) => {
+                    let value = serde_json::from_str(text.as_str())
+                        .unwrap_or_else(|_| Value::String(text.to_string()));
+                    inner.socket.frames.lock().unwrap().push((id, value));
+                    inner.changed.notify_waiters();
+                }
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    inner.socket.conns.lock().unwrap()[id].open = false;
+    inner.changed.notify_waiters();
 }
 
 async fn api(
     State(inner): State<Arc<Inner>>,
     Path(method): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -161,7 +432,18 @@ async fn api(
     if !auth.starts_with("Bearer x") {
         return axum::Json(fixture("error.generic.json")).into_response();
     }
-    let raw = String::from_utf8_lossy(&body).into_owned();
+    // Slack refuses `apps.connections.open` with any but an app-level token,
+    // and app-level tokens everywhere else.
+    let app_token = auth.starts_with("Bearer xapp-");
+    if app_token != (method == "apps.connections.open") {
+        return axum::Json(json!({ "ok": false, "error": "not_allowed_token_type" }))
+            .into_response();
+    }
+    // GET methods (usergroups.users.list) carry their arguments in the query.
+    let raw = match query {
+        Some(q) if body.is_empty() => q,
+        _ => String::from_utf8_lossy(&body).into_owned(),
+    };
     let parsed = serde_json::from_str(&raw).unwrap_or_else(|_| {
         let form: Vec<(String, String)> = serde_urlencoded::from_str(&raw).unwrap_or_default();
         Value::Object(
@@ -225,6 +507,23 @@ fn answer(inner: &Inner, method: &str, body: &Value) -> Value {
             r
         }
         "files.completeUploadExternal" => fixture("files.completeUploadExternal.ok.docs.json"),
+        "apps.connections.open" => {
+            let n = inner.socket.next_ticket.fetch_add(1, Ordering::SeqCst) + 1;
+            let ticket = format!("fake-ticket-{n}");
+            inner.socket.tickets.lock().unwrap().insert(ticket.clone());
+            let port = *inner.socket.ws_port.lock().unwrap();
+            json!({
+                "ok": true,
+                "url": format!("ws://127.0.0.1:{port}/link/?ticket={ticket}&app_id=A0TEST")
+            })
+        }
+        "usergroups.users.list" => {
+            let group = body["usergroup"].as_str().unwrap_or_default();
+            match inner.user_groups.lock().unwrap().get(group) {
+                Some(users) => json!({ "ok": true, "users": users }),
+                None => json!({ "ok": false, "error": "no_such_subteam" }),
+            }
+        }
         _ => json!({ "ok": false, "error": "unknown_method" }),
     }
 }

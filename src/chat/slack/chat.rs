@@ -105,6 +105,22 @@ impl Session {
         let r = self.client.open_session(&self.token).auth_test().await?;
         Ok(r.user_id.0)
     }
+
+    /// `usergroups.users.list`: the user ids in a user group (bot scope
+    /// `usergroups:read`).
+    ///
+    /// # Errors
+    /// Slack refused (e.g. `no_such_subteam`, `missing_scope`) or cannot be
+    /// reached.
+    pub async fn user_group_members(&self, group: &str) -> Result<Vec<String>, SlackClientError> {
+        let req = SlackApiUserGroupsUsersListRequest::new(SlackUserGroupId(group.to_string()));
+        let r = self
+            .client
+            .open_session(&self.token)
+            .usergroups_users_list(&req)
+            .await?;
+        Ok(r.users.into_iter().map(|u| u.0).collect())
+    }
 }
 
 fn chat_error(e: impl std::fmt::Display) -> ChatError {

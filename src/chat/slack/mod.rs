@@ -6,6 +6,7 @@
 //! - [`inbound`]: slash commands, reactions and buttons over signed HTTP.
 //! - [`socket`]: the same events over Socket Mode instead of HTTP.
 //! - [`render`]: the `templates/<locale>/slack/*.json.j2` messages.
+//! - [`user_groups`]: `[groups]` members `slack-group:S…`, read from Slack.
 //!
 //! Identity: a Slack user votes as `slack:U…`; the bot's own id, learned
 //! with `auth.test` at start-up, is registered with the engine so its
@@ -15,10 +16,15 @@ pub mod chat;
 pub mod inbound;
 pub mod render;
 pub mod socket;
+pub mod user_groups;
 
 use std::sync::Arc;
 
-use crate::config::SlackConfig;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use crate::config::{SlackConfig, SlackGroupRef};
+use crate::domain::ServiceName;
 use crate::engine::Engine;
 use crate::outbox::{Outbox, OutboxError, RetryPolicy};
 use crate::store::Store;
@@ -49,6 +55,19 @@ pub enum SlackSetupError {
     SocketMode(String),
     #[error("slack.socket_mode = true needs slack.app_token (an app-level token, xapp-…)")]
     NoAppToken,
+    #[error(transparent)]
+    UserGroup(#[from] user_groups::GroupError),
+}
+
+/// A Web API error in a line: Slack's own error code when it answered
+/// `{"ok":false,"error":…}` (not the whole body), else the failure.
+pub fn error_text(e: &slack_morphism::errors::SlackClientError) -> String {
+    match e {
+        slack_morphism::errors::SlackClientError::ApiError(api) => {
+            format!("Slack answered {:?}", api.code)
+        }
+        other => other.to_string(),
+    }
 }
 
 /// The adapter's parts, built from `[slack]`.
@@ -104,6 +123,27 @@ impl Slack {
         Ok(())
     }
 
+    /// Reads the members of the Slack user groups in `wanted` (see
+    /// [`crate::config::Config::slack_user_groups`]) into the engine's
+    /// approver sets, then refreshes them every `period` in the returned
+    /// task. `None` when no service uses a Slack user group.
+    ///
+    /// # Errors
+    /// [`SlackSetupError::UserGroup`] naming a group that cannot be read.
+    pub async fn user_groups(
+        &self,
+        wanted: BTreeMap<ServiceName, BTreeSet<SlackGroupRef>>,
+        engine: &Engine,
+        period: Duration,
+    ) -> Result<Option<tokio::task::JoinHandle<()>>, SlackSetupError> {
+        let groups = Arc::new(user_groups::UserGroups::new(self.session.clone(), wanted));
+        if groups.is_empty() {
+            return Ok(None);
+        }
+        groups.load(engine).await?;
+        Ok(Some(groups.spawn_refresh(engine.clone(), period)))
+    }
+
     /// The inbound event handler for `engine`.
     ///
     /// # Errors
@@ -141,6 +181,6 @@ impl Slack {
         socket::start(&self.session, token, inbound)
             .await
             .map(Some)
-            .map_err(|e| SlackSetupError::SocketMode(e.to_string()))
+            .map_err(|e| SlackSetupError::SocketMode(error_text(&e)))
     }
 }

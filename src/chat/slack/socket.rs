@@ -3,6 +3,16 @@
 //! HTTP endpoint is needed. The envelopes are already authenticated by the
 //! token; their payloads go to the same [`SlackInbound`] methods the HTTP
 //! routes use.
+//!
+//! slack-morphism's listener does the protocol: it keeps two connections
+//! (the second opened 5 s after the first, so a refresh never leaves rollbot
+//! deaf), acknowledges every envelope with `{"envelope_id":…}` once its
+//! callback returns — with the command's ephemeral answer as `payload` for
+//! slash commands — pings every 15 s, reconnects on `disconnect` or a lost
+//! connection with a fresh `apps.connections.open`, and retries a failed
+//! open every 30 s. Our callbacks only enqueue work, so acknowledgements go
+//! out well within Slack's 3 s. A redelivered event carries the same
+//! `event_id`, which [`SlackInbound::push`] counts once.
 
 use std::sync::Arc;
 
@@ -12,12 +22,17 @@ use slack_morphism::prelude::*;
 use super::chat::Session;
 use super::inbound::SlackInbound;
 
-/// A running Socket Mode connection; drop or [`SocketMode::shutdown`] to stop.
+/// Running Socket Mode connections.
+///
+/// Call [`SocketMode::shutdown`] to close them: dropping this only stops
+/// events from being handled (and acknowledged) while the connections stay
+/// open, so Slack would keep redelivering to them.
 pub struct SocketMode {
     listener: SlackClientSocketModeListener<SlackClientHyperHttpsConnector>,
 }
 
 impl SocketMode {
+    /// Closes every connection (a WebSocket close frame each).
     pub async fn shutdown(&self) {
         self.listener.shutdown().await;
     }
@@ -33,7 +48,11 @@ pub fn command_response(
     serde_json::from_value(reply)
 }
 
-/// Opens the Socket Mode connection and routes its events to `inbound`.
+/// Opens the Socket Mode connections and routes their events to `inbound`.
+///
+/// The token is tried once with `apps.connections.open` before the listener
+/// starts: the listener itself only logs a refused token and retries every
+/// 30 s, which would leave a misconfigured rollbot running but deaf.
 ///
 /// # Errors
 /// `apps.connections.open` failed (wrong or missing `connections:write`
@@ -43,6 +62,12 @@ pub async fn start(
     app_token: String,
     inbound: Arc<SlackInbound>,
 ) -> Result<SocketMode, SlackClientError> {
+    let token = SlackApiToken::new(SlackApiTokenValue(app_token));
+    session
+        .client()
+        .open_session(&token)
+        .apps_connections_open(&SlackApiAppsConnectionOpenRequest::new())
+        .await?;
     let env = Arc::new(
         SlackClientEventsListenerEnvironment::new(session.client().clone()).with_error_handler(
             |err, _client, _state| {
@@ -72,7 +97,6 @@ pub async fn start(
     });
     let listener =
         SlackClientSocketModeListener::new(&SlackClientSocketModeConfig::new(), env, callbacks);
-    let token = SlackApiToken::new(SlackApiTokenValue(app_token));
     listener.listen_for(&token).await?;
     listener.start().await;
     Ok(SocketMode { listener })
