@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //!
+//! The core:
 //! - [`domain`]: proposals, the state machine, the two-person rule, timeline
 //!   events and the runbook decision rules. Pure: no I/O, no async.
 //! - [`store`]: durable sled storage of proposals, timelines and dedup keys,
@@ -10,27 +11,33 @@
 //!   votes, ticks), applies domain rules, persists, then calls the ports.
 //! - [`ports`]: the small traits the engine talks through (`Chat`,
 //!   `Executor`, `Verifier`) and their in-memory doubles.
+//! - [`config`]: the TOML configuration, its loading and validation.
+//!
+//! Inputs and outputs:
 //! - [`alerts`]: alert webhook payloads (Alertmanager, Grafana, PagerDuty,
 //!   generic) parsed into one `AlertEvent`, source authentication, routing.
-//! - [`exec`]: executors; `kubernetes` plans and runs kubectl-identical
-//!   rollbacks with kube-rs.
-//! - [`demo`]: `rollbot demo`, the reference incident end to end on the
-//!   simulator with a console chat.
-//! - [`config`]: the TOML configuration, its loading and validation.
-//! - [`drill`]: rollback drills: a read-only copy of a service's workload
-//!   and history in an in-process simulator, and the drills in progress.
-//! - [`app`]: wiring for `rollbot serve`, shared by `main` and tests.
-//! - [`templates`]: every user-facing message, from `templates/<locale>/`.
-//! - [`sim`]: a kubectl-compatible simulated Kubernetes API server with a
-//!   deployment controller, for drills, the demo and tests.
-//! - [`http`]: the axum server: health, readiness and the read API.
-//! - [`verify`]: the `Verifier` over HTTP health checks and Prometheus queries.
-//! - [`report`]: the resolved notice, the draft incident report and its chart.
 //! - [`http`]: the axum server: health, readiness, the read API, alert
 //!   webhooks (`/webhooks/…`) and `/metrics`.
 //! - [`metrics`]: the Prometheus counters behind `/metrics`.
-//! - [`chat`]: the `/rollback` command parser and the chat adapters (Slack).
+//! - [`chat`]: the `/rollback` command parser and the chat adapters (Slack,
+//!   and the console used by the demo and drills).
 //! - [`outbox`]: the durable, ordered queue every chat message goes through.
+//! - [`exec`]: executors; `kubernetes` plans and runs kubectl-identical
+//!   rollbacks with kube-rs.
+//! - [`verify`]: the `Verifier` over HTTP health checks and Prometheus queries.
+//! - [`report`]: rendering of messages, the resolved notice, the draft
+//!   incident report and its chart.
+//! - [`templates`]: every user-facing message, from `templates/<locale>/`.
+//!
+//! Around them:
+//! - [`app`]: wiring for `rollbot serve` (and the demo), shared by `main`
+//!   and tests.
+//! - [`sim`]: a kubectl-compatible simulated Kubernetes API server with a
+//!   deployment controller, for drills, the demo and tests.
+//! - [`drill`]: rollback drills: a read-only copy of a service's workload
+//!   and history in an in-process simulator, and the drills in progress.
+//! - [`demo`]: `rollbot demo`, the reference incident end to end on the
+//!   simulator with a console chat.
 
 pub mod alerts;
 pub mod app;
