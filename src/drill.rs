@@ -264,9 +264,9 @@ impl Drills {
 /// Arguments of `rollbot drill`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DrillArgs {
-    /// The service to rehearse, as named under [services] in the config.
+    /// The service to rehearse, as named under `[services]` in the config.
     pub service: String,
-    /// Configuration file (TOML); its [kubernetes] section names the
+    /// Configuration file (TOML); its `[kubernetes]` section names the
     /// cluster the service's workload is copied from (read-only).
     #[arg(long, short, env = "ROLLBOT_CONFIG")]
     pub config: std::path::PathBuf,

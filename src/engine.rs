@@ -10,7 +10,7 @@
 //! across restarts.
 //!
 //! After the rollback: progress lines are throttled into one edited thread
-//! message (see [`ProgressStream`]); a manual proposal whose verification
+//! message (see `ProgressStream`); a manual proposal whose verification
 //! passes gets the resolved notice (alert proposals get it when their alert
 //! clears); and once verification is over and the incident resolved, the
 //! draft incident report is posted to the thread (see [`crate::report`]).
