@@ -1,0 +1,183 @@
+//! `serve` as deployed with `[slack]`: the application wired from config
+//! alone (Slack adapter, outbox worker, `auth.test`, the `/slack/*` routes,
+//! the Kubernetes executor) — a slash command and two ✅ reactions roll the
+//! simulated cluster back, and every message reaches the fake Slack.
+
+mod support;
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use rollbot::app::App;
+use rollbot::config::Config;
+use rollbot::domain::State;
+use rollbot::sim::{self, Kind, seed::Seed};
+use serde_json::json;
+use sha2::Sha256;
+use support::fake_slack::FakeSlack;
+use support::*;
+
+const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+const CHANNEL: &str = "CINCIDENT";
+
+fn signed(
+    http: &reqwest::Client,
+    url: String,
+    content_type: &str,
+    body: String,
+) -> reqwest::RequestBuilder {
+    let ts = chrono::Utc::now().timestamp();
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("v0:{ts}:{body}").as_bytes());
+    http.post(url)
+        .header("content-type", content_type)
+        .header("x-slack-request-timestamp", ts.to_string())
+        .header(
+            "x-slack-signature",
+            format!("v0={}", hex::encode(mac.finalize().into_bytes())),
+        )
+        .body(body)
+}
+
+#[tokio::test]
+async fn a_slash_command_and_two_reactions_roll_the_cluster_back() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeSlack::start().await;
+        let seed = Seed::from_file("config/sim-payment.yaml".as_ref()).unwrap();
+        let cluster = sim::start(
+            seed,
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        )
+        .await
+        .unwrap();
+        cluster
+            .write_kubeconfig(&dir.path().join("kubeconfig"))
+            .unwrap();
+        std::fs::write(dir.path().join("bot-token"), "xoxb-test-token").unwrap();
+        std::fs::write(dir.path().join("signing-secret"), SECRET).unwrap();
+        let d = dir.path().display();
+        let config = Config::parse(&format!(
+            r#"
+            [store]
+            path = "{d}/db"
+            [groups]
+            sre = ["slack:UALICE", "slack:UBOB", "slack:UCAROL"]
+            [services.payment-api]
+            groups = ["sre"]
+            [services.payment-api.kubernetes]
+            namespace = "production"
+            name = "prod-payment-deploy"
+            [kubernetes]
+            kubeconfig = "{d}/kubeconfig"
+            [slack]
+            api_url = "{api}"
+            bot_token = {{ file = "{d}/bot-token" }}
+            signing_secret = {{ file = "{d}/signing-secret" }}
+            "#,
+            api = fake.api_url
+        ))
+        .unwrap();
+        let app = App::start(&config, None).await.unwrap();
+        let engine = app.engine().clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(app.serve(listener, std::future::pending()));
+        let http = reqwest::Client::new();
+
+        let form = serde_urlencoded::to_string([
+            ("team_id", "T0TEST"),
+            ("channel_id", CHANNEL),
+            ("user_id", "UCAROL"),
+            ("user_name", "carol"),
+            ("command", "/rollback"),
+            ("text", "payment-api success rate 95%"),
+            (
+                "response_url",
+                "https://hooks.slack.com/commands/T0TEST/1/abc",
+            ),
+            ("trigger_id", "1.2.3"),
+        ])
+        .unwrap();
+        let r = signed(
+            &http,
+            format!("{base}/slack/commands"),
+            "application/x-www-form-urlencoded",
+            form,
+        )
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+        fake.wait_for("the proposal", |c| {
+            c.iter().any(|c| c.method == "chat.postMessage")
+        })
+        .await;
+        // The message's ts, once the outbox has mapped Slack's answer to it.
+        let (p, ts) = loop {
+            if let Some(p) = engine.store().list().unwrap().pop()
+                && let Some(at) = p.primary_message()
+                && !at.message.starts_with("pending")
+            {
+                let ts = at.message.clone();
+                break (p, ts);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+
+        for (event, who) in [("Ev1", "UALICE"), ("Ev2", "UBOB")] {
+            let body = json!({
+                "token": "x", "team_id": "T0TEST", "api_app_id": "A0TEST", "type": "event_callback",
+                "event_id": event, "event_time": 1700000100,
+                "event": {"type": "reaction_added", "user": who, "reaction": "white_check_mark",
+                          "item_user": "UROLLBOT", "event_ts": "1700000100.000100",
+                          "item": {"type": "message", "channel": CHANNEL, "ts": ts}}
+            })
+            .to_string();
+            let r = signed(
+                &http,
+                format!("{base}/slack/events"),
+                "application/json",
+                body,
+            )
+            .send()
+            .await
+            .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+
+        let done = loop {
+            let now = engine.get(&p.id).unwrap();
+            if !matches!(
+                now.state,
+                State::Proposed | State::Approved | State::Executing
+            ) {
+                break now;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(done.state, State::RolledBack);
+        let d = cluster
+            .get(Kind::Deployment, "production", "prod-payment-deploy")
+            .unwrap();
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["image"],
+            "payment-api:v1.2.0"
+        );
+        // The message was updated in place and the rollout reported in its thread.
+        fake.wait_for("thread replies", |c| {
+            c.iter().any(|c| {
+                c.method == "chat.postMessage"
+                    && c.body["thread_ts"].is_string()
+                    && c.body.to_string().contains("successfully rolled out")
+            })
+        })
+        .await;
+        assert!(fake.calls_to("chat.update").len() >= 2);
+        assert!(
+            !fake.calls_to("auth.test").is_empty(),
+            "the bot's id was asked"
+        );
+    })
+    .await;
+}
