@@ -137,6 +137,15 @@ pub struct Ports {
     pub clock: Arc<dyn Clock>,
 }
 
+/// Background tasks in flight, kept apart from the engine so a finished
+/// task holds no reference to the store.
+#[derive(Default)]
+struct Tasks {
+    running: AtomicUsize,
+    idle: Notify,
+    panicked: AtomicBool,
+}
+
 /// Cheap to clone; all clones share state.
 #[derive(Clone)]
 pub struct Engine {
@@ -153,9 +162,7 @@ struct Inner {
     group_approvers: RwLock<BTreeMap<ServiceName, BTreeSet<UserId>>>,
     // A std Mutex: only held to fetch a proposal's own async lock.
     locks: Mutex<HashMap<ProposalId, Arc<tokio::sync::Mutex<()>>>>,
-    running: AtomicUsize,
-    idle: Notify,
-    panicked: AtomicBool,
+    tasks: Arc<Tasks>,
     // Alerts for one service are handled one at a time (check, act, claim),
     // so concurrent deliveries cannot both open or both attach.
     alert_locks: Mutex<HashMap<ServiceName, Arc<tokio::sync::Mutex<()>>>>,
@@ -172,9 +179,7 @@ impl Engine {
                 bots: RwLock::new(BTreeSet::new()),
                 group_approvers: RwLock::new(BTreeMap::new()),
                 locks: Mutex::new(HashMap::new()),
-                running: AtomicUsize::new(0),
-                idle: Notify::new(),
-                panicked: AtomicBool::new(false),
+                tasks: Arc::new(Tasks::default()),
                 alert_locks: Mutex::new(HashMap::new()),
                 drills: OnceLock::new(),
             }),
@@ -1293,15 +1298,17 @@ impl Engine {
     /// Runs `fut` in the background, counting it for [`Engine::wait_idle`]
     /// and remembering if it panicked.
     fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
-        self.inner.running.fetch_add(1, Ordering::SeqCst);
-        let inner = self.inner.clone();
+        self.inner.tasks.running.fetch_add(1, Ordering::SeqCst);
+        // The task holds only the counters, not the engine: once `fut` (and
+        // the engine clone inside it) is dropped, a waiter may reopen the store.
+        let tasks = self.inner.tasks.clone();
         tokio::spawn(async move {
             if AssertUnwindSafe(fut).catch_unwind().await.is_err() {
                 tracing::error!("a background rollback task panicked");
-                inner.panicked.store(true, Ordering::SeqCst);
+                tasks.panicked.store(true, Ordering::SeqCst);
             }
-            if inner.running.fetch_sub(1, Ordering::SeqCst) == 1 {
-                inner.idle.notify_waiters();
+            if tasks.running.fetch_sub(1, Ordering::SeqCst) == 1 {
+                tasks.idle.notify_waiters();
             }
         });
     }
@@ -1309,8 +1316,8 @@ impl Engine {
     /// Waits until no background task is running.
     pub async fn wait_idle(&self) {
         loop {
-            let notified = self.inner.idle.notified();
-            if self.inner.running.load(Ordering::SeqCst) == 0 {
+            let notified = self.inner.tasks.idle.notified();
+            if self.inner.tasks.running.load(Ordering::SeqCst) == 0 {
                 return;
             }
             notified.await;
@@ -1319,7 +1326,7 @@ impl Engine {
 
     /// Whether any background task panicked (tests fail on this).
     pub fn background_panicked(&self) -> bool {
-        self.inner.panicked.load(Ordering::SeqCst)
+        self.inner.tasks.panicked.load(Ordering::SeqCst)
     }
 }
 
