@@ -268,18 +268,6 @@ async fn vote(
         },
     );
     let reply = engine.vote(id, who, kind, VoteVia::Console).await?;
-    if let VoteReply::Counted(VoteOutcome::AlreadyCounted {
-        approvals,
-        required,
-    }) = &reply
-    {
-        console.said(
-            &UserId::system("rollbot"),
-            &format!(
-                "✋ {who}, your approval already counts ({approvals} of {required}): the two-person rule needs a second, different person."
-            ),
-        );
-    }
     Ok(reply)
 }
 

@@ -551,7 +551,22 @@ impl Engine {
             Ok((outcome, p)) => {
                 self.inner.store.flush().await?;
                 tracing::info!(proposal = %id, voter = %voter, ?outcome, "vote counted");
-                if !matches!(outcome, VoteOutcome::AlreadyCounted { .. }) {
+                if let VoteOutcome::AlreadyCounted {
+                    approvals,
+                    required,
+                } = outcome
+                {
+                    // Nothing changed; tell the voter why nothing happened.
+                    self.tell(
+                        &p,
+                        voter,
+                        PrivateNote::AlreadyCounted {
+                            approvals,
+                            required,
+                        },
+                    )
+                    .await?;
+                } else {
                     self.update_message(&p).await?;
                 }
                 if outcome == VoteOutcome::Approved {

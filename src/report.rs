@@ -769,6 +769,15 @@ mod tests {
             rendered.insert(format!("{locale}/status_line.txt"));
             rendered.insert(format!("{locale}/report.md"));
             rendered.insert(format!("{locale}/vote_refused.txt"));
+            let text = t
+                .render(
+                    locale,
+                    "already_counted.txt",
+                    minijinja::context! { id => "RB-7K3M9Q", approvals => 1, required => 2 },
+                )
+                .unwrap();
+            assert!(text.contains("RB-7K3M9Q") && text.contains('2'), "{text}");
+            rendered.insert(format!("{locale}/already_counted.txt"));
         }
         // Chat-specific templates (templates/<locale>/slack/) have their own
         // snapshot tests with their adapters.

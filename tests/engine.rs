@@ -149,6 +149,10 @@ async fn the_same_person_twice_counts_once() {
             .expect_state(State::Proposed)
             .expect_events(&["proposed", "voted"]);
         assert_eq!(t.executor.executions(), 0);
+        // The voter is told privately why nothing happened.
+        let told = t.told("slack:UBOB");
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert!(told[0].contains("already_counted"), "{told:?}");
     })
     .await;
 }

@@ -147,6 +147,18 @@ impl Chat for ConsoleChat {
     ) -> Result<(), ChatError> {
         let text = match note {
             PrivateNote::Text { text } => text.clone(),
+            PrivateNote::AlreadyCounted {
+                approvals,
+                required,
+            } => {
+                let t = Self::templates()?;
+                t.render(
+                    &p.locale,
+                    "already_counted.txt",
+                    minijinja::context! { id => p.id.as_str(), approvals => approvals, required => required },
+                )
+                .map_err(Self::error)?
+            }
             PrivateNote::VoteRefused { refusal } => {
                 let t = Self::templates()?;
                 t.render(

@@ -60,8 +60,17 @@ pub enum ThreadNote {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "note", rename_all = "snake_case")]
 pub enum PrivateNote {
-    VoteRefused { refusal: Refusal },
-    Text { text: String },
+    VoteRefused {
+        refusal: Refusal,
+    },
+    /// The voter approved before; the repeat changed nothing.
+    AlreadyCounted {
+        approvals: usize,
+        required: u8,
+    },
+    Text {
+        text: String,
+    },
 }
 
 /// The chat platform(s). `channel` strings are `platform:channel`.

@@ -247,6 +247,11 @@ pub fn private(
             "vote_refused.txt",
             minijinja::context! { id => id.unwrap_or("?"), refusal => minijinja::value::Serde(refusal) },
         )?,
+        PrivateNote::AlreadyCounted { approvals, required } => t.render(
+            locale,
+            "already_counted.txt",
+            minijinja::context! { id => id.unwrap_or("?"), approvals => approvals, required => required },
+        )?,
         PrivateNote::Text { text } => escape(text),
     };
     let out = t.render(
