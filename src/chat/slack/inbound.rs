@@ -34,7 +34,7 @@ use super::chat::SlackChat;
 use super::render::{self, Reply, Summary};
 use crate::chat::commands::{self, Command};
 use crate::domain::{MessageRef, Origin, ProposalId, ServiceName, UserId, VoteKind, VoteVia};
-use crate::engine::{DrillRequest, Engine, ProposeRequest};
+use crate::engine::{Engine, ProposeRequest};
 use crate::store::Claim;
 
 /// Largest clock difference accepted on a signed request.
@@ -247,78 +247,84 @@ impl SlackInbound {
                 serde_json::json!({})
             }
             Command::Drill { service, reason } => {
-                let locale = self.locale_of(Some(&service));
-                let accepted = self.reply(
-                    &locale,
-                    &Reply::DrillAccepted {
-                        service: service.clone(),
-                    },
-                );
-                let me = self.clone();
-                self.spawn(async move {
-                    let (Ok(name), Some(proposer)) =
-                        (ServiceName::parse(&service), slack_user(&user))
-                    else {
-                        return;
-                    };
-                    let reason = if reason.is_empty() {
-                        "rollback drill".to_string()
-                    } else {
-                        reason
-                    };
-                    let req = DrillRequest {
-                        service: name,
-                        proposer,
-                        reason,
-                        channel: Some(format!("slack:{channel}")),
-                    };
-                    if let Err(e) = me.engine.drill(req).await {
-                        let r = Reply::Failed {
-                            text: e.to_string(),
-                        };
-                        me.answer(&channel, &user, &locale, &r).await;
-                    }
-                });
-                accepted
+                let reason = if reason.is_empty() {
+                    "rollback drill".to_string()
+                } else {
+                    reason
+                };
+                let accepted = Reply::DrillAccepted {
+                    service: service.clone(),
+                };
+                self.open(
+                    channel,
+                    user,
+                    service,
+                    Origin::Drill,
+                    None,
+                    reason,
+                    accepted,
+                )
             }
             Command::Propose {
                 service,
                 to_revision,
                 reason,
             } => {
-                let locale = self.locale_of(Some(&service));
-                let accepted = self.reply(
-                    &locale,
-                    &Reply::Accepted {
-                        service: service.clone(),
-                    },
-                );
-                let me = self.clone();
-                self.spawn(async move {
-                    let (Ok(name), Some(proposer)) =
-                        (ServiceName::parse(&service), slack_user(&user))
-                    else {
-                        return;
-                    };
-                    let req = ProposeRequest {
-                        service: name,
-                        origin: Origin::Command,
-                        proposer,
-                        reason,
-                        to_revision,
-                        alert: None,
-                        channel: Some(format!("slack:{channel}")),
-                    };
-                    if let Err(e) = me.engine.propose(req).await {
-                        let r = Reply::Failed {
-                            text: e.to_string(),
-                        };
-                        me.answer(&channel, &user, &locale, &r).await;
-                    }
-                });
-                accepted
+                let accepted = Reply::Accepted {
+                    service: service.clone(),
+                };
+                self.open(
+                    channel,
+                    user,
+                    service,
+                    Origin::Command,
+                    to_revision,
+                    reason,
+                    accepted,
+                )
             }
         }
+    }
+
+    /// Answers `accepted` at once and opens the proposal (or drill) in the
+    /// background; a failure is answered privately with its reason.
+    #[allow(clippy::too_many_arguments)]
+    fn open(
+        self: &Arc<Self>,
+        channel: String,
+        user: String,
+        service: String,
+        origin: Origin,
+        to_revision: Option<u64>,
+        reason: String,
+        accepted: Reply,
+    ) -> serde_json::Value {
+        let locale = self.locale_of(Some(&service));
+        let answer = self.reply(&locale, &accepted);
+        let me = self.clone();
+        self.spawn(async move {
+            let (Ok(name), Some(proposer)) = (ServiceName::parse(&service), slack_user(&user))
+            else {
+                return;
+            };
+            let req = ProposeRequest {
+                service: name,
+                origin,
+                proposer,
+                reason,
+                to_revision,
+                alert: None,
+                channel: Some(format!("slack:{channel}")),
+            };
+            // `propose` sends a drill to the engine's drill path.
+            if let Err(e) = me.engine.propose(req).await {
+                let r = Reply::Failed {
+                    text: e.to_string(),
+                };
+                me.answer(&channel, &user, &locale, &r).await;
+            }
+        });
+        answer
     }
 
     async fn answer(&self, channel: &str, user: &str, locale: &str, r: &Reply) {
