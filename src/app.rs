@@ -63,15 +63,15 @@ impl App {
                 "[discord] is configured, but this rollbot build has no Discord adapter yet; remove the [discord] section to run without chat"
             );
         }
-        // The shared instance the engine renders notices and reports with.
-        if let Err(e) = crate::report::templates() {
-            bail!("loading message templates: {e}");
-        }
+        // The one template set the engine, the report and every chat render
+        // with, compiled (and checked) once, here.
+        let templates = match crate::report::shared_templates() {
+            Ok(t) => t,
+            Err(e) => bail!("loading message templates: {e}"),
+        };
         let webhooks = http::webhooks::Webhooks::from_config(config.alerts.as_ref())
             .map_err(|e| anyhow::anyhow!("{e}"))
             .context("reading the [alerts] webhook secrets")?;
-        let templates =
-            Arc::new(crate::templates::Templates::load().context("loading message templates")?);
         let store = Store::open(&config.store.path)
             .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
         let slack = match (&config.slack, &chat) {

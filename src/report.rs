@@ -45,8 +45,21 @@ pub enum ReportError {
 /// # Errors
 /// The first broken or missing template.
 pub fn templates() -> Result<&'static Templates, &'static TemplateError> {
-    static T: OnceLock<Result<Templates, TemplateError>> = OnceLock::new();
-    T.get_or_init(Templates::load).as_ref()
+    shared().map(|t| &**t)
+}
+
+/// The same process-wide templates, for adapters that keep a handle.
+///
+/// # Errors
+/// As [`templates`].
+pub fn shared_templates() -> Result<std::sync::Arc<Templates>, &'static TemplateError> {
+    shared().cloned()
+}
+
+fn shared() -> Result<&'static std::sync::Arc<Templates>, &'static TemplateError> {
+    static T: OnceLock<Result<std::sync::Arc<Templates>, TemplateError>> = OnceLock::new();
+    T.get_or_init(|| Templates::load().map(std::sync::Arc::new))
+        .as_ref()
 }
 
 /// The drafted report.
