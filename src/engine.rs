@@ -701,10 +701,11 @@ impl Engine {
     pub async fn tick(&self) -> Result<Vec<ProposalId>, EngineError> {
         let now = self.now();
         let mut expired = Vec::new();
+        // Only open proposals can expire; the open index avoids reading history.
         let due: Vec<_> = self
             .inner
             .store
-            .list()?
+            .open_proposals()?
             .into_iter()
             .filter(|p| p.state == State::Proposed && p.expires_at <= now)
             .map(|p| p.id)
@@ -746,7 +747,7 @@ impl Engine {
     /// Storage failure.
     pub async fn recover(&self) -> Result<(), EngineError> {
         let now = self.now();
-        for p in self.inner.store.list()? {
+        for p in self.inner.store.open_proposals()? {
             match p.state {
                 State::Approved => self.start_execution(&p.id).await?,
                 State::Executing | State::RolledBack if p.is_open() => {

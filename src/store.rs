@@ -389,7 +389,25 @@ impl Store {
         let Some(id) = self.open.get(key)? else {
             return Ok(None);
         };
-        let text = String::from_utf8_lossy(&id).into_owned();
+        self.open_entry(key, &id)
+    }
+
+    /// Every open proposal (real and drill): what periodic work looks at,
+    /// without reading the whole history.
+    ///
+    /// # Errors
+    /// As [`Store::get`].
+    pub fn open_proposals(&self) -> Result<Vec<Proposal>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.open.iter() {
+            let (key, id) = kv?;
+            out.extend(self.open_entry(&key, &id)?);
+        }
+        Ok(out)
+    }
+
+    fn open_entry(&self, key: &[u8], id: &[u8]) -> Result<Option<Proposal>, StoreError> {
+        let text = String::from_utf8_lossy(id).into_owned();
         let id = ProposalId::parse(&text).map_err(|e| StoreError::Corrupt {
             tree: "open_by_service",
             key: String::from_utf8_lossy(key).into_owned(),
