@@ -16,7 +16,6 @@ use crate::exec::KubeRollback;
 use crate::http::{self, AppState};
 use crate::outbox::RetryPolicy;
 use crate::ports::Chat;
-use crate::ports::memory::MemoryChat;
 use crate::store::Store;
 use crate::verify::HttpVerifier;
 
@@ -84,7 +83,7 @@ impl App {
             (_, Some(chat)) => chat,
             (Some(s), None) => s.chat.clone(),
             // No chat platform configured: proposals are visible through the API only.
-            (None, None) => MemoryChat::new(),
+            (None, None) => Arc::new(crate::chat::none::NoChat),
         };
         let kube = KubeRollback::connect(config.kubernetes.as_ref())
             .await

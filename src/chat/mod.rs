@@ -8,4 +8,5 @@
 
 pub mod commands;
 pub mod console;
+pub mod none;
 pub mod slack;

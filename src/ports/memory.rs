@@ -1,6 +1,6 @@
 //! In-memory doubles of the ports: a chat that records every call, an
-//! executor and a verifier that follow a script. Used by the engine tests,
-//! the test harness, and `serve` when no chat platform is configured.
+//! executor and a verifier that follow a script. Used by the engine tests
+//! and the test harness (`serve` without a chat uses `chat::none`).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
