@@ -97,10 +97,12 @@ impl App {
             clock: Arc::new(SystemClock),
         };
         let engine = Engine::new(store, config.services(), ports);
+        engine.set_dedup_retention(config.store.dedup_retention());
         engine.enable_drills(drills);
         let mut slack_routes = None;
         let mut background = Vec::new();
         let mut socket = None;
+        let mut inbounds = Vec::new();
         if let (Some(slack), Some(c)) = (&slack, &config.slack) {
             background.push(slack.deliver(RetryPolicy::default()));
             slack
@@ -123,6 +125,7 @@ impl App {
                 .socket_mode(c, inbound.clone())
                 .await
                 .context("connecting Slack Socket Mode")?;
+            inbounds.push(inbound.clone());
             slack_routes = Some(crate::chat::slack::inbound::router(
                 inbound,
                 config.server.body_limit_bytes,
@@ -132,6 +135,11 @@ impl App {
             .recover()
             .await
             .context("resuming interrupted proposals")?;
+        for inbound in inbounds {
+            inbound
+                .resume()
+                .context("resuming chat commands acknowledged before the restart")?;
+        }
         let ready = Arc::new(AtomicBool::new(true));
         let state = AppState {
             webhooks: Arc::new(webhooks),

@@ -244,14 +244,35 @@ fn default_body_limit() -> usize {
 pub struct StoreConfig {
     #[serde(default = "default_store_path")]
     pub path: PathBuf,
+    /// How long deduplication keys (alert deliveries, chat event ids) are
+    /// kept: longer than any sender retries (Alertmanager, Slack: minutes
+    /// to hours), short enough that an alert storm does not grow the store
+    /// for ever.
+    #[serde(default = "default_dedup_retention")]
+    pub dedup_retention: String,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             path: default_store_path(),
+            dedup_retention: default_dedup_retention(),
         }
     }
+}
+
+impl StoreConfig {
+    /// [`StoreConfig::dedup_retention`] parsed (validated at load).
+    pub fn dedup_retention(&self) -> Duration {
+        humantime::parse_duration(&self.dedup_retention).unwrap_or(DEFAULT_DEDUP_RETENTION)
+    }
+}
+
+/// Seven days: longer than Alertmanager's and Slack's retry windows.
+pub const DEFAULT_DEDUP_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+fn default_dedup_retention() -> String {
+    "7d".into()
 }
 
 fn default_store_path() -> PathBuf {
@@ -622,6 +643,20 @@ impl Config {
                 "approval.required".into(),
                 "the default must be at least 2 (two-person rule); a single service may opt into 1 with allow_single_approver".into(),
             );
+        }
+        match humantime::parse_duration(&self.store.dedup_retention) {
+            Err(_) => problem(
+                "store.dedup_retention".into(),
+                bad_duration(&self.store.dedup_retention),
+            ),
+            Ok(d) if d < Duration::from_secs(3600) => problem(
+                "store.dedup_retention".into(),
+                format!(
+                    "{:?} is shorter than senders retry (Slack for up to an hour); use at least 1h, e.g. \"7d\"",
+                    self.store.dedup_retention
+                ),
+            ),
+            Ok(_) => {}
         }
         if humantime::parse_duration(&self.approval.expires_after).is_err() {
             problem(

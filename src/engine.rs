@@ -167,7 +167,17 @@ struct Inner {
     // so concurrent deliveries cannot both open or both attach.
     alert_locks: Mutex<HashMap<ServiceName, Arc<tokio::sync::Mutex<()>>>>,
     drills: OnceLock<Arc<Drills>>,
+    /// How long dedup keys are kept, and when the tick last swept them.
+    retention: Mutex<Retention>,
 }
+
+struct Retention {
+    keep: std::time::Duration,
+    last_sweep: Option<DateTime<Utc>>,
+}
+
+/// How often the tick sweeps expired dedup keys (a full scan of them).
+const SWEEP_EVERY: chrono::Duration = chrono::Duration::minutes(10);
 
 impl Engine {
     pub fn new(store: Store, services: BTreeMap<ServiceName, Service>, ports: Ports) -> Self {
@@ -182,6 +192,10 @@ impl Engine {
                 tasks: Arc::new(Tasks::default()),
                 alert_locks: Mutex::new(HashMap::new()),
                 drills: OnceLock::new(),
+                retention: Mutex::new(Retention {
+                    keep: crate::config::DEFAULT_DEDUP_RETENTION,
+                    last_sweep: None,
+                }),
             }),
         }
     }
@@ -192,6 +206,42 @@ impl Engine {
         if self.inner.drills.set(drills).is_err() {
             tracing::warn!("drills were already enabled; keeping the first source");
         }
+    }
+
+    /// How long deduplication keys are kept (`store.dedup_retention`).
+    pub fn set_dedup_retention(&self, keep: std::time::Duration) {
+        self.inner
+            .retention
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keep = keep;
+    }
+
+    /// Forgets dedup keys older than the retention, at most once per
+    /// [`SWEEP_EVERY`]; returns how many were removed.
+    ///
+    /// # Errors
+    /// Storage failure.
+    pub fn sweep_dedup_keys(&self) -> Result<usize, EngineError> {
+        let now = self.now();
+        let keep = {
+            let mut r = self
+                .inner
+                .retention
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if r.last_sweep.is_some_and(|last| now - last < SWEEP_EVERY) {
+                return Ok(0);
+            }
+            r.last_sweep = Some(now);
+            r.keep
+        };
+        let keep = chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::days(7));
+        let removed = self.inner.store.sweep_dedup(now - keep)?;
+        if removed > 0 {
+            tracing::info!(removed, "forgot expired deduplication keys");
+        }
+        Ok(removed)
     }
 
     /// The drills in progress, when enabled.
@@ -308,15 +358,52 @@ impl Engine {
     pub async fn propose(&self, req: ProposeRequest) -> Result<Proposal, EngineError> {
         if req.origin == Origin::Drill {
             return self
-                .drill(DrillRequest {
-                    service: req.service,
-                    proposer: req.proposer,
-                    reason: req.reason,
-                    channel: req.channel,
-                })
+                .drill_claiming(
+                    DrillRequest {
+                        service: req.service,
+                        proposer: req.proposer,
+                        reason: req.reason,
+                        channel: req.channel,
+                    },
+                    &[],
+                )
                 .await;
         }
-        self.propose_on(req, None).await
+        self.propose_on(req, None, &[]).await
+    }
+
+    /// [`Engine::propose`] for an input with a deduplication key (a chat
+    /// command carried out again after a restart): the key is claimed in
+    /// the write that stores the proposal; `None` if it was already.
+    ///
+    /// # Errors
+    /// As [`Engine::propose`].
+    pub async fn propose_once(
+        &self,
+        req: ProposeRequest,
+        key: &str,
+    ) -> Result<Option<Proposal>, EngineError> {
+        if let Some(seen) = self.inner.store.seen(key)? {
+            tracing::info!(%key, proposal = %seen.value, "command already carried out");
+            return Ok(None);
+        }
+        let claims = [key.to_string()];
+        let result = if req.origin == Origin::Drill {
+            let drill = DrillRequest {
+                service: req.service,
+                proposer: req.proposer,
+                reason: req.reason,
+                channel: req.channel,
+            };
+            self.drill_claiming(drill, &claims).await
+        } else {
+            self.propose_on(req, None, &claims).await
+        };
+        match result {
+            Ok(p) => Ok(Some(p)),
+            Err(EngineError::Store(StoreError::AlreadyClaimed { .. })) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Starts a drill: copies the service's workload and its history from
@@ -329,6 +416,14 @@ impl Engine {
     /// the service, a copy that cannot be read or started, or any error of
     /// [`Engine::propose`].
     pub async fn drill(&self, req: DrillRequest) -> Result<Proposal, EngineError> {
+        self.drill_claiming(req, &[]).await
+    }
+
+    async fn drill_claiming(
+        &self,
+        req: DrillRequest,
+        claims: &[String],
+    ) -> Result<Proposal, EngineError> {
         let drills = self.drills().ok_or(EngineError::DrillsOff)?.clone();
         let service = self.service(&req.service)?.clone();
         if let Some(open) = self.inner.store.open_drill_for(&req.service)? {
@@ -362,16 +457,27 @@ impl Engine {
             alert: None,
             channel: req.channel,
         };
-        self.propose_on(req, Some((target, lab, drills))).await
+        self.propose_on(req, Some((target, lab, drills)), claims)
+            .await
     }
 
     /// Plans against the service's target, or against a drill's copy, then
     /// records and posts the proposal. A drill's simulator is registered
     /// before the proposal is posted, so no vote can find it missing.
+    ///
+    /// `claims` are deduplication keys of the input that opens it (an
+    /// alert's), stored in the same write as the proposal, with the
+    /// proposal's id as their value.
+    ///
+    /// The proposal is stored together with the channel it is for; it is
+    /// bound to its chat message as soon as the chat adapter queued the
+    /// post (a provisional reference until the platform answers). If rollbot
+    /// stops in between, [`Engine::recover`] posts it.
     async fn propose_on(
         &self,
         req: ProposeRequest,
         drill: Option<(Target, crate::sim::SimHandle, Arc<Drills>)>,
+        claims: &[String],
     ) -> Result<Proposal, EngineError> {
         let service = self.service(&req.service)?.clone();
         if drill.is_none()
@@ -441,9 +547,18 @@ impl Engine {
                 reason: req.reason.clone(),
             },
         ));
+        let channel = req.channel.clone().or(service.channel.clone());
+        let claims: Vec<(&str, &str)> = claims
+            .iter()
+            .map(|k| (k.as_str(), proposal.id.as_str()))
+            .collect();
+        // Held from before the proposal exists until it is bound to its
+        // message, so nothing else posts it meanwhile.
+        let lock = self.lock_for(&proposal.id);
+        let _guard = lock.lock().await;
         self.inner
             .store
-            .insert(&proposal, &events)
+            .insert_claiming(&proposal, &events, channel.as_deref(), &claims)
             .map_err(|e| match e {
                 StoreError::AlreadyOpen { service, existing } if proposal.drill => {
                     EngineError::DrillOpen {
@@ -465,38 +580,53 @@ impl Engine {
         self.inner.store.flush().await?;
         tracing::info!(proposal = %proposal.id, service = %proposal.service, drill = proposal.drill, "proposed");
 
-        let lock = self.lock_for(&proposal.id);
-        let _guard = lock.lock().await;
-        let channel = req.channel.or(service.channel);
         let Some(channel) = channel else {
             tracing::warn!(proposal = %proposal.id, "no chat channel configured for {}; the proposal is only visible through the API", proposal.service);
             return Ok(proposal);
         };
-        match self
-            .inner
-            .ports
-            .chat
-            .post_proposal(&channel, &proposal)
-            .await
-        {
+        self.post_and_bind(proposal, &channel).await
+    }
+
+    /// Queues the proposal's post and binds the proposal to the message
+    /// reference the chat returns. Caller holds the proposal's lock.
+    async fn post_and_bind(&self, p: Proposal, channel: &str) -> Result<Proposal, EngineError> {
+        match self.inner.ports.chat.post_proposal(channel, &p).await {
             Ok(at) => {
-                let key = message_key(&at);
-                self.inner.store.claim(&key, proposal.id.as_str(), now)?;
-                let (_, p) = self
-                    .inner
-                    .store
-                    .update(&proposal.id, now, |p| {
-                        p.messages.push(at.clone());
-                        Ok::<_, std::convert::Infallible>(((), vec![]))
-                    })
-                    .map_err(store_only)?;
+                let p = self.inner.store.bind_message(&p.id, &at, self.now())?;
+                self.inner.store.flush().await?;
                 Ok(p)
             }
             Err(e) => {
-                self.record_chat_error(&proposal.id, &e.to_string())?;
-                Ok(proposal)
+                // It stays unbound; the next tick tries again.
+                self.record_chat_error(&p.id, &e.to_string())?;
+                Ok(p)
             }
         }
+    }
+
+    /// Posts proposals that were stored but never posted (rollbot stopped
+    /// in between, or the chat could not queue the post).
+    async fn post_unbound(&self) -> Result<(), EngineError> {
+        for (id, channel) in self.inner.store.unbound()? {
+            let lock = self.lock_for(&id);
+            let _guard = lock.lock().await;
+            // Bound meanwhile (by `propose_on`, which held the lock)?
+            if !self
+                .inner
+                .store
+                .unbound()?
+                .iter()
+                .any(|(other, _)| *other == id)
+            {
+                continue;
+            }
+            let Some(p) = self.inner.store.get(&id)? else {
+                continue;
+            };
+            tracing::info!(proposal = %id, %channel, "posting a proposal that was stored but not posted");
+            self.post_and_bind(p, &channel).await?;
+        }
+        Ok(())
     }
 
     /// The proposal whose chat message is `at` (for reactions and buttons).
@@ -504,11 +634,7 @@ impl Engine {
     /// # Errors
     /// Storage failure.
     pub fn proposal_for_message(&self, at: &MessageRef) -> Result<Option<ProposalId>, StoreError> {
-        Ok(self
-            .inner
-            .store
-            .seen(&message_key(at))?
-            .and_then(|e| ProposalId::parse(&e.value).ok()))
+        self.inner.store.message_owner(at)
     }
 
     /// Applies a vote. Refusals are recorded on the timeline and told to the
@@ -523,30 +649,53 @@ impl Engine {
         kind: VoteKind,
         via: VoteVia,
     ) -> Result<VoteReply, EngineError> {
+        let reply = self.vote_once(id, voter, kind, via, None).await?;
+        Ok(reply.expect("a vote without a dedup key is never a repeat"))
+    }
+
+    /// [`Engine::vote`] for an input that carries a deduplication key (a
+    /// chat event id): the key is claimed in the same write that records the
+    /// vote (or its refusal), so once the input is acknowledged its effect
+    /// is stored, and a redelivery changes nothing (`None`).
+    ///
+    /// # Errors
+    /// As [`Engine::vote`].
+    pub async fn vote_once(
+        &self,
+        id: &ProposalId,
+        voter: &UserId,
+        kind: VoteKind,
+        via: VoteVia,
+        claim: Option<&str>,
+    ) -> Result<Option<VoteReply>, EngineError> {
         let lock = self.lock_for(id);
         let _guard = lock.lock().await;
         let current = self.get(id)?;
         let policy = self.policy(&current.service)?;
         let now = self.now();
-        let result = self.inner.store.update(id, now, |p| -> Result<_, Refusal> {
-            let before = p.state;
-            let outcome = policy.vote(p, voter, kind, via, now)?;
-            let mut events = Vec::new();
-            if !matches!(outcome, VoteOutcome::AlreadyCounted { .. }) {
-                events.push(EventKind::Voted {
-                    user: voter.clone(),
-                    vote: kind,
-                    via,
+        let claims: Vec<(&str, &str)> = claim.iter().map(|k| (*k, id.as_str())).collect();
+        let result =
+            self.inner
+                .store
+                .update_claiming(id, now, &claims, |p| -> Result<_, Refusal> {
+                    let before = p.state;
+                    let outcome = policy.vote(p, voter, kind, via, now)?;
+                    let mut events = Vec::new();
+                    if !matches!(outcome, VoteOutcome::AlreadyCounted { .. }) {
+                        events.push(EventKind::Voted {
+                            user: voter.clone(),
+                            vote: kind,
+                            via,
+                        });
+                    }
+                    if p.state != before {
+                        events.push(EventKind::StateChanged {
+                            from: before,
+                            to: p.state,
+                        });
+                    }
+                    Ok((outcome, events))
                 });
-            }
-            if p.state != before {
-                events.push(EventKind::StateChanged {
-                    from: before,
-                    to: p.state,
-                });
-            }
-            Ok((outcome, events))
-        });
         match result {
             Ok((outcome, p)) => {
                 self.inner.store.flush().await?;
@@ -572,18 +721,26 @@ impl Engine {
                 if outcome == VoteOutcome::Approved {
                     self.start_execution(id).await?;
                 }
-                Ok(VoteReply::Counted(outcome))
+                Ok(Some(VoteReply::Counted(outcome)))
+            }
+            Err(UpdateError::Store(StoreError::AlreadyClaimed { key, .. })) => {
+                tracing::info!(proposal = %id, %key, "repeated delivery of a vote ignored");
+                Ok(None)
             }
             Err(UpdateError::Rejected(refusal)) => {
                 tracing::info!(proposal = %id, voter = %voter, %refusal, "vote refused");
-                let p = self.inner.store.append(
-                    id,
-                    now,
-                    vec![EventKind::VoteRefused {
-                        user: voter.clone(),
-                        refusal: refusal.clone(),
-                    }],
-                )?;
+                let event = EventKind::VoteRefused {
+                    user: voter.clone(),
+                    refusal: refusal.clone(),
+                };
+                let p = match self.inner.store.update_claiming(id, now, &claims, |_| {
+                    Ok::<_, std::convert::Infallible>(((), vec![event.clone()]))
+                }) {
+                    Ok(((), p)) => p,
+                    Err(UpdateError::Store(StoreError::AlreadyClaimed { .. })) => return Ok(None),
+                    Err(e) => return Err(store_only(e)),
+                };
+                self.inner.store.flush().await?;
                 self.tell(
                     &p,
                     voter,
@@ -592,7 +749,7 @@ impl Engine {
                     },
                 )
                 .await?;
-                Ok(VoteReply::Refused(refusal))
+                Ok(Some(VoteReply::Refused(refusal)))
             }
             Err(UpdateError::Store(e)) => Err(e.into()),
         }
@@ -607,31 +764,59 @@ impl Engine {
         id: &ProposalId,
         voter: &UserId,
     ) -> Result<Result<Withdrawal, Refusal>, EngineError> {
+        let reply = self.withdraw_once(id, voter, None).await?;
+        Ok(reply.expect("a withdrawal without a dedup key is never a repeat"))
+    }
+
+    /// [`Engine::withdraw`] claiming the input's deduplication key in the
+    /// same write (see [`Engine::vote_once`]); `None` for a redelivery.
+    ///
+    /// # Errors
+    /// As [`Engine::withdraw`].
+    pub async fn withdraw_once(
+        &self,
+        id: &ProposalId,
+        voter: &UserId,
+        claim: Option<&str>,
+    ) -> Result<Option<Result<Withdrawal, Refusal>>, EngineError> {
         let lock = self.lock_for(id);
         let _guard = lock.lock().await;
         let current = self.get(id)?;
         let policy = self.policy(&current.service)?;
         let now = self.now();
-        let result = self.inner.store.update(id, now, |p| -> Result<_, Refusal> {
-            let w = policy.withdraw(p, voter, now)?;
-            let events = match w {
-                Withdrawal::Withdrawn => vec![EventKind::VoteWithdrawn {
-                    user: voter.clone(),
-                    result: w,
-                }],
-                Withdrawal::NothingToWithdraw => vec![],
-            };
-            Ok((w, events))
-        });
+        let claims: Vec<(&str, &str)> = claim.iter().map(|k| (*k, id.as_str())).collect();
+        let result =
+            self.inner
+                .store
+                .update_claiming(id, now, &claims, |p| -> Result<_, Refusal> {
+                    let w = policy.withdraw(p, voter, now)?;
+                    let events = match w {
+                        Withdrawal::Withdrawn => vec![EventKind::VoteWithdrawn {
+                            user: voter.clone(),
+                            result: w,
+                        }],
+                        Withdrawal::NothingToWithdraw => vec![],
+                    };
+                    Ok((w, events))
+                });
         match result {
             Ok((w, p)) => {
+                self.inner.store.flush().await?;
                 if w == Withdrawal::Withdrawn {
-                    self.inner.store.flush().await?;
                     self.update_message(&p).await?;
                 }
-                Ok(Ok(w))
+                Ok(Some(Ok(w)))
             }
+            Err(UpdateError::Store(StoreError::AlreadyClaimed { .. })) => Ok(None),
             Err(UpdateError::Rejected(refusal)) => {
+                // Nothing changes, but the delivery is handled: remember it.
+                if let Some(key) = claim
+                    && let crate::store::Claim::Seen(_) =
+                        self.inner.store.claim(key, id.as_str(), now)?
+                {
+                    return Ok(None);
+                }
+                self.inner.store.flush().await?;
                 let p = self.get(id)?;
                 self.tell(
                     &p,
@@ -641,7 +826,7 @@ impl Engine {
                     },
                 )
                 .await?;
-                Ok(Err(refusal))
+                Ok(Some(Err(refusal)))
             }
             Err(UpdateError::Store(e)) => Err(e.into()),
         }
@@ -736,6 +921,8 @@ impl Engine {
         }
         self.reap_drills();
         self.release_pending_alerts().await?;
+        self.post_unbound().await?;
+        self.sweep_dedup_keys()?;
         Ok(expired)
     }
 
@@ -747,6 +934,7 @@ impl Engine {
     /// Storage failure.
     pub async fn recover(&self) -> Result<(), EngineError> {
         let now = self.now();
+        self.post_unbound().await?;
         for p in self.inner.store.open_proposals()? {
             match p.state {
                 State::Approved => self.start_execution(&p.id).await?,
@@ -1214,13 +1402,26 @@ impl Engine {
         fingerprint: &str,
         ends_at: DateTime<Utc>,
     ) -> Result<Proposal, EngineError> {
+        self.alert_resolved_claiming(id, fingerprint, ends_at, None)
+            .await
+    }
+
+    /// [`Engine::alert_resolved`] claiming the delivery's key in the same write.
+    async fn alert_resolved_claiming(
+        &self,
+        id: &ProposalId,
+        fingerprint: &str,
+        ends_at: DateTime<Utc>,
+        claim: Option<&str>,
+    ) -> Result<Proposal, EngineError> {
         let lock = self.lock_for(id);
         let _guard = lock.lock().await;
         let now = self.now();
+        let claims: Vec<(&str, &str)> = claim.iter().map(|k| (*k, id.as_str())).collect();
         let (first, p) = self
             .inner
             .store
-            .update(id, now, |p| {
+            .update_claiming(id, now, &claims, |p| {
                 let first = p.alert_resolved_at.is_none();
                 if first {
                     p.alert_resolved_at = Some(ends_at);
@@ -1367,10 +1568,6 @@ impl ProgressStream {
     }
 }
 
-fn message_key(at: &MessageRef) -> String {
-    format!("msg:{}:{}:{}", at.platform, at.channel, at.message)
-}
-
 fn store_only(e: UpdateError<std::convert::Infallible>) -> EngineError {
     match e {
         UpdateError::Store(e) => e.into(),
@@ -1395,9 +1592,6 @@ fn decision_input(alert: Option<&AlertRef>, migrations: bool, now: DateTime<Utc>
 // ---------------------------------------------------------------------------
 // Alert ingestion: routed alerts → deduplicated proposals.
 // ---------------------------------------------------------------------------
-
-/// The store tree of alerts waiting for their route's `for_duration`.
-const PENDING_TREE: &str = "pending_alerts";
 
 /// What [`Engine::alert`] did with one alert.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -1667,7 +1861,9 @@ impl Engine {
     }
 
     /// One routed alert that is neither a repeat nor a join; caller holds
-    /// the service's alert lock.
+    /// the service's alert lock. Whatever it changes is stored in the same
+    /// write that claims the alert's idempotency key, so an acknowledged
+    /// delivery has its effect stored and a retry is a [`AlertOutcome::Repeat`].
     async fn alert_one(
         &self,
         service: &ServiceName,
@@ -1676,37 +1872,29 @@ impl Engine {
         wait_until: Option<DateTime<Utc>>,
     ) -> Result<AlertOutcome, EngineError> {
         use crate::alerts::AlertStatus;
-        let outcome = match event.status {
+        let claim = idempotency_claim_key(event);
+        let result = match event.status {
             AlertStatus::Firing => match wait_until.filter(|_| auto_propose) {
                 Some(until) => {
-                    self.park(service, until, event)?;
-                    AlertOutcome::Pending {
-                        service: service.to_string(),
-                        until,
-                    }
+                    self.park(service, until, event, &claim)
+                        .map(|()| AlertOutcome::Pending {
+                            service: service.to_string(),
+                            until,
+                        })
                 }
-                None => self.fire(service, auto_propose, event).await?,
+                None => self.fire(service, auto_propose, event, Some(&claim)).await,
             },
-            AlertStatus::Resolved => self.resolve(service, event).await?,
+            AlertStatus::Resolved => self.resolve(service, event, &claim).await,
         };
-        let value = match &outcome {
-            AlertOutcome::Proposed { proposal, .. }
-            | AlertOutcome::Attached { proposal, .. }
-            | AlertOutcome::Resolved { proposal, .. } => proposal.to_string(),
-            _ => String::new(),
-        };
-        // A plan the executor refused is not remembered: a later re-send of
-        // the alert tries again (the workload may have changed).
-        let plan_refused = auto_propose && matches!(outcome, AlertOutcome::NotProposed { .. });
-        if !plan_refused {
-            self.claim(&idempotency_claim_key(event), &value)?;
+        match result {
+            Err(EngineError::Store(StoreError::AlreadyClaimed { .. })) => Ok(AlertOutcome::Repeat),
+            other => other,
         }
-        Ok(outcome)
     }
 
-    /// Attaches the queued alerts to the open proposal in one write, then
-    /// remembers their fingerprints and claims their keys. One result per
-    /// queued alert, by its index in the delivery.
+    /// Attaches the queued alerts to the open proposal in one write that
+    /// also remembers their fingerprints and claims their keys. One result
+    /// per queued alert, by its index in the delivery.
     async fn commit_joins(
         &self,
         service: &ServiceName,
@@ -1720,17 +1908,13 @@ impl Engine {
             return vec![];
         }
         let alerts = queued.iter().map(|q| q.alert.clone()).collect();
-        let result = async {
-            self.attach_alerts(&id, alerts).await?;
-            for q in &queued {
-                self.claim(&q.fingerprint_key, id.as_str())?;
-                self.claim(&q.claim_key, id.as_str())?;
-            }
-            Ok::<_, EngineError>(())
-        }
-        .await;
+        let claims: Vec<&str> = queued
+            .iter()
+            .flat_map(|q| [q.fingerprint_key.as_str(), q.claim_key.as_str()])
+            .collect();
+        let result = self.attach_alerts_claiming(&id, alerts, &claims).await;
         match result {
-            Ok(()) => queued
+            Ok(_) => queued
                 .iter()
                 .map(|q| {
                     let outcome = AlertOutcome::Attached {
@@ -1761,13 +1945,34 @@ impl Engine {
         id: &ProposalId,
         alerts: Vec<AlertRef>,
     ) -> Result<Proposal, EngineError> {
+        self.attach_alerts_claiming(id, alerts, &[]).await
+    }
+
+    /// [`Engine::attach_alerts`] claiming `claims` (with the proposal's id
+    /// as their value) in the same write. Alerts past the kept ones only
+    /// bump a counter: a storm into an open proposal stores its dedup keys
+    /// and a number, not a new copy of the proposal per delivery.
+    async fn attach_alerts_claiming(
+        &self,
+        id: &ProposalId,
+        alerts: Vec<AlertRef>,
+        claims: &[&str],
+    ) -> Result<Proposal, EngineError> {
         let lock = self.lock_for(id);
         let _guard = lock.lock().await;
         let now = self.now();
+        let claims: Vec<(&str, &str)> = claims.iter().map(|k| (*k, id.as_str())).collect();
+        let current = self.get(id)?;
+        if current.alerts.len() >= MAX_ATTACHED_ALERTS {
+            self.inner
+                .store
+                .count_alerts(id, alerts.len() as u64, now, &claims)?;
+            return self.get(id);
+        }
         let (_, p) = self
             .inner
             .store
-            .update(id, now, |p| {
+            .update_claiming(id, now, &claims, |p| {
                 let room = MAX_ATTACHED_ALERTS.saturating_sub(p.alerts.len());
                 let kept = alerts.len().min(room);
                 p.alerts.extend_from_slice(&alerts[..kept]);
@@ -1782,19 +1987,27 @@ impl Engine {
         Ok(p)
     }
 
-    /// A firing alert that may propose now. Caller holds the service's alert lock.
+    /// A firing alert that may propose now. Caller holds the service's
+    /// alert lock. `claim` is the delivery's idempotency key, claimed with
+    /// the effect (a parked alert released by the tick has none left).
     async fn fire(
         &self,
         service: &ServiceName,
         auto_propose: bool,
         event: &crate::alerts::AlertEvent,
+        claim: Option<&str>,
     ) -> Result<AlertOutcome, EngineError> {
         let alert = alert_ref(event);
+        let fingerprint = fingerprint_key(event);
+        let claims: Vec<&str> = std::iter::once(fingerprint.as_str()).chain(claim).collect();
         if let Some(open) = self.inner.store.open_for(service)? {
-            return self.join(service, &open.id, alert, event).await;
+            return self.join(service, &open.id, alert, &claims).await;
         }
         if !auto_propose {
             tracing::info!(%service, alert = %event.alert_name, "alert routed; auto_propose is off for its route");
+            if let Some(key) = claim {
+                self.claim(key, "")?;
+            }
             return Ok(AlertOutcome::NotProposed {
                 service: service.to_string(),
                 reason: "the route has auto_propose = false".into(),
@@ -1816,18 +2029,18 @@ impl Engine {
             alert: Some(alert.clone()),
             channel: None,
         };
-        match self.propose(request).await {
-            Ok(p) => {
-                self.claim(&fingerprint_key(event), p.id.as_str())?;
-                Ok(AlertOutcome::Proposed {
-                    service: service.to_string(),
-                    proposal: p.id,
-                })
-            }
+        let owned: Vec<String> = claims.iter().map(ToString::to_string).collect();
+        match self.propose_on(request, None, &owned).await {
+            Ok(p) => Ok(AlertOutcome::Proposed {
+                service: service.to_string(),
+                proposal: p.id,
+            }),
             // A person's `/rollback` won the race: join it.
             Err(EngineError::AlreadyOpen { existing, .. }) => {
-                self.join(service, &existing, alert, event).await
+                self.join(service, &existing, alert, &claims).await
             }
+            // A plan the executor refused is not remembered: a later re-send
+            // of the alert tries again (the workload may have changed).
             Err(EngineError::Plan { source, .. })
                 if source.kind != crate::ports::ExecErrorKind::Unreachable =>
             {
@@ -1846,10 +2059,9 @@ impl Engine {
         service: &ServiceName,
         id: &ProposalId,
         alert: AlertRef,
-        event: &crate::alerts::AlertEvent,
+        claims: &[&str],
     ) -> Result<AlertOutcome, EngineError> {
-        self.attach_alert(id, alert).await?;
-        self.claim(&fingerprint_key(event), id.as_str())?;
+        self.attach_alerts_claiming(id, vec![alert], claims).await?;
         Ok(AlertOutcome::Attached {
             service: service.to_string(),
             proposal: id.clone(),
@@ -1861,13 +2073,11 @@ impl Engine {
         &self,
         service: &ServiceName,
         event: &crate::alerts::AlertEvent,
+        claim: &str,
     ) -> Result<AlertOutcome, EngineError> {
-        let pending = self.inner.store.tree(PENDING_TREE)?;
-        if pending
-            .remove(pending_key(service, &event.fingerprint))
-            .map_err(StoreError::from)?
-            .is_some()
-        {
+        let key = pending_key(service, &event.fingerprint);
+        if self.inner.store.is_parked(&key)? {
+            self.inner.store.unpark_claiming(&key, claim, self.now())?;
             tracing::info!(%service, alert = %event.alert_name, "alert resolved before its minimum firing duration; nothing proposed");
             return Ok(AlertOutcome::ClearedWhilePending {
                 service: service.to_string(),
@@ -1889,6 +2099,7 @@ impl Engine {
                 .filter(|p| p.alerts.iter().any(|a| a.fingerprint == event.fingerprint)),
         };
         let Some(p) = proposal else {
+            self.claim_new(claim, "")?;
             return Ok(AlertOutcome::ResolvedUntracked {
                 service: service.to_string(),
             });
@@ -1898,8 +2109,10 @@ impl Engine {
         let recorded = p.alerts.iter().any(|a| a.fingerprint == event.fingerprint);
         if recorded {
             let ends_at = event.ends_at.unwrap_or_else(|| self.now());
-            self.alert_resolved(&p.id, &event.fingerprint, ends_at)
+            self.alert_resolved_claiming(&p.id, &event.fingerprint, ends_at, Some(claim))
                 .await?;
+        } else {
+            self.claim_new(claim, p.id.as_str())?;
         }
         Ok(AlertOutcome::Resolved {
             service: service.to_string(),
@@ -1908,12 +2121,26 @@ impl Engine {
         })
     }
 
-    /// Remembers a firing alert until its route's `for_duration` elapses.
+    /// Claims `key`, reporting a key already taken as
+    /// [`StoreError::AlreadyClaimed`] like the claiming writes do.
+    fn claim_new(&self, key: &str, value: &str) -> Result<(), EngineError> {
+        match self.claim(key, value)? {
+            Claim::New => Ok(()),
+            Claim::Seen(seen) => Err(EngineError::Store(StoreError::AlreadyClaimed {
+                key: key.to_string(),
+                seen,
+            })),
+        }
+    }
+
+    /// Remembers a firing alert until its route's `for_duration` elapses,
+    /// claiming the delivery's key in the same write.
     fn park(
         &self,
         service: &ServiceName,
         until: DateTime<Utc>,
         event: &crate::alerts::AlertEvent,
+        claim: &str,
     ) -> Result<(), EngineError> {
         let entry = PendingAlert {
             service: service.clone(),
@@ -1921,22 +2148,12 @@ impl Engine {
             auto_propose: true,
             alert: event.clone(),
         };
-        let bytes = serde_json::to_vec(&serde_json::json!({
-            "v": crate::store::SCHEMA_VERSION,
-            "data": entry,
-        }))
-        .map_err(|e| {
-            EngineError::Store(StoreError::Corrupt {
-                tree: PENDING_TREE,
-                key: service.to_string(),
-                detail: e.to_string(),
-            })
-        })?;
-        self.inner
-            .store
-            .tree(PENDING_TREE)?
-            .insert(pending_key(service, &event.fingerprint), bytes)
-            .map_err(StoreError::from)?;
+        self.inner.store.park_claiming(
+            &pending_key(service, &event.fingerprint),
+            &entry,
+            claim,
+            self.now(),
+        )?;
         tracing::info!(%service, alert = %event.alert_name, %until, "alert pending until its minimum firing duration");
         Ok(())
     }
@@ -1948,28 +2165,31 @@ impl Engine {
     /// # Errors
     /// Storage failure; the entry stays parked and is retried next tick.
     pub async fn release_pending_alerts(&self) -> Result<Vec<AlertOutcome>, EngineError> {
-        let tree = self.inner.store.tree(PENDING_TREE)?;
         let now = self.now();
-        let mut due = Vec::new();
-        for kv in tree.iter() {
-            let (key, value) = kv.map_err(StoreError::from)?;
-            let entry = decode_pending(&key, &value)?;
-            if entry.until <= now {
-                due.push((key, entry));
-            }
-        }
+        let due: Vec<(Vec<u8>, PendingAlert)> = self
+            .inner
+            .store
+            .parked::<PendingAlert>()?
+            .into_iter()
+            .filter(|(_, entry)| entry.until <= now)
+            .collect();
         let mut outcomes = Vec::new();
         for (key, entry) in due {
             let lock = self.alert_lock(&entry.service);
             let _guard = lock.lock().await;
             // A resolved delivery may have removed it meanwhile.
-            if tree.get(&key).map_err(StoreError::from)?.is_none() {
+            if !self.inner.store.is_parked(&key)? {
                 continue;
             }
-            let outcome = self
-                .fire(&entry.service, entry.auto_propose, &entry.alert)
-                .await?;
-            tree.remove(&key).map_err(StoreError::from)?;
+            let outcome = match self
+                .fire(&entry.service, entry.auto_propose, &entry.alert, None)
+                .await
+            {
+                // Released before a restart, not yet forgotten: done already.
+                Err(EngineError::Store(StoreError::AlreadyClaimed { .. })) => AlertOutcome::Repeat,
+                other => other?,
+            };
+            self.inner.store.unpark(&key)?;
             tracing::info!(service = %entry.service, alert = %entry.alert.alert_name, ?outcome, "pending alert released");
             outcomes.push(outcome);
         }
@@ -1978,28 +2198,4 @@ impl Engine {
         }
         Ok(outcomes)
     }
-}
-
-fn decode_pending(key: &[u8], bytes: &[u8]) -> Result<PendingAlert, EngineError> {
-    #[derive(serde::Deserialize)]
-    struct Envelope {
-        v: u32,
-        data: serde_json::Value,
-    }
-    let corrupt = |detail: String| {
-        EngineError::Store(StoreError::Corrupt {
-            tree: PENDING_TREE,
-            key: String::from_utf8_lossy(key).replace('\0', "/"),
-            detail,
-        })
-    };
-    let env: Envelope = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
-    if env.v > crate::store::SCHEMA_VERSION {
-        return Err(EngineError::Store(StoreError::FutureSchema {
-            tree: PENDING_TREE,
-            key: String::from_utf8_lossy(key).replace('\0', "/"),
-            found: env.v,
-        }));
-    }
-    serde_json::from_value(env.data).map_err(|e| corrupt(e.to_string()))
 }

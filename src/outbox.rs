@@ -39,10 +39,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 use tokio::sync::Notify;
 
-use crate::store::{Store, StoreError};
+use crate::store::{Queue, Store, StoreError};
 
 /// The schema version written with every entry.
 pub const ENTRY_VERSION: u32 = 1;
@@ -52,8 +51,6 @@ pub const ENTRY_VERSION: u32 = 1;
 pub enum OutboxError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("outbox storage failed: {0}; check the disk under the store path")]
-    Io(#[from] sled::Error),
     #[error(
         "outbox entry {seq} is unreadable ({detail}); it was written by an incompatible rollbot"
     )]
@@ -118,8 +115,8 @@ pub struct Outbox {
 }
 
 struct Inner {
-    items: sled::Tree,
-    refs: sled::Tree,
+    queue: Queue,
+    store: Store,
     next: AtomicU64,
     queued: Notify,
     delivered: Notify,
@@ -132,16 +129,12 @@ impl Outbox {
     /// # Errors
     /// Storage failure.
     pub fn open(store: &Store, name: &str) -> Result<Self, OutboxError> {
-        let items = store.tree(&format!("outbox:{name}"))?;
-        let refs = store.tree(&format!("outbox:{name}:refs"))?;
-        let next = match items.last()? {
-            Some((k, _)) => seq_of(&k) + 1,
-            None => 1,
-        };
+        let queue = store.queue(name)?;
+        let next = queue.last_seq()?.map_or(1, |s| s + 1);
         Ok(Self {
             inner: Arc::new(Inner {
-                items,
-                refs,
+                queue,
+                store: store.clone(),
                 next: AtomicU64::new(next),
                 queued: Notify::new(),
                 delivered: Notify::new(),
@@ -154,12 +147,21 @@ impl Outbox {
         format!("pending-{}", uuid::Uuid::new_v4().simple())
     }
 
+    /// The provisional reference of a proposal's own message.
+    pub fn pending_for_proposal(proposal: &str) -> String {
+        format!("pending-{proposal}")
+    }
+
     /// Whether `reference` is a provisional one.
     pub fn is_pending(reference: &str) -> bool {
         reference.starts_with("pending-")
     }
 
     /// Queues `op` durably (flushed to disk) and wakes the worker.
+    ///
+    /// An entry that establishes a provisional reference is queued once:
+    /// pushing it again (a proposal posted again after a restart) queues
+    /// nothing, so a message is never posted twice that way.
     ///
     /// # Errors
     /// Storage failure: the message is not queued.
@@ -172,14 +174,14 @@ impl Outbox {
         let entry = Entry {
             version: ENTRY_VERSION,
             lane: lane.to_string(),
-            pending,
+            pending: pending.clone(),
             op: serde_json::to_value(op)?,
         };
         let seq = self.inner.next.fetch_add(1, Ordering::SeqCst);
         self.inner
-            .items
-            .insert(seq.to_be_bytes(), serde_json::to_vec(&entry)?)?;
-        self.inner.items.flush_async().await?;
+            .queue
+            .push(seq, pending.as_deref(), &serde_json::to_vec(&entry)?)?;
+        self.inner.store.flush().await?;
         self.inner.queued.notify_one();
         Ok(seq)
     }
@@ -189,11 +191,7 @@ impl Outbox {
     /// # Errors
     /// Storage failure.
     pub fn resolve(&self, pending: &str) -> Result<Option<String>, OutboxError> {
-        Ok(self
-            .inner
-            .refs
-            .get(format!("p:{pending}"))?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+        Ok(self.inner.queue.reference(&format!("p:{pending}"))?)
     }
 
     /// The pending reference a real one was delivered for, if any.
@@ -201,11 +199,7 @@ impl Outbox {
     /// # Errors
     /// Storage failure.
     pub fn pending_for(&self, real: &str) -> Result<Option<String>, OutboxError> {
-        Ok(self
-            .inner
-            .refs
-            .get(format!("r:{real}"))?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+        Ok(self.inner.queue.reference(&format!("r:{real}"))?)
     }
 
     /// Waits up to `wait` for `pending` to be delivered.
@@ -231,11 +225,11 @@ impl Outbox {
 
     /// Entries not yet delivered.
     pub fn len(&self) -> usize {
-        self.inner.items.len()
+        self.inner.queue.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.inner.items.is_empty()
+        self.inner.queue.is_empty()
     }
 
     /// Waits until every queued entry was delivered or dropped.
@@ -250,10 +244,9 @@ impl Outbox {
     }
 
     fn head(&self) -> Result<Option<(u64, Entry)>, OutboxError> {
-        let Some((k, v)) = self.inner.items.first()? else {
+        let Some((seq, v)) = self.inner.queue.head()? else {
             return Ok(None);
         };
-        let seq = seq_of(&k);
         let entry = serde_json::from_slice(&v).map_err(|e| OutboxError::Corrupt {
             seq,
             detail: e.to_string(),
@@ -261,24 +254,10 @@ impl Outbox {
         Ok(Some((seq, entry)))
     }
 
-    /// Removes `seq` and, atomically with it, records `pending ↔ real`.
+    /// Removes `seq` and, atomically with it, records `pending ↔ real`
+    /// (and points the proposal bound to `pending` at `real`).
     fn complete(&self, seq: u64, mapping: Option<(&str, &str)>) -> Result<(), OutboxError> {
-        (&self.inner.items, &self.inner.refs)
-            .transaction(|(items, refs)| {
-                items.remove(&seq.to_be_bytes())?;
-                if let Some((pending, real)) = mapping {
-                    refs.insert(format!("p:{pending}").as_bytes(), real.as_bytes())?;
-                    refs.insert(format!("r:{real}").as_bytes(), pending.as_bytes())?;
-                }
-                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| match e {
-                sled::transaction::TransactionError::Storage(e) => OutboxError::Io(e),
-                sled::transaction::TransactionError::Abort(()) => {
-                    OutboxError::Io(sled::Error::Unsupported("aborted".into()))
-                }
-            })?;
-        Ok(())
+        Ok(self.inner.queue.complete(seq, mapping)?)
     }
 
     /// Delivers entries forever, in order, one at a time. Spawn it once per
@@ -335,13 +314,6 @@ impl Outbox {
         }
         self.inner.delivered.notify_waiters();
     }
-}
-
-fn seq_of(key: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    let n = key.len().min(8);
-    b[..n].copy_from_slice(&key[..n]);
-    u64::from_be_bytes(b)
 }
 
 #[cfg(test)]

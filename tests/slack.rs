@@ -55,18 +55,15 @@ impl SlackTester {
         let templates = Arc::new(Templates::load().unwrap());
         let session = Session::new(&fake.api_url, "xoxb-test-token".into()).unwrap();
         let outbox = Outbox::open(&store, "slack").unwrap();
-        let chat = Arc::new(
-            SlackChat::new(
-                session.clone(),
-                outbox.clone(),
-                templates,
-                Emoji {
-                    approve: "white_check_mark".into(),
-                    reject: "x".into(),
-                },
-            )
-            .with_post_wait(Duration::from_millis(300)),
-        );
+        let chat = Arc::new(SlackChat::new(
+            session.clone(),
+            outbox.clone(),
+            templates,
+            Emoji {
+                approve: "white_check_mark".into(),
+                reject: "x".into(),
+            },
+        ));
         let worker = tokio::spawn(outbox.run(chat.clone(), policy));
         let executor = ScriptedExecutor::new(reference_plan());
         let engine = Engine::new(
@@ -142,7 +139,8 @@ impl SlackTester {
                 "response_url",
                 "https://hooks.slack.com/commands/T0TEST/1/abc",
             ),
-            ("trigger_id", "1.2.3"),
+            // Slack gives every invocation its own trigger id.
+            ("trigger_id", &next_trigger_id()),
         ])
         .unwrap();
         let r = self
@@ -555,10 +553,11 @@ async fn commands_answer_privately_with_suggestions_and_lists() {
             "{bob:?}"
         );
         // Cancelling by someone not allowed, then by the proposer.
-        t.command("UMALLORY", &format!("cancel {id}")).await;
-        t.settle().await;
-        assert!(t.ephemerals_to("UMALLORY")[0].contains("only the proposer"));
-        t.command("UALICE", &format!("cancel {id}")).await;
+        // Cancelling is quick: the answer to the command is its outcome.
+        let r = t.command("UMALLORY", &format!("cancel {id}")).await;
+        assert!(r.to_string().contains("only the proposer"), "{r}");
+        let r = t.command("UALICE", &format!("cancel {id}")).await;
+        assert!(r.to_string().contains(id.as_str()), "{r}");
         t.settle().await;
         assert_eq!(t.engine.get(&id).unwrap().state, State::Cancelled);
         assert!(t.update_texts().last().unwrap().contains("Cancelled"));
@@ -657,6 +656,10 @@ async fn the_outbox_delivers_everything_once_in_order_after_an_outage() {
             t.chat.outbox().pending_for(real).unwrap().as_deref(),
             Some(provisional.as_str())
         );
+        // Once delivered, the proposal names the real message, not the
+        // provisional reference it was bound to.
+        let now = t.engine.get(&p.id).unwrap();
+        assert_eq!(now.primary_message().unwrap().message, real);
     })
     .await;
 }
@@ -666,13 +669,16 @@ async fn rate_limits_are_waited_out_and_refusals_dropped() {
     bounded(async {
         let t = SlackTester::new().await;
         t.fake.rate_limit(2);
-        let (id, provisional) = t.propose().await;
+        let (id, shown) = t.propose().await;
         assert_eq!(t.fake.failures(), 2);
-        // Two Retry-After waits outlast post_wait: the engine got a
-        // provisional reference, and reactions on the real message still
-        // find the proposal through the outbox.
-        assert!(Outbox::is_pending(&provisional), "{provisional}");
+        // The proposal was bound to a provisional reference at once; when
+        // Slack finally took the post, the real ts replaced it.
         let ts = "1700000000.000001";
+        assert_eq!(shown, ts);
+        assert_eq!(
+            t.chat.outbox().pending_for(ts).unwrap(),
+            Some(Outbox::pending_for_proposal(id.as_str()))
+        );
         t.fake.refuse_next("chat.update", "cant_update_message");
         t.react("Ev1", "UBOB", "white_check_mark", ts).await;
         t.react("Ev2", "UCAROL", "white_check_mark", ts).await;
@@ -682,4 +688,11 @@ async fn rate_limits_are_waited_out_and_refusals_dropped() {
         assert_eq!(t.engine.get(&id).unwrap().state, State::RolledBack);
     })
     .await;
+}
+
+/// A fresh trigger id shaped like Slack's (`<n>.<n>.<hex>`).
+fn next_trigger_id() -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    format!("{n}.738474920.8088930838d88f008e0{n:x}")
 }

@@ -112,3 +112,170 @@ async fn a_second_process_on_the_same_store_gets_a_clear_error() {
     })
     .await;
 }
+
+/// A proposal for `service` made from the v1 fixture, open and unvoted.
+fn open_proposal(n: u128, service: &str) -> rollbot::domain::Proposal {
+    let v1: serde_json::Value =
+        serde_json::from_slice(&std::fs::read("tests/data/store/proposal.v1.json").unwrap())
+            .unwrap();
+    let mut p: rollbot::domain::Proposal = serde_json::from_value(v1["data"].clone()).unwrap();
+    p.id = ProposalId::from_random(n);
+    p.service = rollbot::domain::ServiceName::parse(service).unwrap();
+    p.approvals.clear();
+    p.messages.clear();
+    p.timeline_len = 0;
+    // As big as a proposal carrying a storm's worth of alerts.
+    p.reason = "x".repeat(2 * 1024);
+    p
+}
+
+/// sled 0.34 hangs for good when one thread iterates a tree while another
+/// runs a transaction (spacejam/sled#1301, #1412); the server stopped
+/// answering under an alert storm that way. Every kind of store call runs
+/// here from several OS threads at once for a few seconds; a watchdog
+/// fails the test if any thread makes no progress for 2 s.
+#[test]
+fn iterations_transactions_and_flushes_together_never_stall() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let services: Vec<String> = (0..8).map(|i| format!("svc-{i}")).collect();
+    let ids: Vec<ProposalId> = services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let p = open_proposal(i as u128 + 1, s);
+            store.insert(&p, &[]).unwrap();
+            p.id
+        })
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let names = [
+        "update-a",
+        "update-b",
+        "update-c",
+        "update-d",
+        "claim",
+        "open-scan",
+        "list",
+        "timeline",
+        "flush",
+        "flush",
+        "flush",
+        "flush",
+        "flush",
+        "flush",
+        "flush",
+        "flush",
+        "churn",
+        "churn",
+        "churn",
+    ];
+    let progress: Arc<Vec<AtomicU64>> = Arc::new(names.iter().map(|_| AtomicU64::new(0)).collect());
+    let mut threads = Vec::new();
+    for (slot, name) in names.iter().enumerate() {
+        let store = store.clone();
+        let stop = stop.clone();
+        let progress = progress.clone();
+        let ids = ids.clone();
+        let name = *name;
+        threads.push(std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let mut n: u64 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let id = &ids[(n as usize + slot) % ids.len()];
+                match name {
+                    "claim" => {
+                        store.claim(&format!("k:{n}"), "v", t0()).unwrap();
+                    }
+                    "open-scan" => {
+                        store.open_proposals().unwrap();
+                    }
+                    "list" => {
+                        store.list().unwrap();
+                    }
+                    "timeline" => {
+                        store.timeline(id).unwrap();
+                    }
+                    "flush" => rt.block_on(store.flush()).unwrap(),
+                    // Open and close proposals: the open index grows and
+                    // shrinks, so scans meet nodes being split and merged.
+                    "churn" => {
+                        let p = open_proposal(
+                            (slot as u128) << 64 | n as u128,
+                            &format!("churn-{slot}-{n}"),
+                        );
+                        store.insert(&p, &[]).unwrap();
+                        if !n.is_multiple_of(4) {
+                            store
+                                .update(&p.id, t0(), |p| {
+                                    p.transition(rollbot::domain::State::Cancelled, t0())
+                                        .map(|()| ((), vec![]))
+                                })
+                                .unwrap();
+                        }
+                    }
+                    _ => {
+                        store
+                            .append(
+                                id,
+                                t0(),
+                                vec![rollbot::domain::EventKind::Note {
+                                    text: format!("{name} {n} {}", "y".repeat(2048)),
+                                }],
+                            )
+                            .unwrap();
+                    }
+                }
+                progress[slot].fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let started = Instant::now();
+    let mut last: Vec<(u64, Instant)> = names.iter().map(|_| (0, Instant::now())).collect();
+    let mut stalled = None;
+    while started.elapsed() < Duration::from_secs(8) && stalled.is_none() {
+        std::thread::sleep(Duration::from_millis(50));
+        for (slot, name) in names.iter().enumerate() {
+            let now = progress[slot].load(Ordering::Relaxed);
+            if now != last[slot].0 {
+                last[slot] = (now, Instant::now());
+            } else if last[slot].1.elapsed() > Duration::from_secs(2) {
+                stalled = Some(*name);
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    if let Some(name) = stalled {
+        // The stuck threads are left behind; the process ends with the test binary.
+        let counts = || {
+            names
+                .iter()
+                .zip(progress.iter())
+                .map(|(n, p)| format!("{n}={}", p.load(Ordering::Relaxed)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let at_stall = counts();
+        std::thread::sleep(Duration::from_secs(1));
+        panic!(
+            "the store stalled: {name} made no progress for 2 s\n  at the stall: {at_stall}\n  1 s later:   {}",
+            counts()
+        );
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    for (slot, name) in names.iter().enumerate() {
+        assert!(
+            progress[slot].load(Ordering::Relaxed) > 0,
+            "{name} never ran"
+        );
+    }
+}

@@ -7,9 +7,11 @@
 //! and for reports `files.getUploadURLExternal` → upload →
 //! `files.completeUploadExternal` into the proposal's thread.
 //!
-//! `post_proposal` waits briefly for its message to be delivered so the
-//! engine normally records Slack's real `ts`; during an outage it returns a
-//! provisional reference instead (see [`crate::outbox`]).
+//! `post_proposal` returns at once with a provisional reference (see
+//! [`crate::outbox`]) that the engine binds to the proposal before anything
+//! else happens; when Slack accepts the post, the store swaps it for the
+//! real `ts` in the same write that removes the outbox entry. Nothing waits
+//! for Slack, so a slow or absent Slack cannot leave a proposal unbound.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,7 +66,6 @@ pub struct SlackChat {
     outbox: Outbox,
     templates: Arc<Templates>,
     emoji: Emoji,
-    post_wait: Duration,
 }
 
 /// A Web API client bound to the bot token.
@@ -159,15 +160,7 @@ impl SlackChat {
             outbox,
             templates,
             emoji,
-            post_wait: Duration::from_secs(3),
         }
-    }
-
-    /// How long `post_proposal` waits for Slack before returning a
-    /// provisional reference.
-    pub fn with_post_wait(mut self, wait: Duration) -> Self {
-        self.post_wait = wait;
-        self
     }
 
     pub fn outbox(&self) -> &Outbox {
@@ -230,7 +223,13 @@ impl Chat for SlackChat {
     async fn post_proposal(&self, channel: &str, p: &Proposal) -> Result<MessageRef, ChatError> {
         let content = render::proposal(&self.templates, p, &self.emoji)?.json;
         let ch = bare_channel(channel).to_string();
-        let pending = Outbox::new_pending();
+        // One provisional reference per proposal: posting it again after a
+        // restart queues nothing new, and answers with the real ts if Slack
+        // already has the message.
+        let pending = Outbox::pending_for_proposal(p.id.as_str());
+        if let Some(real) = self.outbox.resolve(&pending)? {
+            return Ok(Self::message_ref(&ch, real));
+        }
         self.outbox
             .push(
                 p.id.as_str(),
@@ -242,12 +241,7 @@ impl Chat for SlackChat {
                 },
             )
             .await?;
-        let message = self
-            .outbox
-            .wait_resolved(&pending, self.post_wait)
-            .await?
-            .unwrap_or(pending);
-        Ok(Self::message_ref(&ch, message))
+        Ok(Self::message_ref(&ch, pending))
     }
 
     async fn update_proposal(&self, at: &MessageRef, p: &Proposal) -> Result<(), ChatError> {

@@ -3,15 +3,23 @@
 //! Over HTTP (`POST /slack/commands`, `/slack/events`, `/slack/interactions`)
 //! every request is verified first — `X-Slack-Signature` over
 //! `v0:{timestamp}:{raw body}`, timestamp within 5 minutes — and rejected
-//! with 401 before anything is parsed or stored. Then the handler answers
-//! at once (Slack gives up after 3 s) and does the work in a background
-//! task; the engine serialises work per proposal. Socket Mode
+//! with 401 before anything is parsed or stored. Socket Mode
 //! ([`super::socket`]) hands the same parsed events to the same
 //! [`SlackInbound`] methods.
 //!
-//! Retried event deliveries (`X-Slack-Retry-Num`) carry the same
-//! `event_id`, which is claimed in the store, so a retry never counts a
-//! vote twice.
+//! **Durable before acknowledged.** Slack (and a person) take a 2xx as
+//! "done", so nothing is acknowledged before its effect is stored:
+//! - a reaction or a button click is applied (the vote stored and flushed)
+//!   before the answer; a reaction's `event_id` is claimed in the same write
+//!   as the vote, so Slack's retry of a delivery that got no answer counts
+//!   once, and one that got its answer changes nothing;
+//! - a slash command that opens a proposal (planning can take longer than
+//!   Slack's 3 s) is written to the store's inbox first, answered, then
+//!   carried out; a restart carries out what is left
+//!   ([`SlackInbound::resume`]), and the proposal claims the command's
+//!   `trigger_id`, so it is opened once;
+//! - when the store cannot record an input, the answer is a 5xx, so Slack
+//!   retries and the person sees that it did not work.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -163,9 +171,16 @@ impl SlackInbound {
     }
 
     /// Handles `/rollback …`; returns the immediate ephemeral answer. Work
-    /// that touches the engine runs in the background and answers with an
-    /// ephemeral message when done.
-    pub fn command(self: &Arc<Self>, ev: &SlackCommandEvent) -> serde_json::Value {
+    /// that may take long (planning a proposal or a drill) is recorded in
+    /// the store first, then runs in the background and answers with an
+    /// ephemeral message when it fails.
+    ///
+    /// # Errors
+    /// The command could not be recorded (answer 5xx).
+    pub async fn command(
+        self: &Arc<Self>,
+        ev: &SlackCommandEvent,
+    ) -> Result<serde_json::Value, crate::store::StoreError> {
         let services: Vec<String> = self
             .engine
             .services()
@@ -176,9 +191,10 @@ impl SlackInbound {
         let text = ev.text.clone().unwrap_or_default();
         let user = ev.user_id.0.clone();
         let channel = ev.channel_id.0.clone();
+        let trigger = ev.trigger_id.0.clone();
         let cmd = match commands::parse(&text, &names) {
             Ok(c) => c,
-            Err(error) => return self.reply("en", &Reply::Error { error }),
+            Err(error) => return Ok(self.reply("en", &Reply::Error { error })),
         };
         tracing::info!(%user, %channel, ?cmd, "slash command");
         let store = self.engine.store();
@@ -200,7 +216,7 @@ impl SlackInbound {
                     items: items.iter().map(Summary::of).collect(),
                 }
             };
-        match cmd {
+        Ok(match cmd {
             Command::Help => self.reply("en", &Reply::Help { services }),
             Command::List | Command::Status { id: None } => {
                 self.reply("en", &list("list", None, &|p| p.is_open()))
@@ -229,22 +245,21 @@ impl SlackInbound {
                     &list("history", Some(service), &|p| p.service.as_str() == s),
                 )
             }
+            // Quick: done before answering, so the answer is the outcome.
             Command::Cancel { id } => {
-                let me = self.clone();
-                self.spawn(async move {
-                    let Some(by) = slack_user(&user) else { return };
-                    let r = match me.engine.cancel(&id, &by).await {
-                        Ok(p) => (p.locale, Reply::Cancelled { id: id.to_string() }),
-                        Err(e) => (
-                            "en".into(),
-                            Reply::Failed {
-                                text: e.to_string(),
-                            },
-                        ),
-                    };
-                    me.answer(&channel, &user, &r.0, &r.1).await;
-                });
-                serde_json::json!({})
+                let Some(by) = slack_user(&user) else {
+                    return Ok(serde_json::json!({}));
+                };
+                match self.engine.cancel(&id, &by).await {
+                    Ok(p) => self.reply(&p.locale, &Reply::Cancelled { id: id.to_string() }),
+                    Err(crate::engine::EngineError::Store(e)) => return Err(e),
+                    Err(e) => self.reply(
+                        "en",
+                        &Reply::Failed {
+                            text: e.to_string(),
+                        },
+                    ),
+                }
             }
             Command::Drill { service, reason } => {
                 let reason = if reason.is_empty() {
@@ -256,14 +271,18 @@ impl SlackInbound {
                     service: service.clone(),
                 };
                 self.open(
-                    channel,
-                    user,
-                    service,
-                    Origin::Drill,
-                    None,
-                    reason,
+                    PendingCommand {
+                        key: command_key(&trigger),
+                        channel,
+                        user,
+                        service,
+                        origin: Origin::Drill,
+                        to_revision: None,
+                        reason,
+                    },
                     accepted,
                 )
+                .await?
             }
             Command::Propose {
                 service,
@@ -274,57 +293,100 @@ impl SlackInbound {
                     service: service.clone(),
                 };
                 self.open(
-                    channel,
-                    user,
-                    service,
-                    Origin::Command,
-                    to_revision,
-                    reason,
+                    PendingCommand {
+                        key: command_key(&trigger),
+                        channel,
+                        user,
+                        service,
+                        origin: Origin::Command,
+                        to_revision,
+                        reason,
+                    },
                     accepted,
                 )
+                .await?
             }
-        }
+        })
     }
 
-    /// Answers `accepted` at once and opens the proposal (or drill) in the
-    /// background; a failure is answered privately with its reason.
-    #[allow(clippy::too_many_arguments)]
-    fn open(
+    /// Records the command in the store's inbox, answers `accepted`, and
+    /// opens the proposal (or drill) in the background; a failure is
+    /// answered privately with its reason.
+    async fn open(
         self: &Arc<Self>,
-        channel: String,
-        user: String,
-        service: String,
-        origin: Origin,
-        to_revision: Option<u64>,
-        reason: String,
+        cmd: PendingCommand,
         accepted: Reply,
-    ) -> serde_json::Value {
-        let locale = self.locale_of(Some(&service));
+    ) -> Result<serde_json::Value, crate::store::StoreError> {
+        let locale = self.locale_of(Some(&cmd.service));
         let answer = self.reply(&locale, &accepted);
+        let store = self.engine.store();
+        store.inbox_put(&cmd.key, &cmd)?;
+        store.flush().await?;
         let me = self.clone();
-        self.spawn(async move {
-            let (Ok(name), Some(proposer)) = (ServiceName::parse(&service), slack_user(&user))
-            else {
+        self.spawn(async move { me.carry_out(cmd).await });
+        Ok(answer)
+    }
+
+    /// Opens the proposal a recorded command asks for, then forgets the
+    /// command. Opening claims the command's key, so doing it again after a
+    /// restart opens nothing twice.
+    async fn carry_out(&self, cmd: PendingCommand) {
+        let locale = self.locale_of(Some(&cmd.service));
+        let (Ok(name), Some(proposer)) = (ServiceName::parse(&cmd.service), slack_user(&cmd.user))
+        else {
+            self.forget(&cmd.key);
+            return;
+        };
+        let req = ProposeRequest {
+            service: name,
+            origin: cmd.origin,
+            proposer,
+            reason: cmd.reason.clone(),
+            to_revision: cmd.to_revision,
+            alert: None,
+            channel: Some(format!("slack:{}", cmd.channel)),
+        };
+        // `propose_once` sends a drill to the engine's drill path.
+        match self.engine.propose_once(req, &cmd.key).await {
+            Ok(_) => {}
+            // Left in the inbox: the next start tries again.
+            Err(crate::engine::EngineError::Store(e)) => {
+                tracing::error!(command = %cmd.key, error = %e, "command not carried out; it is retried at the next start");
                 return;
-            };
-            let req = ProposeRequest {
-                service: name,
-                origin,
-                proposer,
-                reason,
-                to_revision,
-                alert: None,
-                channel: Some(format!("slack:{channel}")),
-            };
-            // `propose` sends a drill to the engine's drill path.
-            if let Err(e) = me.engine.propose(req).await {
+            }
+            Err(e) => {
                 let r = Reply::Failed {
                     text: e.to_string(),
                 };
-                me.answer(&channel, &user, &locale, &r).await;
+                self.answer(&cmd.channel, &cmd.user, &locale, &r).await;
             }
-        });
-        answer
+        }
+        self.forget(&cmd.key);
+    }
+
+    fn forget(&self, key: &str) {
+        if let Err(e) = self.engine.store().inbox_done(key) {
+            tracing::error!(command = %key, error = %e, "could not forget a carried-out command");
+        }
+    }
+
+    /// Carries out the commands acknowledged before a restart but not yet
+    /// done. Call once at start-up.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub fn resume(self: &Arc<Self>) -> Result<usize, crate::store::StoreError> {
+        let left = self
+            .engine
+            .store()
+            .inbox::<PendingCommand>(COMMAND_PREFIX)?;
+        let n = left.len();
+        for (_, cmd) in left {
+            tracing::info!(command = %cmd.key, service = %cmd.service, "carrying out a command acknowledged before the restart");
+            let me = self.clone();
+            self.spawn(async move { me.carry_out(cmd).await });
+        }
+        Ok(n)
     }
 
     async fn answer(&self, channel: &str, user: &str, locale: &str, r: &Reply) {
@@ -334,59 +396,75 @@ impl SlackInbound {
         }
     }
 
-    /// Handles an Events API callback (reactions). Returns at once.
-    pub fn push(self: &Arc<Self>, ev: SlackPushEventCallback) {
+    /// Handles an Events API callback (reactions): a vote is stored (with
+    /// the event id, in one write) before this returns.
+    ///
+    /// # Errors
+    /// The vote could not be stored (answer 5xx so Slack retries).
+    pub async fn push(
+        self: &Arc<Self>,
+        ev: SlackPushEventCallback,
+    ) -> Result<(), crate::engine::EngineError> {
         let key = format!("slack:event:{}", ev.event_id.0);
-        match self.engine.claim(&key, "seen") {
-            Ok(Claim::New) => {}
-            Ok(Claim::Seen(_)) => {
+        let vote = match &ev.event {
+            SlackEventCallbackBody::ReactionAdded(r) => {
+                self.reaction(&r.user, &r.reaction, &r.item, true)
+            }
+            SlackEventCallbackBody::ReactionRemoved(r) => {
+                self.reaction(&r.user, &r.reaction, &r.item, false)
+            }
+            _ => None,
+        };
+        let Some((id, voter, kind, added)) = vote else {
+            // Nothing to do; remember it only so a retry is skipped quietly.
+            if let Claim::Seen(_) = self.engine.claim(&key, "ignored")? {
                 tracing::debug!(event = %ev.event_id.0, "duplicate Slack event ignored");
-                return;
             }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot record a Slack event id; dropping it");
-                return;
-            }
+            return Ok(());
+        };
+        let done = if added {
+            self.engine
+                .vote_once(&id, &voter, kind, VoteVia::Reaction, Some(&key))
+                .await?
+                .is_some()
+        } else if kind == VoteKind::Approve {
+            self.engine
+                .withdraw_once(&id, &voter, Some(&key))
+                .await?
+                .is_some()
+        } else {
+            self.engine.claim(&key, id.as_str())? == Claim::New
+        };
+        if !done {
+            tracing::debug!(event = %ev.event_id.0, "duplicate Slack event ignored");
         }
-        let (user, reaction, item, added) = match ev.event {
-            SlackEventCallbackBody::ReactionAdded(r) => (r.user, r.reaction, r.item, true),
-            SlackEventCallbackBody::ReactionRemoved(r) => (r.user, r.reaction, r.item, false),
-            _ => return,
-        };
+        Ok(())
+    }
+
+    /// The vote a reaction stands for: on a proposal's message, with the
+    /// approve or reject emoji, by a Slack user.
+    fn reaction(
+        &self,
+        user: &SlackUserId,
+        reaction: &SlackReactionName,
+        item: &SlackReactionsItem,
+        added: bool,
+    ) -> Option<(ProposalId, UserId, VoteKind, bool)> {
         let SlackReactionsItem::Message(msg) = item else {
-            return;
+            return None;
         };
-        let Some(channel) = msg.origin.channel.map(|c| c.0) else {
-            return;
-        };
+        let channel = msg.origin.channel.as_ref()?.0.clone();
         let emoji = self.chat.emoji();
         let kind = if reaction.0 == emoji.approve {
             VoteKind::Approve
         } else if reaction.0 == emoji.reject {
             VoteKind::Reject
         } else {
-            return;
+            return None;
         };
-        let ts = msg.origin.ts.0;
-        let me = self.clone();
-        self.spawn(async move {
-            let Some(id) = me.proposal_at(&channel, &ts) else {
-                return;
-            };
-            let Some(voter) = slack_user(&user.0) else {
-                return;
-            };
-            let result = if added {
-                me.vote(&id, &voter, kind, VoteVia::Reaction).await
-            } else if kind == VoteKind::Approve {
-                me.engine.withdraw(&id, &voter).await.map(|_| ())
-            } else {
-                Ok(())
-            };
-            if let Err(e) = result {
-                tracing::error!(proposal = %id, error = %e, "reaction not applied");
-            }
-        });
+        let id = self.proposal_at(&channel, &msg.origin.ts.0)?;
+        let voter = slack_user(&user.0)?;
+        Some((id, voter, kind, added))
     }
 
     /// The proposal whose message is `ts` in `channel`, directly or through
@@ -407,23 +485,19 @@ impl SlackInbound {
             .flatten()
     }
 
-    async fn vote(
-        &self,
-        id: &ProposalId,
-        voter: &UserId,
-        kind: VoteKind,
-        via: VoteVia,
+    /// Handles a button click: the vote is stored before this returns.
+    ///
+    /// # Errors
+    /// The vote could not be stored (answer 5xx).
+    pub async fn interaction(
+        self: &Arc<Self>,
+        ev: SlackInteractionEvent,
     ) -> Result<(), crate::engine::EngineError> {
-        self.engine.vote(id, voter, kind, via).await.map(|_| ())
-    }
-
-    /// Handles a button click. Returns at once.
-    pub fn interaction(self: &Arc<Self>, ev: SlackInteractionEvent) {
         let SlackInteractionEvent::BlockActions(ev) = ev else {
-            return;
+            return Ok(());
         };
         let Some(user) = ev.user.map(|u| u.id.0) else {
-            return;
+            return Ok(());
         };
         for action in ev.actions.unwrap_or_default() {
             let kind = match action.action_id.0.as_str() {
@@ -438,18 +512,32 @@ impl SlackInbound {
             else {
                 continue;
             };
-            let me = self.clone();
-            let user = user.clone();
-            self.spawn(async move {
-                let Some(voter) = slack_user(&user) else {
-                    return;
-                };
-                if let Err(e) = me.vote(&id, &voter, kind, VoteVia::Button).await {
-                    tracing::error!(proposal = %id, error = %e, "button vote not applied");
-                }
-            });
+            let Some(voter) = slack_user(&user) else {
+                continue;
+            };
+            self.engine.vote(&id, &voter, kind, VoteVia::Button).await?;
         }
+        Ok(())
     }
+}
+
+/// Inbox keys of Slack commands.
+const COMMAND_PREFIX: &str = "slack:cmd:";
+
+fn command_key(trigger: &str) -> String {
+    format!("{COMMAND_PREFIX}{trigger}")
+}
+
+/// A slash command acknowledged and recorded, to be carried out.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct PendingCommand {
+    key: String,
+    channel: String,
+    user: String,
+    service: String,
+    origin: Origin,
+    to_revision: Option<u64>,
+    reason: String,
 }
 
 fn slack_user(id: &str) -> Option<UserId> {
@@ -513,7 +601,21 @@ async fn commands_route(
         Ok(ev) => ev,
         Err(e) => return bad_request("slash command form", e),
     };
-    Json(inbound.command(&ev)).into_response()
+    match inbound.command(&ev).await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(e) => not_stored(&e),
+    }
+}
+
+/// 503 for an input that could not be stored: Slack retries events, and a
+/// person sees the slash command failed, instead of a 200 for nothing.
+fn not_stored(e: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "a Slack request could not be stored; answering 503");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(serde_json::json!({ "error": "rollbot could not store this request; try again in a moment" })),
+    )
+        .into_response()
 }
 
 async fn events_route(
@@ -536,10 +638,10 @@ async fn events_route(
         SlackPushEvent::UrlVerification(v) => {
             Json(serde_json::json!({ "challenge": v.challenge })).into_response()
         }
-        SlackPushEvent::EventCallback(cb) => {
-            inbound.push(cb);
-            StatusCode::OK.into_response()
-        }
+        SlackPushEvent::EventCallback(cb) => match inbound.push(cb).await {
+            Ok(()) => StatusCode::OK.into_response(),
+            Err(e) => not_stored(&e),
+        },
         SlackPushEvent::AppRateLimited(_) => {
             tracing::warn!("Slack is rate limiting events to rollbot");
             StatusCode::OK.into_response()
@@ -569,8 +671,10 @@ async fn interactions_route(
         Ok(ev) => ev,
         Err(e) => return bad_request("interaction payload", e),
     };
-    inbound.interaction(ev);
-    StatusCode::OK.into_response()
+    match inbound.interaction(ev).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => not_stored(&e),
+    }
 }
 
 #[cfg(test)]

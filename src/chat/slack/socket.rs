@@ -10,9 +10,11 @@
 //! callback returns — with the command's ephemeral answer as `payload` for
 //! slash commands — pings every 15 s, reconnects on `disconnect` or a lost
 //! connection with a fresh `apps.connections.open`, and retries a failed
-//! open every 30 s. Our callbacks only enqueue work, so acknowledgements go
-//! out well within Slack's 3 s. A redelivered event carries the same
-//! `event_id`, which [`SlackInbound::push`] counts once.
+//! open every 30 s. Our callbacks store the input (a vote, a recorded
+//! command) before they return, so an acknowledged envelope is never lost,
+//! and they do only that, so acknowledgements go out well within Slack's
+//! 3 s. A redelivered event carries the same `event_id`, which
+//! [`SlackInbound::push`] counts once.
 
 use std::sync::Arc;
 
@@ -79,21 +81,36 @@ pub async fn start(
     let mut callbacks = SlackSocketModeListenerCallbacks::new();
     let on_command = inbound.clone();
     callbacks.command_callback = Box::new(move |ev: SlackCommandEvent, _c, _s| {
-        let reply = on_command.command(&ev);
+        let on_command = on_command.clone();
         async move {
+            let reply = on_command
+                .command(&ev)
+                .await
+                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })?;
             command_response(reply)
                 .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
         }
     });
     let on_push = inbound.clone();
     callbacks.push_events_callback = Box::new(move |ev: SlackPushEventCallback, _c, _s| {
-        on_push.push(ev);
-        async { Ok(()) }
+        let on_push = on_push.clone();
+        async move {
+            on_push
+                .push(ev)
+                .await
+                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
+        }
     });
     let on_interaction = inbound;
     callbacks.interaction_callback = Box::new(move |ev: SlackInteractionEvent, _c, _s| {
-        on_interaction.interaction(ev);
-        async { Ok(SlackInteractionResponse::Empty) }
+        let on_interaction = on_interaction.clone();
+        async move {
+            on_interaction
+                .interaction(ev)
+                .await
+                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })?;
+            Ok(SlackInteractionResponse::Empty)
+        }
     });
     let listener =
         SlackClientSocketModeListener::new(&SlackClientSocketModeConfig::new(), env, callbacks);
