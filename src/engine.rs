@@ -28,12 +28,13 @@ use crate::config::{DrillTarget, Service, Target};
 use crate::domain::decision::{DataImpact, Scope};
 use crate::domain::{
     AlertRef, ApprovalPolicy, Clock, DecisionInput, EventKind, MessageRef, Origin, Proposal,
-    ProposalId, Refusal, ServiceName, Severity, State, UserId, VoteKind, VoteOutcome, VoteVia,
-    Withdrawal, recommend,
+    ProposalId, Refusal, ResumeStep, ServiceName, Severity, State, UserId, VoteKind, VoteOutcome,
+    VoteVia, Withdrawal, recommend,
 };
 use crate::drill::{DrillError, Drills};
 use crate::ports::{
-    Chat, CheckResult, ExecError, ExecOutcome, Executor, PrivateNote, ThreadNote, Verdict, Verifier,
+    Chat, CheckResult, ExecError, ExecOutcome, Executor, PrivateNote, Standing, ThreadNote,
+    Verdict, Verifier,
 };
 use crate::store::{Claim, Store, StoreError, UpdateError};
 
@@ -926,45 +927,20 @@ impl Engine {
         Ok(expired)
     }
 
-    /// Picks up work interrupted by a restart: approved proposals are
-    /// executed; a rollback that was running when rollbot stopped is marked
-    /// failed (it may or may not have been applied — a person must look).
+    /// Picks up work interrupted by a restart, exactly once: approved
+    /// proposals are executed; a rollback that was running is resumed from
+    /// what the workload shows (applied: follow it; not applied and the
+    /// plan still holds: apply it; moved: superseded); a verification that
+    /// was running starts again. Call it once, at start-up.
     ///
     /// # Errors
     /// Storage failure.
     pub async fn recover(&self) -> Result<(), EngineError> {
-        let now = self.now();
         self.post_unbound().await?;
         for p in self.inner.store.open_proposals()? {
             match p.state {
                 State::Approved => self.start_execution(&p.id).await?,
-                State::Executing | State::RolledBack if p.is_open() => {
-                    let lock = self.lock_for(&p.id);
-                    let _guard = lock.lock().await;
-                    let detail = "rollbot restarted while this rollback was in progress; check the workload (e.g. `kubectl rollout status`) and propose again if needed".to_string();
-                    let result = self.inner.store.update(&p.id, now, |p| -> Result<_, ()> {
-                        let from = p.state;
-                        let to = if from == State::Executing {
-                            State::Failed
-                        } else {
-                            State::VerificationFailed
-                        };
-                        p.transition(to, now).map_err(|_| ())?;
-                        Ok((
-                            (),
-                            vec![
-                                EventKind::ExecutionFinished {
-                                    ok: false,
-                                    detail: detail.clone(),
-                                },
-                                EventKind::StateChanged { from, to },
-                            ],
-                        ))
-                    });
-                    if let Ok(((), p)) = result {
-                        self.update_message(&p).await?;
-                    }
-                }
+                State::Executing | State::RolledBack if p.is_open() => self.resume(p).await?,
                 _ => {}
             }
         }
@@ -1047,70 +1023,7 @@ impl Engine {
     }
 
     async fn run_execution(&self, p: Proposal) -> Result<(), EngineError> {
-        let service = self.service(&p.service)?.clone();
-        let (tx, mut rx) = mpsc::channel::<String>(64);
-        let mut stream = ProgressStream::new(service.progress_interval);
-        let target = self.execution_target(&p, &service);
-        let executor = self.inner.ports.executor.clone();
-        let plan = p.plan.clone();
-        let exec = async move {
-            match target {
-                Ok(target) => executor.execute(&target, &plan, tx).await,
-                Err(e) => Err(e),
-            }
-        };
-        tokio::pin!(exec);
-        let outcome = loop {
-            tokio::select! {
-                biased;
-                Some(line) = rx.recv() => self.progress(&p.id, line, &mut stream).await?,
-                outcome = &mut exec => break outcome,
-            }
-        };
-        while let Ok(line) = rx.try_recv() {
-            self.progress(&p.id, line, &mut stream).await?;
-        }
-        self.flush_progress(&p.id, &mut stream).await?;
-        let now = self.now();
-        let (to, events, note) = match outcome {
-            Ok(ExecOutcome::RolledBack { detail }) => (
-                State::RolledBack,
-                vec![EventKind::ExecutionFinished {
-                    ok: true,
-                    detail: detail.clone(),
-                }],
-                ThreadNote::ExecutionFinished { ok: true, detail },
-            ),
-            Ok(ExecOutcome::Superseded { reason }) => (
-                State::Superseded,
-                vec![EventKind::Superseded {
-                    reason: reason.clone(),
-                }],
-                ThreadNote::Superseded { reason },
-            ),
-            Err(e) => (
-                State::Failed,
-                vec![EventKind::ExecutionFinished {
-                    ok: false,
-                    detail: e.message.clone(),
-                }],
-                ThreadNote::ExecutionFinished {
-                    ok: false,
-                    detail: e.message,
-                },
-            ),
-        };
-        let p = self.finish(&p.id, now, to, events)?;
-        self.post_thread(&p, note).await?;
-        self.update_message(&p).await?;
-        if to == State::RolledBack && p.drill {
-            self.finish_drill(p).await?;
-        } else if to == State::RolledBack {
-            self.run_verification(p).await?;
-        } else {
-            self.reap_drills();
-        }
-        Ok(())
+        self.drive_execution(p, false).await
     }
 
     /// The end of a drill's rollback: its checks would measure production,
@@ -1167,6 +1080,34 @@ impl Engine {
                         ))
                     })
                     .map_err(store_only)?;
+                p
+            }
+            Verdict::Unverified {
+                checks,
+                unreachable,
+            } => {
+                let sources: Vec<String> = unreachable
+                    .iter()
+                    .map(|u| format!("{} ({}: {})", u.source, u.check, u.error))
+                    .collect();
+                let text = format!(
+                    "could not verify recovery: {} did not answer during the whole verification window",
+                    sources.join(", ")
+                );
+                let p = self.finish(
+                    &p.id,
+                    now,
+                    State::Unverified,
+                    vec![EventKind::Note { text }],
+                )?;
+                self.post_thread(
+                    &p,
+                    ThreadNote::Unverified {
+                        checks: checks.clone(),
+                        unreachable: unreachable.clone(),
+                    },
+                )
+                .await?;
                 p
             }
             Verdict::Passed { checks } | Verdict::Failed { checks } => {
@@ -1544,6 +1485,184 @@ impl Engine {
     /// Whether any background task panicked (tests fail on this).
     pub fn background_panicked(&self) -> bool {
         self.inner.tasks.panicked.load(Ordering::SeqCst)
+    }
+
+    /// Runs the rollback of `p` (with `follow_only`, only follows a rollout
+    /// already applied), records how it ended, and goes on to verification.
+    async fn drive_execution(&self, p: Proposal, follow_only: bool) -> Result<(), EngineError> {
+        let service = self.service(&p.service)?.clone();
+        let (tx, mut rx) = mpsc::channel::<String>(64);
+        let mut stream = ProgressStream::new(service.progress_interval);
+        let target = self.execution_target(&p, &service);
+        let executor = self.inner.ports.executor.clone();
+        let plan = p.plan.clone();
+        let exec = async move {
+            match target {
+                Ok(target) if follow_only => executor.follow(&target, &plan, tx).await,
+                Ok(target) => executor.execute(&target, &plan, tx).await,
+                Err(e) => Err(e),
+            }
+        };
+        tokio::pin!(exec);
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                Some(line) = rx.recv() => self.progress(&p.id, line, &mut stream).await?,
+                outcome = &mut exec => break outcome,
+            }
+        };
+        while let Ok(line) = rx.try_recv() {
+            self.progress(&p.id, line, &mut stream).await?;
+        }
+        self.flush_progress(&p.id, &mut stream).await?;
+        self.conclude_execution(&p, outcome).await
+    }
+
+    /// Records the end of an execution, tells the thread, and continues:
+    /// verification after a rollback, the drill's end for a drill.
+    async fn conclude_execution(
+        &self,
+        p: &Proposal,
+        outcome: Result<ExecOutcome, ExecError>,
+    ) -> Result<(), EngineError> {
+        let now = self.now();
+        let (to, events, note) = match outcome {
+            Ok(ExecOutcome::RolledBack { detail }) => (
+                State::RolledBack,
+                vec![EventKind::ExecutionFinished {
+                    ok: true,
+                    detail: detail.clone(),
+                }],
+                ThreadNote::ExecutionFinished { ok: true, detail },
+            ),
+            Ok(ExecOutcome::Superseded { reason }) => (
+                State::Superseded,
+                vec![EventKind::Superseded {
+                    reason: reason.clone(),
+                }],
+                ThreadNote::Superseded { reason },
+            ),
+            Err(e) => (
+                State::Failed,
+                vec![EventKind::ExecutionFinished {
+                    ok: false,
+                    detail: e.message.clone(),
+                }],
+                ThreadNote::ExecutionFinished {
+                    ok: false,
+                    detail: e.message,
+                },
+            ),
+        };
+        let p = self.finish(&p.id, now, to, events)?;
+        self.post_thread(&p, note).await?;
+        self.update_message(&p).await?;
+        if to == State::RolledBack && p.drill {
+            self.finish_drill(p).await?;
+        } else if to == State::RolledBack {
+            self.run_verification(p).await?;
+        } else {
+            self.reap_drills();
+        }
+        Ok(())
+    }
+
+    /// Resumes `p`, found `Executing` or `RolledBack` at start-up. The
+    /// restart is recorded with a compare-and-set on the timeline length,
+    /// so two recoveries racing over one store resume it once.
+    async fn resume(&self, p: Proposal) -> Result<(), EngineError> {
+        let lock = self.lock_for(&p.id);
+        let _guard = lock.lock().await;
+        let (seen, state) = (p.timeline_len, p.state);
+        let result = self.inner.store.update(&p.id, self.now(), |q| {
+            if q.timeline_len != seen || q.state != state {
+                return Err(());
+            }
+            Ok(((), vec![EventKind::Restarted { state }]))
+        });
+        let p = match result {
+            Ok(((), p)) => p,
+            Err(UpdateError::Rejected(())) => return Ok(()),
+            Err(UpdateError::Store(e)) => return Err(e.into()),
+        };
+        self.inner.store.flush().await?;
+        tracing::info!(proposal = %p.id, %state, "resuming after a restart");
+        let engine = self.clone();
+        self.spawn(async move {
+            let resumed = if p.state == State::Executing {
+                engine.resume_execution(p).await
+            } else {
+                engine.resume_verification(p).await
+            };
+            if let Err(e) = resumed {
+                tracing::error!(error = %e, "resuming after a restart failed");
+            }
+        });
+        Ok(())
+    }
+
+    /// An interrupted rollback: the workload says whether the patch went
+    /// out, so it is sent at most once in all.
+    async fn resume_execution(&self, p: Proposal) -> Result<(), EngineError> {
+        let service = self.service(&p.service)?.clone();
+        let target = match self.execution_target(&p, &service) {
+            Ok(t) => t,
+            // A drill whose simulator went with the old process.
+            Err(e) => return self.conclude_execution(&p, Err(e)).await,
+        };
+        let standing = self.inner.ports.executor.standing(&target, &p.plan).await;
+        match standing {
+            Ok(Standing::NotApplied) => {
+                let p = self.note_resumed(&p, ResumeStep::Apply).await?;
+                self.drive_execution(p, false).await
+            }
+            Ok(Standing::Applied) => {
+                let p = self.note_resumed(&p, ResumeStep::Follow).await?;
+                self.drive_execution(p, true).await
+            }
+            Ok(Standing::Moved { reason }) => {
+                self.conclude_execution(&p, Ok(ExecOutcome::Superseded { reason }))
+                    .await
+            }
+            Ok(Standing::Unknown) => {
+                let e = ExecError::new(
+                    crate::ports::ExecErrorKind::Other,
+                    "rollbot restarted while this rollback was in progress and cannot tell whether it was applied; check the workload (e.g. `kubectl rollout status`) and propose again if needed",
+                );
+                self.conclude_execution(&p, Err(e)).await
+            }
+            Err(e) => {
+                let e = ExecError::new(
+                    e.kind,
+                    format!(
+                        "rollbot restarted while this rollback was in progress and could not read the workload to resume it ({}); check the workload (e.g. `kubectl rollout status`) and propose again if needed",
+                        e.message
+                    ),
+                );
+                self.conclude_execution(&p, Err(e)).await
+            }
+        }
+    }
+
+    /// An interrupted verification starts again; a drill (which runs no
+    /// checks) is finished.
+    async fn resume_verification(&self, p: Proposal) -> Result<(), EngineError> {
+        if p.drill {
+            return self.finish_drill(p).await;
+        }
+        let p = self.note_resumed(&p, ResumeStep::Verify).await?;
+        self.run_verification(p).await
+    }
+
+    /// Records where work resumed and says so in the thread.
+    async fn note_resumed(&self, p: &Proposal, step: ResumeStep) -> Result<Proposal, EngineError> {
+        let p = self
+            .inner
+            .store
+            .append(&p.id, self.now(), vec![EventKind::Resumed { step }])?;
+        self.inner.store.flush().await?;
+        self.post_thread(&p, ThreadNote::Resumed { step }).await?;
+        Ok(p)
     }
 }
 

@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::domain::{EventKind, Origin, Proposal, State, TimelineEvent, VoteKind};
+use crate::domain::{EventKind, Origin, Proposal, ResumeStep, State, TimelineEvent, VoteKind};
 use crate::ports::{Evidence, IncidentWindow, Series, ThreadNote};
 use crate::templates::{TemplateError, Templates};
 
@@ -100,7 +100,7 @@ impl Milestones {
                 EventKind::ExecutionStarted => m.started = at,
                 EventKind::ExecutionFinished { ok: true, .. } => m.completed = at,
                 EventKind::StateChanged {
-                    to: State::Verified | State::VerificationFailed,
+                    to: State::Verified | State::VerificationFailed | State::Unverified,
                     ..
                 } => m.verified = at,
                 _ => {}
@@ -139,8 +139,10 @@ fn resolution(p: &Proposal, verified: Option<DateTime<Utc>>) -> Option<DateTime<
 /// Whether the report is due: verification is over and the incident is
 /// resolved (alert cleared) or the proposal was manual.
 pub fn report_due(p: &Proposal) -> bool {
-    matches!(p.state, State::Verified | State::VerificationFailed)
-        && (p.alert_resolved_at.is_some() || p.origin != Origin::Alert)
+    matches!(
+        p.state,
+        State::Verified | State::VerificationFailed | State::Unverified
+    ) && (p.alert_resolved_at.is_some() || p.origin != Origin::Alert)
 }
 
 #[derive(Serialize)]
@@ -236,6 +238,7 @@ fn timeline_rows(p: &Proposal, timeline: &[TimelineEvent], m: &Milestones) -> Ve
                 State::Approved => ("approved", None, None),
                 State::Verified => ("verified", None, None),
                 State::VerificationFailed => ("verification_failed", None, None),
+                State::Unverified => ("unverified", None, None),
                 State::Failed => ("failed", None, None),
                 State::Rejected | State::Expired | State::Cancelled | State::Superseded => {
                     ("closed", None, Some(to.to_string()))
@@ -247,6 +250,16 @@ fn timeline_rows(p: &Proposal, timeline: &[TimelineEvent], m: &Milestones) -> Ve
                 ("completed", None, Some(detail.clone()))
             }
             EventKind::Resolved { .. } => ("alert_resolved", None, None),
+            EventKind::Restarted { .. } => ("restarted", None, None),
+            EventKind::Resumed { step } => (
+                match step {
+                    ResumeStep::Apply => "resumed_apply",
+                    ResumeStep::Follow => "resumed_follow",
+                    ResumeStep::Verify => "resumed_verify",
+                },
+                None,
+                None,
+            ),
             _ => continue,
         };
         // The alert's own end time is the resolution, not when we heard of it.
@@ -699,6 +712,23 @@ mod tests {
             ThreadNote::Verification {
                 passed: false,
                 checks: vec![check(false)],
+            },
+            ThreadNote::Resumed {
+                step: crate::domain::ResumeStep::Apply,
+            },
+            ThreadNote::Resumed {
+                step: crate::domain::ResumeStep::Follow,
+            },
+            ThreadNote::Resumed {
+                step: crate::domain::ResumeStep::Verify,
+            },
+            ThreadNote::Unverified {
+                checks: vec![check(false)],
+                unreachable: vec![crate::ports::UnreachableSource {
+                    check: "success rate".into(),
+                    source: "Prometheus at http://prometheus:9090".into(),
+                    error: "Connection refused (os error 111)".into(),
+                }],
             },
             ThreadNote::Resolved,
             ThreadNote::Text {

@@ -4,7 +4,9 @@
 //! After a rollback, every check of the service (`[services.NAME.verify]`)
 //! is evaluated once per `interval` until all pass in the same round
 //! ([`Verdict::Passed`]) or the `window` is over ([`Verdict::Failed`] with
-//! the last round's values). Every result of every round is sent to the
+//! the last round's values; [`Verdict::Unverified`] instead when no failing
+//! check's source — Prometheus, a health URL — answered in the whole
+//! window, since then nothing was learnt about the service). Every result of every round is sent to the
 //! engine, which records it on the timeline. For the incident report the
 //! verifier also looks back: each Prometheus check's value just before the
 //! rollback, and the first Prometheus check over the incident window
@@ -26,7 +28,8 @@ use tokio::time::Instant;
 use crate::config::{HttpCheckConfig, PromCheckConfig, Service, VerifySpec};
 use crate::domain::{Plan, ServiceName};
 use crate::ports::{
-    CheckEvidence, CheckResult, Evidence, IncidentWindow, Series, Verdict, Verifier,
+    CheckEvidence, CheckResult, Evidence, IncidentWindow, Series, UnreachableSource, Verdict,
+    Verifier,
 };
 
 /// Most points asked of `query_range` for a chart.
@@ -77,7 +80,13 @@ impl HttpVerifier {
         }
     }
 
-    async fn round(&self, spec: &VerifySpec, tag: &str) -> Vec<CheckResult> {
+    /// One evaluation of every check; with each result, what did not
+    /// answer if the check's source could not be reached.
+    async fn round(
+        &self,
+        spec: &VerifySpec,
+        tag: &str,
+    ) -> Vec<(CheckResult, Option<UnreachableSource>)> {
         let mut out = Vec::with_capacity(spec.http.len() + spec.prometheus.len());
         for c in &spec.http {
             out.push(self.check_http(c, tag, spec.timeout).await);
@@ -86,31 +95,57 @@ impl HttpVerifier {
             let base = spec.prometheus_url.as_deref().unwrap_or_default();
             let query = c.query.replace("{target_tag}", tag);
             out.push(match self.instant(base, &query, None, spec.timeout).await {
-                Ok(v) => CheckResult {
-                    name: c.name.clone(),
-                    passed: c.op.holds(v, c.threshold),
-                    value: format_value(v),
-                },
-                Err(e) => CheckResult {
-                    name: c.name.clone(),
-                    passed: false,
-                    value: e.to_string(),
-                },
+                Ok(v) => (
+                    CheckResult {
+                        name: c.name.clone(),
+                        passed: c.op.holds(v, c.threshold),
+                        value: format_value(v),
+                    },
+                    None,
+                ),
+                Err(e) => {
+                    let silent = match &e {
+                        VerifyError::Unreachable { source, .. } => Some(UnreachableSource {
+                            check: c.name.clone(),
+                            source: format!("Prometheus at {base}"),
+                            error: root_cause(source),
+                        }),
+                        _ => None,
+                    };
+                    let failed = CheckResult {
+                        name: c.name.clone(),
+                        passed: false,
+                        value: e.to_string(),
+                    };
+                    (failed, silent)
+                }
             });
         }
         out
     }
 
-    async fn check_http(&self, c: &HttpCheckConfig, tag: &str, timeout: Duration) -> CheckResult {
+    async fn check_http(
+        &self,
+        c: &HttpCheckConfig,
+        tag: &str,
+        timeout: Duration,
+    ) -> (CheckResult, Option<UnreachableSource>) {
         let url = c.url.replace("{target_tag}", tag);
-        let fail = |value: String| CheckResult {
-            name: c.name.clone(),
-            passed: false,
-            value,
-        };
         let resp = match self.client.get(&url).timeout(timeout).send().await {
             Ok(r) => r,
-            Err(source) => return fail(VerifyError::Unreachable { url, source }.to_string()),
+            Err(source) => {
+                let silent = UnreachableSource {
+                    check: c.name.clone(),
+                    source: url.clone(),
+                    error: root_cause(&source),
+                };
+                let failed = CheckResult {
+                    name: c.name.clone(),
+                    passed: false,
+                    value: VerifyError::Unreachable { url, source }.to_string(),
+                };
+                return (failed, Some(silent));
+            }
         };
         let status = resp.status().as_u16();
         let mut value = format!("HTTP {status}");
@@ -136,11 +171,12 @@ impl HttpVerifier {
                 }
             }
         }
-        CheckResult {
+        let answered = CheckResult {
             name: c.name.clone(),
             passed,
             value,
-        }
+        };
+        (answered, None)
     }
 
     /// One value from `/api/v1/query`, at `at` or now.
@@ -276,18 +312,23 @@ impl Verifier for HttpVerifier {
         }
         let tag = target_tag(plan);
         let deadline = Instant::now() + spec.window;
+        // Per check (same order every round): did its source ever answer?
+        let mut answered = vec![false; spec.http.len() + spec.prometheus.len()];
         loop {
             let round = self.round(spec, &tag).await;
-            for c in &round {
+            for (seen, (c, silent)) in answered.iter_mut().zip(&round) {
+                *seen |= silent.is_none();
                 // The engine may be shutting down; the verdict still returns.
                 let _ = results.send(c.clone()).await;
             }
-            if round.iter().all(|c| c.passed) {
-                return Verdict::Passed { checks: round };
+            if round.iter().all(|(c, _)| c.passed) {
+                return Verdict::Passed {
+                    checks: round.into_iter().map(|(c, _)| c).collect(),
+                };
             }
             let next = Instant::now() + spec.interval;
             if next > deadline {
-                return Verdict::Failed { checks: round };
+                return verdict_at_the_end(round, &answered);
             }
             tokio::time::sleep_until(next).await;
         }
@@ -360,6 +401,49 @@ impl Verifier for HttpVerifier {
         }
         ev
     }
+}
+
+/// The verdict when the window is over and not every check passed: a
+/// check that got answers and saw bad values means the service did not
+/// recover (`Failed`); if every failing check's source stayed silent for
+/// the whole window, nobody knows (`Unverified`, naming the sources).
+fn verdict_at_the_end(
+    round: Vec<(CheckResult, Option<UnreachableSource>)>,
+    answered: &[bool],
+) -> Verdict {
+    let saw_bad_values = round
+        .iter()
+        .zip(answered)
+        .any(|((c, _), seen)| !c.passed && *seen);
+    let mut unreachable = Vec::new();
+    let mut checks = Vec::with_capacity(round.len());
+    for ((c, silent), seen) in round.into_iter().zip(answered) {
+        if let Some(s) = silent
+            && !c.passed
+            && !seen
+        {
+            unreachable.push(s);
+        }
+        checks.push(c);
+    }
+    if saw_bad_values || unreachable.is_empty() {
+        Verdict::Failed { checks }
+    } else {
+        Verdict::Unverified {
+            checks,
+            unreachable,
+        }
+    }
+}
+
+/// The innermost cause of an error (`Connection refused (os error 111)`),
+/// which says more than reqwest's outer "error sending request".
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 fn condition(c: &PromCheckConfig) -> String {
@@ -481,6 +565,53 @@ mod tests {
         );
         assert_eq!(target_tag(&plan_to("registry:5000/payment-api")), "latest");
         assert_eq!(target_tag(&plan_to("app@sha256:abc")), "sha256:abc");
+    }
+
+    fn check(name: &str, passed: bool) -> CheckResult {
+        CheckResult {
+            name: name.into(),
+            passed,
+            value: "v".into(),
+        }
+    }
+
+    fn silent(name: &str) -> Option<UnreachableSource> {
+        Some(UnreachableSource {
+            check: name.into(),
+            source: "Prometheus at http://127.0.0.1:9".into(),
+            error: "Connection refused (os error 111)".into(),
+        })
+    }
+
+    #[test]
+    fn only_sources_silent_the_whole_window_make_it_unverified() {
+        // Never answered, nothing else failing: nobody knows.
+        let v = verdict_at_the_end(vec![(check("rate", false), silent("rate"))], &[false]);
+        let Verdict::Unverified { unreachable, .. } = v else {
+            panic!("{v:?}")
+        };
+        assert_eq!(unreachable[0].check, "rate");
+        // A passing check beside a silent one: still unknown.
+        let v = verdict_at_the_end(
+            vec![
+                (check("health", true), None),
+                (check("rate", false), silent("rate")),
+            ],
+            &[true, false],
+        );
+        assert!(matches!(v, Verdict::Unverified { .. }), "{v:?}");
+        // Answered with bad values, even if silent at the end: failed.
+        let v = verdict_at_the_end(vec![(check("rate", false), silent("rate"))], &[true]);
+        assert!(matches!(v, Verdict::Failed { .. }), "{v:?}");
+        // One check saw bad values, another was silent: failed.
+        let v = verdict_at_the_end(
+            vec![
+                (check("health", false), None),
+                (check("rate", false), silent("rate")),
+            ],
+            &[true, false],
+        );
+        assert!(matches!(v, Verdict::Failed { .. }), "{v:?}");
     }
 
     #[test]

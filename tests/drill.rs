@@ -294,6 +294,35 @@ async fn a_drill_without_its_simulator_fails_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn a_drill_interrupted_by_a_restart_keeps_its_clear_message() {
+    bounded(async {
+        let source = source().await;
+        let (t, drills) = tester(&source);
+        let p = t.engine.drill(drill_request("slack:UALICE")).await.unwrap();
+        // As a stop mid-rollback leaves it: executing; after the restart
+        // the drill's simulator is gone with the old process.
+        let store = t.engine.store().clone();
+        for s in [State::Approved, State::Executing] {
+            store
+                .update(&p.id, t0(), |p| p.transition(s, t0()).map(|_| ((), vec![])))
+                .unwrap();
+        }
+        drop(store);
+        drills.release(&p.id);
+        t.engine.recover().await.unwrap();
+        t.settle().await;
+        let x = t.proposal(&p.id);
+        x.expect_state(State::Failed);
+        assert!(x.events().contains(&"restarted"), "{:?}", x.events());
+        assert!(x.timeline.iter().any(|e| matches!(&e.kind,
+            EventKind::ExecutionFinished { ok: false, detail }
+                if detail.starts_with("DRILL: this drill's simulator is no longer running"))));
+        assert_eq!(writes(&source), Vec::<String>::new());
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn drills_need_a_cluster_to_copy_from() {
     bounded(async {
         let t = Tester::new();

@@ -6,8 +6,8 @@ mod support;
 use rollbot::chat::commands::CommandError;
 use rollbot::chat::slack::render::{self, Emoji, Reply, Summary};
 use rollbot::config::LOCALES;
-use rollbot::domain::{Origin, Proposal, ProposalId, Refusal, State, Vote, VoteVia};
-use rollbot::ports::{CheckResult, PrivateNote, ThreadNote};
+use rollbot::domain::{Origin, Proposal, ProposalId, Refusal, ResumeStep, State, Vote, VoteVia};
+use rollbot::ports::{CheckResult, PrivateNote, ThreadNote, UnreachableSource};
 use rollbot::templates::Templates;
 use support::*;
 
@@ -81,6 +81,17 @@ fn every_slack_message_renders_as_block_kit() {
             ThreadNote::Verification {
                 passed: false,
                 checks: vec![CheckResult { name: "p99 latency".into(), passed: false, value: "2.3s".into() }],
+            },
+            ThreadNote::Resumed { step: ResumeStep::Apply },
+            ThreadNote::Resumed { step: ResumeStep::Follow },
+            ThreadNote::Resumed { step: ResumeStep::Verify },
+            ThreadNote::Unverified {
+                checks: vec![CheckResult { name: "success rate".into(), passed: false, value: "cannot reach http://prometheus:9090/api/v1/query".into() }],
+                unreachable: vec![UnreachableSource {
+                    check: "success rate".into(),
+                    source: "Prometheus at http://prometheus:9090".into(),
+                    error: "Connection refused (os error 111)".into(),
+                }],
             },
             ThreadNote::Resolved,
             ThreadNote::Report { markdown: "# Report".into(), chart_png: None },

@@ -22,4 +22,4 @@ pub use proposal::{
     AlertRef, ContainerImage, MessageRef, Origin, Plan, Proposal, RevisionInfo, State,
     TransitionError, Vote, VoteKind, VoteVia,
 };
-pub use timeline::{EventKind, TimelineEvent};
+pub use timeline::{EventKind, ResumeStep, TimelineEvent};

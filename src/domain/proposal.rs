@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!  Proposed ──approve (n == required)──> Approved ──> Executing ──> RolledBack ──> Verified
-//!     │ │ │ │                               │             │  │           └──────> VerificationFailed
+//!     │ │ │ │                               │             │  │           ├──────> VerificationFailed
+//!     │ │ │ │                               │             │  │           └──────> Unverified
 //!     │ │ │ └─ target moved ─> Superseded <─┘             │  └─> Failed
 //!     │ │ └─ reject ─> Rejected                           └─> Superseded
 //!     │ └─ expiry ─> Expired
@@ -46,6 +47,8 @@ pub enum State {
     RolledBack,
     Verified,
     VerificationFailed,
+    /// Rolled back, but no check's source answered: recovery is unknown.
+    Unverified,
     Failed,
     Rejected,
     Expired,
@@ -54,13 +57,14 @@ pub enum State {
 }
 
 impl State {
-    pub const ALL: [State; 11] = [
+    pub const ALL: [State; 12] = [
         State::Proposed,
         State::Approved,
         State::Executing,
         State::RolledBack,
         State::Verified,
         State::VerificationFailed,
+        State::Unverified,
         State::Failed,
         State::Rejected,
         State::Expired,
@@ -78,7 +82,7 @@ impl State {
                 Approved | Rejected | Expired | Cancelled | Superseded
             ) | (Approved, Executing | Superseded)
                 | (Executing, RolledBack | Failed | Superseded)
-                | (RolledBack, Verified | VerificationFailed)
+                | (RolledBack, Verified | VerificationFailed | Unverified)
         )
     }
 
@@ -103,6 +107,7 @@ impl State {
             State::RolledBack => "rolled_back",
             State::Verified => "verified",
             State::VerificationFailed => "verification_failed",
+            State::Unverified => "unverified",
             State::Failed => "failed",
             State::Rejected => "rejected",
             State::Expired => "expired",

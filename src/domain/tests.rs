@@ -97,6 +97,7 @@ fn every_transition_is_either_an_edge_or_a_typed_error() {
         (Executing, Superseded),
         (RolledBack, Verified),
         (RolledBack, VerificationFailed),
+        (RolledBack, Unverified),
     ];
     for from in State::ALL {
         for to in State::ALL {
@@ -125,6 +126,7 @@ fn terminal_and_open_states() {
         [
             Verified,
             VerificationFailed,
+            Unverified,
             Failed,
             Rejected,
             Expired,

@@ -84,6 +84,27 @@ pub enum EventKind {
     ChatError {
         detail: String,
     },
+    /// rollbot started again and found this proposal mid-way, in `state`.
+    Restarted {
+        state: State,
+    },
+    /// After a restart, the interrupted work was picked up at `step`.
+    Resumed {
+        step: ResumeStep,
+    },
+}
+
+/// Where interrupted work is picked up after a restart, decided from what
+/// the workload shows (never from memory: the process that knew is gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResumeStep {
+    /// The rollback had not been applied and the plan still holds: apply it.
+    Apply,
+    /// The rollback is already applied: follow the rollout, patch nothing.
+    Follow,
+    /// The rollout had finished: verify recovery again from the start.
+    Verify,
 }
 
 impl EventKind {
@@ -106,6 +127,8 @@ impl EventKind {
             EventKind::Check { .. } => "check",
             EventKind::Note { .. } => "note",
             EventKind::ChatError { .. } => "chat_error",
+            EventKind::Restarted { .. } => "restarted",
+            EventKind::Resumed { .. } => "resumed",
         }
     }
 }

@@ -85,6 +85,20 @@ pub struct KubePlan {
     restore_annotations: Map<String, Value>,
 }
 
+/// Where an interrupted rollback stands ([`KubeExecutor::standing`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// The restored template is in place: the patch was sent.
+    Applied,
+    /// The workload is as planned: the patch was not sent.
+    NotApplied,
+    /// The workload moved since the plan.
+    Moved {
+        /// What changed.
+        reason: String,
+    },
+}
+
 /// Result of [`KubeExecutor::execute`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -170,6 +184,23 @@ pub enum KubeError {
     /// The watch failed.
     #[error("watch failed: {0}")]
     Watch(#[from] watcher::Error),
+    /// After the patch, the workload could not be read for longer than the
+    /// rollout's own deadline, so rollbot cannot say how the rollout ended.
+    #[error(
+        "lost track of the rollout: the API server gave no answer for {seconds} s, longer than the rollout's progress deadline ({error}); the rollback patch was applied, so check it with `kubectl rollout status {resource}/{name} -n {namespace}`"
+    )]
+    LostTrack {
+        /// How long nothing could be read.
+        seconds: u64,
+        /// e.g. `deployment`.
+        resource: &'static str,
+        /// Name.
+        name: String,
+        /// Namespace.
+        namespace: String,
+        /// The last watch or list error.
+        error: String,
+    },
 }
 
 /// The RBAC rule granting `verb` on `resource` (`deployments.apps`), in
@@ -712,6 +743,52 @@ impl KubeExecutor {
         }
     }
 
+    /// Why the workload no longer matches `plan`, if it moved: another
+    /// revision, or another pod template, than when planned.
+    fn moved(plan: &KubePlan, obj: &Value) -> Option<String> {
+        let rev = match plan.target.kind {
+            WorkloadKind::Deployment => revision_of(obj).unwrap_or(0),
+            _ => plan.planned_revision,
+        };
+        if rev != plan.planned_revision {
+            Some(format!(
+                "the current revision moved from {} to {rev}",
+                plan.planned_revision
+            ))
+        } else if !equal_ignore_hash(&obj["spec"]["template"], &plan.current_template) {
+            Some("the pod template changed since the plan".to_owned())
+        } else {
+            None
+        }
+    }
+
+    /// Whether the workload already runs the template `plan` restores.
+    fn restored(plan: &KubePlan, obj: &Value) -> bool {
+        let template = &obj["spec"]["template"];
+        match plan.target.kind {
+            WorkloadKind::Deployment => equal_ignore_hash(template, &plan.restore),
+            _ => revision_data(template) == canonical_json(&plan.restore),
+        }
+    }
+
+    /// After a restart: reads the workload and tells whether `plan`'s patch
+    /// is already in place ([`Standing::Applied`], checked first: the patch
+    /// itself moves the revision), still to be sent
+    /// ([`Standing::NotApplied`]), or no longer valid ([`Standing::Moved`]).
+    ///
+    /// # Errors
+    /// `NotFound`, `Forbidden`, `Api`.
+    pub async fn standing(&self, plan: &KubePlan) -> Result<Standing, KubeError> {
+        let obj = self.get_workload(&plan.target).await?;
+        Ok(if Self::restored(plan, &obj) {
+            Standing::Applied
+        } else if let Some(reason) = Self::moved(plan, &obj) {
+            Standing::Moved { reason }
+        } else {
+            Standing::NotApplied
+        })
+    }
+
     /// Re-reads the workload and, unless it changed since `plan`, sends the
     /// patch kubectl would send.
     ///
@@ -720,22 +797,7 @@ impl KubeExecutor {
     pub async fn execute(&self, plan: &KubePlan) -> Result<Outcome, KubeError> {
         let t = &plan.target;
         let obj = self.get_workload(t).await?;
-        let template = &obj["spec"]["template"];
-        let rev = match t.kind {
-            WorkloadKind::Deployment => revision_of(&obj).unwrap_or(0),
-            _ => plan.planned_revision,
-        };
-        let moved = if rev != plan.planned_revision {
-            Some(format!(
-                "the current revision moved from {} to {rev}",
-                plan.planned_revision
-            ))
-        } else if !equal_ignore_hash(template, &plan.current_template) {
-            Some("the pod template changed since the plan".to_owned())
-        } else {
-            None
-        };
-        if let Some(reason) = moved {
+        if let Some(reason) = Self::moved(plan, &obj) {
             return Ok(Outcome::Superseded { reason });
         }
         let ns = t.namespace.as_str();
@@ -798,9 +860,16 @@ impl KubeExecutor {
     /// `rollout status` lines (without the trailing newline) until the
     /// rollout completes.
     ///
+    /// A failed watch or list is not a verdict: the patch is already
+    /// applied, so the watcher re-lists or re-watches from the last
+    /// resourceVersion, with backoff, until the rollout's own deadline
+    /// (`progressDeadlineSeconds` of a Deployment: that long without
+    /// seeing any progress) or `timeout`, whichever comes first.
+    ///
     /// # Errors
     /// `ProgressDeadlineExceeded`, `Timeout` after `timeout`, `Deleted`,
-    /// `Unsupported` for non-RollingUpdate DaemonSets/StatefulSets, `Watch`.
+    /// `Unsupported` for non-RollingUpdate DaemonSets/StatefulSets,
+    /// `LostTrack` when the API server stayed unreadable past the deadline.
     pub async fn follow(
         &self,
         target: &KubeTarget,
@@ -811,10 +880,23 @@ impl KubeExecutor {
         let ns = target.namespace.as_str();
         let c = self.client.clone();
         let run = async {
+            // The deadline is known before the watch works, if a GET does.
+            let deadline = match target.kind {
+                WorkloadKind::Deployment => Some(
+                    self.get_workload(target)
+                        .await
+                        .ok()
+                        .and_then(|o| progress_deadline(&o))
+                        .unwrap_or(DEFAULT_PROGRESS_DEADLINE),
+                ),
+                _ => None,
+            };
             match target.kind {
                 WorkloadKind::Deployment => {
                     follow_stream(
                         watcher(Api::<Deployment>::namespaced(c, ns), cfg),
+                        target,
+                        deadline,
                         &mut on_line,
                         deployment_status_line,
                     )
@@ -823,6 +905,8 @@ impl KubeExecutor {
                 WorkloadKind::StatefulSet => {
                     follow_stream(
                         watcher(Api::<StatefulSet>::namespaced(c, ns), cfg),
+                        target,
+                        deadline,
                         &mut on_line,
                         statefulset_status_line,
                     )
@@ -831,6 +915,8 @@ impl KubeExecutor {
                 WorkloadKind::DaemonSet => {
                     follow_stream(
                         watcher(Api::<DaemonSet>::namespaced(c, ns), cfg),
+                        target,
+                        deadline,
                         &mut on_line,
                         daemonset_status_line,
                     )
@@ -844,8 +930,44 @@ impl KubeExecutor {
     }
 }
 
+/// First wait after a failed watch or list; doubled per failure in a row.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+/// Longest wait between retries.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// `progressDeadlineSeconds` when the Deployment was never seen (the
+/// API server's default).
+const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
+
+/// Whether a watch or list failure may pass: server errors, throttling,
+/// an expired resourceVersion and network failures are retried; a refusal
+/// (403, 404, 400…) will not change by retrying.
+fn transient(e: &watcher::Error) -> bool {
+    let retryable = |code: u16| code >= 500 || code == 429 || code == 410;
+    match e {
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => match e {
+            kube::Error::Api(s) => retryable(s.code),
+            _ => true,
+        },
+        watcher::Error::WatchError(s) => retryable(s.code),
+        watcher::Error::NoResourceVersion => false,
+    }
+}
+
+/// How long a rollout may go without progress before it counts as failed:
+/// a Deployment's `spec.progressDeadlineSeconds`. StatefulSets and
+/// DaemonSets have none; only the overall timeout bounds them.
+fn progress_deadline(obj: &Value) -> Option<Duration> {
+    obj.pointer("/spec/progressDeadlineSeconds")
+        .and_then(Value::as_u64)
+        .map(Duration::from_secs)
+}
+
 async fn follow_stream<K, S>(
     stream: S,
+    target: &KubeTarget,
+    mut deadline: Option<Duration>,
     on_line: &mut impl FnMut(String),
     status: fn(&Value) -> Result<(String, bool), KubeError>,
 ) -> Result<(), KubeError>
@@ -854,17 +976,51 @@ where
     S: futures_util::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
 {
     let mut stream = std::pin::pin!(stream);
+    // Progress as the controller counts it: a new status line.
+    let mut last_line = String::new();
+    let mut last_progress = tokio::time::Instant::now();
+    let mut wait = RETRY_FIRST;
     while let Some(ev) = stream.next().await {
-        match ev? {
-            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
-                let (line, done) = status(&to_json(&o))?;
-                on_line(line.trim_end_matches('\n').to_owned());
+        match ev {
+            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                wait = RETRY_FIRST;
+                let obj = to_json(&o);
+                if target.kind == WorkloadKind::Deployment {
+                    deadline = progress_deadline(&obj).or(deadline);
+                }
+                let (line, done) = status(&obj)?;
+                let line = line.trim_end_matches('\n').to_owned();
+                if line != last_line {
+                    last_progress = tokio::time::Instant::now();
+                    last_line.clone_from(&line);
+                }
+                on_line(line);
                 if done {
                     return Ok(());
                 }
             }
-            watcher::Event::Delete(_) => return Err(KubeError::Deleted),
-            watcher::Event::Init | watcher::Event::InitDone => {}
+            Ok(watcher::Event::Delete(_)) => return Err(KubeError::Deleted),
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => wait = RETRY_FIRST,
+            Err(e) if !transient(&e) => return Err(KubeError::Watch(e)),
+            Err(e) => {
+                let blind = last_progress.elapsed();
+                if let Some(d) = deadline
+                    && blind >= d
+                {
+                    return Err(KubeError::LostTrack {
+                        seconds: blind.as_secs(),
+                        resource: "deployment",
+                        name: target.name.clone(),
+                        namespace: target.namespace.clone(),
+                        error: e.to_string(),
+                    });
+                }
+                tracing::warn!(workload = %target, error = %e, retry_in = ?wait, "watching the rollout failed; retrying");
+                // Never sleep past the deadline: the verdict is due then.
+                let pause = deadline.map_or(wait, |d| wait.min(d.saturating_sub(blind)));
+                tokio::time::sleep(pause).await;
+                wait = (wait * 2).min(RETRY_MAX);
+            }
         }
     }
     Err(KubeError::Timeout)

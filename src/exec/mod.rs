@@ -5,7 +5,9 @@
 //! the kubectl-identical plan becomes the proposal's [`Plan`] (the full
 //! executor plan rides along as the plan's guard, so exactly what was
 //! approved is what runs), and the rollout is followed to the end with
-//! kubectl's own status lines as progress.
+//! kubectl's own status lines as progress. After a restart the workload
+//! itself says where an interrupted rollback stands, so it is finished
+//! without a second patch.
 
 pub mod kubernetes;
 
@@ -16,7 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{KubernetesConfig, Target};
 use crate::domain::{ContainerImage, Plan, RevisionInfo};
-use crate::ports::{ExecError, ExecErrorKind, ExecOutcome, Executor};
+use crate::ports::{ExecError, ExecErrorKind, ExecOutcome, Executor, Standing};
 use kubernetes::{KubeError, KubeExecutor, KubePlan, Outcome};
 
 /// The `Executor` port over Kubernetes.
@@ -139,7 +141,9 @@ fn exec_error(e: KubeError) -> ExecError {
             ExecErrorKind::RolloutFailed
         }
         KubeError::Unsupported(_) => ExecErrorKind::Unsupported,
-        KubeError::Api { .. } | KubeError::Watch(_) => ExecErrorKind::Unreachable,
+        KubeError::Api { .. } | KubeError::Watch(_) | KubeError::LostTrack { .. } => {
+            ExecErrorKind::Unreachable
+        }
     };
     ExecError::new(kind, e.to_string())
 }
@@ -167,6 +171,74 @@ impl Executor for KubeRollback {
         plan: &Plan,
         progress: mpsc::Sender<String>,
     ) -> Result<ExecOutcome, ExecError> {
+        match self.apply(target, plan).await? {
+            Outcome::Superseded { reason } => Ok(ExecOutcome::Superseded { reason }),
+            Outcome::RolledBack => self.follow(target, plan, progress).await,
+        }
+    }
+
+    async fn standing(&self, target: &Target, plan: &Plan) -> Result<Standing, ExecError> {
+        let (kube, kube_plan) = self.routed_plan(target, plan)?;
+        Ok(match kube.standing(&kube_plan).await.map_err(exec_error)? {
+            kubernetes::Standing::Applied => Standing::Applied,
+            kubernetes::Standing::NotApplied => Standing::NotApplied,
+            kubernetes::Standing::Moved { reason } => Standing::Moved { reason },
+        })
+    }
+
+    async fn follow(
+        &self,
+        target: &Target,
+        plan: &Plan,
+        progress: mpsc::Sender<String>,
+    ) -> Result<ExecOutcome, ExecError> {
+        let (kube, kube_plan) = self.routed_plan(target, plan)?;
+        // `follow` reports lines from a synchronous callback; a forwarder
+        // hands them to the engine in order, with the port's backpressure.
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        let forwarder = tokio::spawn(async move {
+            let mut last = String::new();
+            while let Some(line) = rx.recv().await {
+                last.clone_from(&line);
+                // The engine may have stopped listening; the rollout goes on.
+                let _ = progress.send(line).await;
+            }
+            last
+        });
+        let followed = kube
+            .follow(
+                &kube_plan.target,
+                |line| {
+                    let _ = tx.send(line);
+                },
+                self.follow_timeout,
+            )
+            .await;
+        drop(tx);
+        let last = forwarder.await.unwrap_or_default();
+        followed.map_err(exec_error)?;
+        Ok(ExecOutcome::RolledBack { detail: last })
+    }
+}
+
+impl KubeRollback {
+    /// Sends the rollback patch of `plan` (or finds the workload moved),
+    /// without following the rollout: the first half of `execute`.
+    ///
+    /// # Errors
+    /// As `execute`, before the patch.
+    pub async fn apply(&self, target: &Target, plan: &Plan) -> Result<Outcome, ExecError> {
+        let (kube, kube_plan) = self.routed_plan(target, plan)?;
+        kube.execute(&kube_plan).await.map_err(exec_error)
+    }
+
+    /// The client for `target` and the stored plan, checked to be for the
+    /// workload `target` names.
+    fn routed_plan(
+        &self,
+        target: &Target,
+        plan: &Plan,
+    ) -> Result<(KubeExecutor, KubePlan), ExecError> {
         let kube_plan: KubePlan = serde_json::from_value(plan.guard.clone()).map_err(|e| {
             ExecError::new(
                 ExecErrorKind::Other,
@@ -183,35 +255,7 @@ impl Executor for KubeRollback {
                 ),
             ));
         }
-        match kube.execute(&kube_plan).await.map_err(exec_error)? {
-            Outcome::Superseded { reason } => return Ok(ExecOutcome::Superseded { reason }),
-            Outcome::RolledBack => {}
-        }
-        // `follow` reports lines from a synchronous callback; a forwarder
-        // hands them to the engine in order, with the port's backpressure.
-        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-        let forwarder = tokio::spawn(async move {
-            let mut last = String::new();
-            while let Some(line) = rx.recv().await {
-                last.clone_from(&line);
-                // The engine may have stopped listening; the rollout goes on.
-                let _ = progress.send(line).await;
-            }
-            last
-        });
-        let followed = kube
-            .follow(
-                workload,
-                |line| {
-                    let _ = tx.send(line);
-                },
-                self.follow_timeout,
-            )
-            .await;
-        drop(tx);
-        let last = forwarder.await.unwrap_or_default();
-        followed.map_err(exec_error)?;
-        Ok(ExecOutcome::RolledBack { detail: last })
+        Ok((kube, kube_plan))
     }
 }
 

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use tokio::sync::{Notify, mpsc};
 
 use super::{
-    Chat, ChatError, CheckResult, ExecError, ExecOutcome, Executor, PrivateNote, ThreadNote,
-    Verdict, Verifier,
+    Chat, ChatError, CheckResult, ExecError, ExecOutcome, Executor, PrivateNote, Standing,
+    ThreadNote, Verdict, Verifier,
 };
 use crate::config::Target;
 use crate::domain::{MessageRef, Plan, Proposal, ServiceName, State, UserId};
@@ -179,6 +179,9 @@ pub struct ScriptedExecutor {
     plan: Mutex<Result<Plan, ExecError>>,
     script: Mutex<Script>,
     executions: AtomicUsize,
+    /// What `standing` answers after a restart (by default: cannot tell).
+    standing: Mutex<Result<Standing, ExecError>>,
+    follows: AtomicUsize,
     /// Held open while `execute` runs, so tests can observe `Executing`.
     gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
 }
@@ -191,6 +194,8 @@ impl ScriptedExecutor {
                 lines: vec!["successfully rolled out".into()],
             }),
             executions: AtomicUsize::new(0),
+            standing: Mutex::new(Ok(Standing::Unknown)),
+            follows: AtomicUsize::new(0),
             gate: Mutex::new(None),
         })
     }
@@ -208,6 +213,16 @@ impl ScriptedExecutor {
         let s = Arc::new(tokio::sync::Semaphore::new(0));
         *self.gate.lock().unwrap_or_else(|e| e.into_inner()) = Some(s.clone());
         s
+    }
+
+    /// What `standing` answers, as if read from the workload.
+    pub fn set_standing(&self, standing: Result<Standing, ExecError>) {
+        *self.standing.lock().unwrap_or_else(|e| e.into_inner()) = standing;
+    }
+
+    /// How many times `follow` (a resumed rollout) was called.
+    pub fn follows(&self) -> usize {
+        self.follows.load(Ordering::SeqCst)
     }
 
     /// How many times `execute` was called.
@@ -229,6 +244,30 @@ impl Executor for ScriptedExecutor {
         progress: mpsc::Sender<String>,
     ) -> Result<ExecOutcome, ExecError> {
         self.executions.fetch_add(1, Ordering::SeqCst);
+        self.run_script(progress).await
+    }
+
+    async fn standing(&self, _target: &Target, _plan: &Plan) -> Result<Standing, ExecError> {
+        self.standing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    async fn follow(
+        &self,
+        _target: &Target,
+        _plan: &Plan,
+        progress: mpsc::Sender<String>,
+    ) -> Result<ExecOutcome, ExecError> {
+        self.follows.fetch_add(1, Ordering::SeqCst);
+        self.run_script(progress).await
+    }
+}
+
+impl ScriptedExecutor {
+    /// The scripted rollout, shared by `execute` and `follow`.
+    async fn run_script(&self, progress: mpsc::Sender<String>) -> Result<ExecOutcome, ExecError> {
         let gate = self.gate.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(gate) = gate {
             // Each permit releases one execution; a closed semaphore releases all.
@@ -289,7 +328,10 @@ impl Verifier for ScriptedVerifier {
             .unwrap_or_else(|e| e.into_inner())
             .pop_front()
             .unwrap_or(Verdict::NotConfigured);
-        if let Verdict::Passed { checks } | Verdict::Failed { checks } = &v {
+        if let Verdict::Passed { checks }
+        | Verdict::Failed { checks }
+        | Verdict::Unverified { checks, .. } = &v
+        {
             for c in checks {
                 let _ = results.send(c.clone()).await;
             }

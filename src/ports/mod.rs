@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::config::Target;
-use crate::domain::{MessageRef, Plan, Proposal, Refusal, ServiceName, UserId};
+use crate::domain::{MessageRef, Plan, Proposal, Refusal, ResumeStep, ServiceName, UserId};
 
 /// A chat delivery failure.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -39,9 +39,18 @@ pub enum ThreadNote {
     Superseded {
         reason: String,
     },
+    /// rollbot restarted mid-way and picked the work up at `step`.
+    Resumed {
+        step: ResumeStep,
+    },
     Verification {
         passed: bool,
         checks: Vec<CheckResult>,
+    },
+    /// Recovery could not be verified: the checks' sources never answered.
+    Unverified {
+        checks: Vec<CheckResult>,
+        unreachable: Vec<UnreachableSource>,
     },
     /// The triggering alert cleared.
     Resolved,
@@ -147,6 +156,22 @@ pub enum ExecOutcome {
     Superseded { reason: String },
 }
 
+/// Where an interrupted execution stands, read from the workload itself
+/// after a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "standing", rename_all = "snake_case")]
+pub enum Standing {
+    /// The plan still holds and was not applied: apply it now.
+    NotApplied,
+    /// The plan's target is already in place: follow the rollout without
+    /// applying anything again.
+    Applied,
+    /// The workload moved since the plan (neither of the above).
+    Moved { reason: String },
+    /// This executor cannot tell; a person has to look.
+    Unknown,
+}
+
 /// Runs rollbacks.
 #[async_trait]
 pub trait Executor: Send + Sync {
@@ -160,6 +185,33 @@ pub trait Executor: Send + Sync {
         plan: &Plan,
         progress: mpsc::Sender<String>,
     ) -> Result<ExecOutcome, ExecError>;
+
+    /// After a restart: reads the workload to tell whether `plan` was
+    /// applied. Executors that cannot tell answer [`Standing::Unknown`],
+    /// and the proposal is left for a person.
+    ///
+    /// # Errors
+    /// The workload could not be read.
+    async fn standing(&self, _target: &Target, _plan: &Plan) -> Result<Standing, ExecError> {
+        Ok(Standing::Unknown)
+    }
+
+    /// Follows a rollout of `plan` that is already applied, to its end,
+    /// sending progress lines, and changes nothing.
+    ///
+    /// # Errors
+    /// As for `execute`; by default, this executor cannot follow.
+    async fn follow(
+        &self,
+        _target: &Target,
+        _plan: &Plan,
+        _progress: mpsc::Sender<String>,
+    ) -> Result<ExecOutcome, ExecError> {
+        Err(ExecError::new(
+            ExecErrorKind::Unsupported,
+            "this executor cannot follow a rollout it did not start; check the workload (e.g. `kubectl rollout status`)",
+        ))
+    }
 }
 
 /// One verification check's result.
@@ -181,8 +233,26 @@ pub enum Verdict {
     Failed {
         checks: Vec<CheckResult>,
     },
+    /// No failing check ever got an answer from its source during the
+    /// whole window: whether the service recovered is unknown. (A check
+    /// that got answers and saw bad values makes the verdict `Failed`.)
+    Unverified {
+        checks: Vec<CheckResult>,
+        unreachable: Vec<UnreachableSource>,
+    },
     /// The service has no checks configured.
     NotConfigured,
+}
+
+/// A check whose source never answered during verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreachableSource {
+    /// The check's name.
+    pub check: String,
+    /// What did not answer, e.g. `Prometheus at http://prom:9090`.
+    pub source: String,
+    /// The last error, e.g. `connection refused`.
+    pub error: String,
 }
 
 /// The times the incident report asks the verifier about.

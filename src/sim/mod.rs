@@ -17,6 +17,7 @@
 //! - [`semantic`]: semantic template equality, hashing, Go-style encoding.
 //! - [`smp`]: strategic merge patch.
 //! - [`controller`]: deployment / StatefulSet / DaemonSet controller emulation.
+//! - [`faults`]: injected API failures (500s, cut watches) for retry tests.
 //! - `table`, `server`: Table printing and the HTTP routes.
 //!
 //! # Example
@@ -33,6 +34,7 @@
 pub mod authz;
 mod bootstrap;
 pub mod controller;
+pub mod faults;
 pub mod metrics;
 pub mod seed;
 pub mod selector;
@@ -51,6 +53,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::Value;
 
+pub use faults::FaultOn;
 pub use server::RequestRecord;
 pub use store::Kind;
 
@@ -141,6 +144,7 @@ pub async fn start(seed: Seed, listener: tokio::net::TcpListener) -> Result<SimH
         requests: Mutex::new(Vec::new()),
         metrics: metrics::Metrics::new(seed.metrics.clone()),
         forbid: seed.forbid.clone(),
+        faults: faults::Faults::default(),
     });
     let app = server::router(state.clone());
     let mut rx = shutdown_rx.clone();
@@ -232,6 +236,17 @@ impl SimHandle {
     /// mid-way without depending on timing.
     pub fn set_pods_frozen(&self, frozen: bool) {
         self.frozen.store(frozen, Ordering::Relaxed);
+    }
+
+    /// Fails the next `count` `on` requests for `kind` (see [`faults`]),
+    /// e.g. the next 3 Deployment watches answer `500 InternalError`.
+    pub fn fail_next(&self, kind: Kind, on: FaultOn, count: usize) {
+        self.state.faults.arm(kind, on, count);
+    }
+
+    /// Injected faults not yet used up by a request.
+    pub fn faults_left(&self) -> usize {
+        self.state.faults.left()
     }
 
     /// Requests received so far.

@@ -3,7 +3,6 @@
 //! requests kubectl and kube-rs make.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::authz::{Attributes, Denial, authorize};
+use super::faults::FaultOn;
 use super::selector::Selector;
 use super::smp;
 use super::store::{EventType, Kind, Store, StoreError, WatchEvent, WriteMode, name_of};
@@ -44,6 +44,8 @@ pub(crate) struct AppState {
     pub metrics: super::metrics::Metrics,
     /// The seed's `forbid` rules.
     pub forbid: Vec<super::seed::ForbidRule>,
+    /// Armed failures (tests).
+    pub faults: super::faults::Faults,
 }
 
 /// An error answered as a `Status` object.
@@ -67,6 +69,18 @@ impl ApiError {
 
     fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "BadRequest", message)
+    }
+
+    /// What kube-apiserver answers when a request fails inside it (an
+    /// etcd timeout, a restart): `500` with reason `InternalError`.
+    fn injected() -> Self {
+        let mut e = Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "Internal error occurred: injected fault (rollbot simulator)",
+        );
+        e.details = Some(json!({"causes": [{"message": "injected fault (rollbot simulator)"}]}));
+        e
     }
 
     fn not_found_path() -> Self {
@@ -324,8 +338,17 @@ async fn resource(st: &Arc<AppState>, group: &str, rest: &[&str], req: Req) -> A
     let ns_str = ns.unwrap_or("");
     match (tail, req.method.clone()) {
         ([], Method::GET) => {
-            if req.flag("watch") {
-                watch(st, kind, ns, &req)
+            let on = if req.flag("watch") {
+                FaultOn::Watch
+            } else {
+                FaultOn::List
+            };
+            if st.faults.take(kind, on) {
+                return Err(ApiError::injected());
+            }
+            if on == FaultOn::Watch {
+                let cut = st.faults.take(kind, FaultOn::WatchCut);
+                watch(st, kind, ns, &req, cut)
             } else {
                 list(st, kind, ns, &req)
             }
@@ -783,7 +806,9 @@ fn filter_event(
     Some(event_line(t, &e.object))
 }
 
-fn watch(st: &Arc<AppState>, kind: Kind, ns: Option<&str>, req: &Req) -> ApiResult {
+/// A watch. With `cut`, the connection is broken after the first event
+/// line, as when the apiserver instance serving it goes away.
+fn watch(st: &Arc<AppState>, kind: Kind, ns: Option<&str>, req: &Req, cut: bool) -> ApiResult {
     let (labels, fields) = selectors(req)?;
     let timeout = req
         .q
@@ -823,12 +848,29 @@ fn watch(st: &Arc<AppState>, kind: Kind, ns: Option<&str>, req: &Req) -> ApiResu
         }
         rv
     };
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(256);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(256);
     let store = st.store.clone();
     let mut shutdown = st.shutdown.clone();
     tokio::spawn(async move {
+        // Sends one line; with `cut`, then breaks the connection (an error
+        // in the body stream makes the server abort the response).
+        let send = |line: Bytes| {
+            let tx = tx.clone();
+            async move {
+                if tx.send(Ok(line)).await.is_err() {
+                    return false;
+                }
+                if cut {
+                    let _ = tx
+                        .send(Err(std::io::Error::other("watch cut (injected fault)")))
+                        .await;
+                    return false;
+                }
+                true
+            }
+        };
         for line in initial {
-            if tx.send(Ok(line)).await.is_err() {
+            if !send(line).await {
                 return;
             }
         }
@@ -839,13 +881,13 @@ fn watch(st: &Arc<AppState>, kind: Kind, ns: Option<&str>, req: &Req) -> ApiResu
         let mut last = from_rv;
         loop {
             let Some(events) = store.events_since(kind, last) else {
-                let _ = tx.send(Ok(expired_line(last))).await;
+                let _ = send(expired_line(last)).await;
                 return;
             };
             for e in &events {
                 last = e.rv;
                 if let Some(line) = filter_event(e, ns.as_deref(), &labels, &fields)
-                    && tx.send(Ok(line)).await.is_err()
+                    && !send(line).await
                 {
                     return;
                 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use slack_morphism::prelude::SlackMessageContent;
 
 use crate::chat::commands::CommandError;
-use crate::domain::{Proposal, State, UserId};
+use crate::domain::{Proposal, ResumeStep, State, UserId};
 use crate::ports::{PrivateNote, ThreadNote};
 use crate::templates::{TemplateError, Templates};
 
@@ -170,6 +170,8 @@ struct NoteView {
     detail: String,
     passed: bool,
     checks: String,
+    /// Where work resumed after a restart (`apply`, `follow`, `verify`).
+    step: &'static str,
 }
 
 /// A message in the proposal's thread.
@@ -184,6 +186,7 @@ pub fn thread(t: &Templates, p: &Proposal, note: &ThreadNote) -> Result<Rendered
         detail: String::new(),
         passed: false,
         checks: String::new(),
+        step: "",
     };
     v.note = match note {
         ThreadNote::ExecutionStarted => "execution_started",
@@ -202,19 +205,35 @@ pub fn thread(t: &Templates, p: &Proposal, note: &ThreadNote) -> Result<Rendered
         }
         ThreadNote::Verification { passed, checks } => {
             v.passed = *passed;
-            v.checks = checks
+            v.checks = check_lines(checks);
+            "verification"
+        }
+        ThreadNote::Unverified {
+            checks,
+            unreachable,
+        } => {
+            v.checks = check_lines(checks);
+            v.detail = unreachable
                 .iter()
-                .map(|c| {
-                    let mark = if c.passed {
-                        ":white_check_mark:"
-                    } else {
-                        ":x:"
-                    };
-                    format!("{mark} {}: `{}`", escape(&c.name), escape(&c.value))
+                .map(|u| {
+                    format!(
+                        "{} (`{}`: {})",
+                        escape(&u.source),
+                        escape(&u.check),
+                        escape(&u.error)
+                    )
                 })
                 .collect::<Vec<_>>()
-                .join("\n");
-            "verification"
+                .join(", ");
+            "unverified"
+        }
+        ThreadNote::Resumed { step } => {
+            v.step = match step {
+                ResumeStep::Apply => "apply",
+                ResumeStep::Follow => "follow",
+                ResumeStep::Verify => "verify",
+            };
+            "resumed"
         }
         ThreadNote::Resolved => "resolved",
         ThreadNote::Report { .. } => "report",
@@ -229,6 +248,22 @@ pub fn thread(t: &Templates, p: &Proposal, note: &ThreadNote) -> Result<Rendered
         minijinja::context! { id => p.id.to_string(), service => p.service.to_string(), drill => p.drill, n => minijinja::value::Serde(v) },
     )?;
     finish("thread.json", out)
+}
+
+/// One line per check: a mark, the name, the value.
+fn check_lines(checks: &[crate::ports::CheckResult]) -> String {
+    checks
+        .iter()
+        .map(|c| {
+            let mark = if c.passed {
+                ":white_check_mark:"
+            } else {
+                ":x:"
+            };
+            format!("{mark} {}: `{}`", escape(&c.name), escape(&c.value))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// What one person alone sees (ephemeral).
