@@ -439,7 +439,7 @@ pub fn classify(e: &SlackClientError) -> Delivery {
         }
         SlackClientError::ApiError(a) => match a.code.as_str() {
             "ratelimited" => Delivery::RetryAfter(Duration::from_secs(1)),
-            "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => {
+            code if super::TRANSIENT_CODES.contains(&code) => {
                 Delivery::Transient(format!("Slack error {}", a.code))
             }
             code => Delivery::Permanent(format!(
