@@ -1,5 +1,11 @@
 //! Wiring for `rollbot serve`: config → store → adapters → engine → HTTP.
 //! Kept in the library so tests start the same application `main` does.
+//!
+//! Start-up waits for nothing outside rollbot but the store and the
+//! Kubernetes client's configuration: chat platforms connect in the
+//! background (see [`crate::chat::slack`]) so alerts are taken during a
+//! chat outage. Stopping ([`App::serve`]) is bounded by
+//! `server.shutdown_grace`.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -7,13 +13,15 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
-use crate::chat::slack::Slack;
+use crate::chat::slack::{ConnectPolicy, Connection, Slack};
 use crate::config::Config;
 use crate::domain::SystemClock;
 use crate::engine::{Engine, Ports};
 use crate::exec::KubeRollback;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, ChatStatus};
 use crate::outbox::RetryPolicy;
 use crate::ports::Chat;
 use crate::store::Store;
@@ -24,11 +32,12 @@ use crate::verify::HttpVerifier;
 const TICK: Duration = Duration::from_secs(5);
 
 /// Starts everything described by `config` and serves on `listener` until
-/// `shutdown` resolves.
+/// `shutdown` resolves (see [`App::serve`]).
 ///
 /// # Errors
 /// A store that cannot be opened, a configured adapter this build cannot
-/// run, or a server I/O failure — each with what to do.
+/// run, a chat platform refusing rollbot's credentials, or a server I/O
+/// failure — each with what to do.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
@@ -45,9 +54,14 @@ pub async fn serve(
 pub struct App {
     engine: Engine,
     router: axum::Router,
+    /// Told to stop taking new work; the ticker and the HTTP server listen.
+    stopping: watch::Sender<bool>,
     ticker: tokio::task::JoinHandle<()>,
-    socket: Option<crate::chat::slack::socket::SocketMode>,
+    slack: Option<Connection>,
     background: Vec<tokio::task::JoinHandle<()>>,
+    /// Definitive failures of adapters connecting in the background.
+    fatal: mpsc::UnboundedReceiver<anyhow::Error>,
+    grace: Duration,
 }
 
 impl App {
@@ -101,35 +115,32 @@ impl App {
         engine.enable_drills(drills);
         let mut slack_routes = None;
         let mut background = Vec::new();
-        let mut socket = None;
+        let mut connection = None;
         let mut inbounds = Vec::new();
+        let chat_status = Arc::new(ChatStatus::default());
+        let (fatal_tx, fatal) = mpsc::unbounded_channel();
         if let (Some(slack), Some(c)) = (&slack, &config.slack) {
             background.push(slack.deliver(RetryPolicy::default()));
-            slack
-                .register_bot(&engine)
-                .await
-                .context("asking Slack who the bot is")?;
-            let groups = slack
-                .user_groups(
-                    config.slack_user_groups(),
-                    &engine,
-                    crate::chat::slack::user_groups::REFRESH,
-                )
-                .await
-                .context("reading approver groups from Slack")?;
-            background.extend(groups);
             let inbound = slack
                 .inbound(c, engine.clone())
                 .context("starting Slack's inbound handler")?;
-            socket = slack
-                .socket_mode(c, inbound.clone())
-                .await
-                .context("connecting Slack Socket Mode")?;
             inbounds.push(inbound.clone());
-            slack_routes = Some(crate::chat::slack::inbound::router(
-                inbound,
-                config.server.body_limit_bytes,
-            ));
+            let conn = slack
+                .connect(
+                    c,
+                    config.slack_user_groups(),
+                    crate::chat::slack::user_groups::REFRESH,
+                    engine.clone(),
+                    inbound,
+                    chat_status.clone(),
+                    ConnectPolicy::default(),
+                    Box::new(move |e| {
+                        let _ = fatal_tx.send(anyhow::Error::new(e).context("connecting to Slack"));
+                    }),
+                )
+                .context("starting the Slack adapter")?;
+            slack_routes = Some(conn.routes(config.server.body_limit_bytes));
+            connection = Some(conn);
         }
         engine
             .recover()
@@ -143,14 +154,20 @@ impl App {
         let ready = Arc::new(AtomicBool::new(true));
         let state = AppState {
             webhooks: Arc::new(webhooks),
+            chat: chat_status,
             ..AppState::new(engine.clone(), ready)
         };
+        let (stopping, mut stop) = watch::channel(false);
         let ticker = tokio::spawn({
             let engine = engine.clone();
             async move {
                 let mut every = tokio::time::interval(TICK);
                 loop {
-                    every.tick().await;
+                    // A tick under way finishes; no new one starts once stopping.
+                    tokio::select! {
+                        _ = every.tick() => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
                     if let Err(e) = engine.tick().await {
                         tracing::error!(error = %e, "tick (expiry, pending alerts) failed");
                     }
@@ -165,9 +182,12 @@ impl App {
         Ok(Self {
             engine,
             router,
+            stopping,
             ticker,
-            socket,
+            slack: connection,
             background,
+            fatal,
+            grace: config.server.shutdown_grace(),
         })
     }
 
@@ -175,30 +195,101 @@ impl App {
         &self.engine
     }
 
-    /// Serves HTTP on `listener` until `shutdown` resolves, then stops
-    /// cleanly: running rollbacks finish, the store is flushed.
+    /// Serves HTTP on `listener` until `shutdown` resolves (SIGTERM or
+    /// SIGINT in `main`) or an adapter fails for good, then stops:
+    ///
+    /// 1. no new work: the listener closes and the ticker stops;
+    /// 2. work under way reaches a checkpoint — HTTP requests being
+    ///    answered (an acknowledged alert is stored), Slack events being
+    ///    handed over, rollbacks running — within `server.shutdown_grace`
+    ///    from the signal; what is still running then is logged and left
+    ///    (the store says where it was; queued chat messages stay in the
+    ///    durable outbox);
+    /// 3. the store is flushed.
     ///
     /// # Errors
-    /// An I/O failure of the server or the store.
+    /// The adapter's failure, or an I/O failure of the server or the store.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "rollbot serving");
-        let result = http::serve(listener, self.router, shutdown).await;
-        self.ticker.abort();
-        if let Some(socket) = self.socket {
-            socket.shutdown().await;
+        let mut stop = self.stopping.subscribe();
+        let mut server = tokio::spawn(http::serve(listener, self.router, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }));
+        let mut served = None;
+        let failure = tokio::select! {
+            () = shutdown => None,
+            Some(e) = self.fatal.recv() => Some(e),
+            r = &mut server => {
+                served = Some(r);
+                None
+            }
+        };
+        let deadline = Instant::now() + self.grace;
+        tracing::info!(grace = ?self.grace, "stopping: no new work; waiting for work under way");
+        self.stopping.send_replace(true);
+        let checkpoint = async {
+            let _ = (&mut self.ticker).await;
+            if let Some(slack) = self.slack.take() {
+                slack.shutdown().await;
+            }
+            if served.is_none() {
+                served = Some((&mut server).await);
+            }
+            self.engine.wait_idle().await;
+        };
+        if tokio::time::timeout_at(deadline, checkpoint).await.is_err() {
+            log_unfinished(&self.engine, self.grace);
+            server.abort();
         }
-        self.engine.wait_idle().await;
         // The outbox is durable: what is still queued is delivered after a restart.
         for task in self.background {
             task.abort();
         }
-        self.engine.store().flush().await?;
-        result.context("HTTP server failed")
+        self.engine
+            .store()
+            .flush()
+            .await
+            .context("flushing the store")?;
+        tracing::info!("rollbot stopped");
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        match served {
+            Some(Ok(r)) => r.context("HTTP server failed"),
+            Some(Err(e)) if e.is_panic() => bail!("the HTTP server panicked: {e}"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Logs the work the grace period did not cover: rollbacks approved, under
+/// way or being verified (waiting for votes is not work).
+fn log_unfinished(engine: &Engine, grace: Duration) {
+    use crate::domain::State;
+    tracing::warn!(?grace, "the shutdown grace ran out with work still running");
+    match engine.store().list() {
+        Ok(proposals) => {
+            let running = proposals.iter().filter(|p| {
+                matches!(
+                    p.state,
+                    State::Approved | State::Executing | State::RolledBack
+                )
+            });
+            for p in running {
+                tracing::warn!(
+                    proposal = %p.id,
+                    service = %p.service,
+                    state = ?p.state,
+                    "still running when rollbot stopped"
+                );
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot list the rollbacks still running"),
     }
 }
 

@@ -220,6 +220,11 @@ pub struct ServerConfig {
     /// Largest accepted request body, in bytes.
     #[serde(default = "default_body_limit")]
     pub body_limit_bytes: usize,
+    /// How long running work may take to reach a checkpoint after SIGTERM
+    /// or SIGINT; below Kubernetes' 30 s `terminationGracePeriodSeconds`
+    /// by default, so rollbot stops on its own before it is killed.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: String,
 }
 
 impl Default for ServerConfig {
@@ -227,8 +232,23 @@ impl Default for ServerConfig {
         Self {
             listen: default_listen(),
             body_limit_bytes: default_body_limit(),
+            shutdown_grace: default_shutdown_grace(),
         }
     }
+}
+
+impl ServerConfig {
+    /// `shutdown_grace` resolved (validated by [`Config::validate`]).
+    pub fn shutdown_grace(&self) -> Duration {
+        humantime::parse_duration(&self.shutdown_grace).unwrap_or(DEFAULT_SHUTDOWN_GRACE)
+    }
+}
+
+/// The default `server.shutdown_grace`.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+
+fn default_shutdown_grace() -> String {
+    humantime::format_duration(DEFAULT_SHUTDOWN_GRACE).to_string()
 }
 
 fn default_listen() -> String {
@@ -637,6 +657,17 @@ impl Config {
                     self.server.listen
                 ),
             );
+        }
+        match humantime::parse_duration(&self.server.shutdown_grace) {
+            Err(_) => problem(
+                "server.shutdown_grace".into(),
+                bad_duration(&self.server.shutdown_grace),
+            ),
+            Ok(d) if d.is_zero() => problem(
+                "server.shutdown_grace".into(),
+                "must be more than 0s: running rollbacks need time to reach a checkpoint; the default is 25s".into(),
+            ),
+            Ok(_) => {}
         }
         if self.approval.required < 2 {
             problem(
@@ -1228,6 +1259,21 @@ mod tests {
             p[0].starts_with("server.lisen: unknown field `lisen`"),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn the_shutdown_grace_defaults_below_kubernetes_and_is_checked() {
+        let c = Config::parse(MINIMAL).unwrap();
+        assert_eq!(c.server.shutdown_grace(), Duration::from_secs(25));
+        let c = Config::parse(&format!("{MINIMAL}\n[server]\nshutdown_grace = \"10s\"\n")).unwrap();
+        assert_eq!(c.server.shutdown_grace(), Duration::from_secs(10));
+        for bad in ["soon", "0s"] {
+            let p = problems(&format!(
+                "{MINIMAL}\n[server]\nshutdown_grace = \"{bad}\"\n"
+            ));
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert!(p[0].starts_with("server.shutdown_grace: "), "{p:?}");
+        }
     }
 
     #[test]

@@ -193,10 +193,24 @@ fn run_serve(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
             .with_context(|| format!("cannot listen on {addr}; is another process using it?"))?;
-        rollbot::app::serve(config, listener, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
+        let signal = stop_signal().context("installing the SIGTERM and SIGINT handlers")?;
+        rollbot::app::serve(config, listener, signal).await
+    })
+}
+
+/// Resolves on SIGTERM (Kubernetes, `docker stop`) or SIGINT (Ctrl-C):
+/// either starts the graceful shutdown of [`rollbot::app::App::serve`].
+/// Installed before serving so an early signal is not lost.
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "stop requested");
     })
 }
 

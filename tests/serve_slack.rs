@@ -181,3 +181,240 @@ async fn a_slash_command_and_two_reactions_roll_the_cluster_back() {
     })
     .await;
 }
+
+/// `/readyz`'s status and body.
+async fn readyz(http: &reqwest::Client, base: &str) -> (u16, serde_json::Value) {
+    let r = http.get(format!("{base}/readyz")).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// A signed `reaction_added` of ✅ by `who` on `ts`.
+fn reaction(event: &str, who: &str, ts: &str) -> String {
+    json!({
+        "token": "x", "team_id": "T0TEST", "api_app_id": "A0TEST", "type": "event_callback",
+        "event_id": event, "event_time": 1700000100,
+        "event": {"type": "reaction_added", "user": who, "reaction": "white_check_mark",
+                  "item_user": "UROLLBOT", "event_ts": "1700000100.000100",
+                  "item": {"type": "message", "channel": CHANNEL, "ts": ts}}
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn serve_takes_alerts_while_slack_is_down_and_posts_them_once_it_is_back() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeSlack::start().await;
+        fake.go_down();
+        let seed = Seed::from_file("config/sim-payment.yaml".as_ref()).unwrap();
+        let cluster = sim::start(
+            seed,
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        )
+        .await
+        .unwrap();
+        cluster
+            .write_kubeconfig(&dir.path().join("kubeconfig"))
+            .unwrap();
+        std::fs::write(dir.path().join("bot-token"), "xoxb-test-token").unwrap();
+        std::fs::write(dir.path().join("signing-secret"), SECRET).unwrap();
+        std::fs::write(dir.path().join("am-token"), AM_TOKEN).unwrap();
+        let d = dir.path().display();
+        let config = Config::parse(&format!(
+            r#"
+            [store]
+            path = "{d}/db"
+            [approval]
+            channel = "slack:{CHANNEL}"
+            [groups]
+            sre = ["slack:UALICE", "slack:UBOB"]
+            [services.payment-api]
+            groups = ["sre"]
+            [services.payment-api.kubernetes]
+            namespace = "production"
+            name = "prod-payment-deploy"
+            [kubernetes]
+            kubeconfig = "{d}/kubeconfig"
+            [alerts.alertmanager]
+            bearer_token = {{ file = "{d}/am-token" }}
+            [[alerts.routes]]
+            matchers = ["service=payment-api"]
+            service = "payment-api"
+            [slack]
+            api_url = "{api}"
+            bot_token = {{ file = "{d}/bot-token" }}
+            signing_secret = {{ file = "{d}/signing-secret" }}
+            "#,
+            api = fake.api_url
+        ))
+        .unwrap();
+        // Slack answers 500 to everything: rollbot starts anyway.
+        let app = App::start(&config, None)
+            .await
+            .expect("start-up does not wait for Slack");
+        let engine = app.engine().clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let served = tokio::spawn(app.serve(listener, std::future::pending()));
+        let http = reqwest::Client::new();
+        let (status, body) = readyz(&http, &base).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body,
+            json!({"status": "ready", "chat": {"slack": "connecting"}})
+        );
+
+        // A vote cannot be told from the bot's own yet: Slack is asked to retry.
+        let r = signed(
+            &http,
+            format!("{base}/slack/events"),
+            "application/json",
+            reaction("Ev0", "UALICE", "1700000000.000001"),
+        )
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 503);
+        assert!(r.headers().contains_key("retry-after"));
+
+        // The alert is accepted and its proposal stored.
+        let starts = (chrono::Utc::now() - chrono::Duration::minutes(6)).to_rfc3339();
+        let alert = am_alert(
+            "PaymentSuccessRateLow",
+            &[],
+            "firing",
+            &starts,
+            "0001-01-01T00:00:00Z",
+        );
+        let r = http
+            .post(format!("{base}/webhooks/alertmanager"))
+            .bearer_auth(AM_TOKEN)
+            .json(&am_body(vec![alert]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        let p = engine.store().list().unwrap().pop().expect("the proposal");
+        assert!(fake.calls_to("chat.postMessage").is_empty());
+        assert!(fake.failures() > 0, "Slack was asked and failed");
+
+        // Slack is back: the proposal is posted, once, and Slack connected.
+        fake.recover();
+        fake.wait_for("the proposal", |c| {
+            c.iter().any(|c| c.method == "chat.postMessage")
+        })
+        .await;
+        // The engine keeps the provisional reference it got while Slack was
+        // down; the outbox maps it to the message's real ts, the first the
+        // fake hands out.
+        let ts = "1700000000.000001".to_string();
+        loop {
+            let (status, body) = readyz(&http, &base).await;
+            assert_eq!(status, 200, "{body}");
+            if body["chat"]["slack"] == "connected" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // Later updates reach that message.
+        let r = signed(
+            &http,
+            format!("{base}/slack/events"),
+            "application/json",
+            reaction("Ev1", "UALICE", &ts),
+        )
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+        fake.wait_for("the vote's update", |c| {
+            c.iter().any(|c| {
+                c.method == "chat.update" && c.body.to_string().contains("1 of 2 approvals")
+            })
+        })
+        .await;
+        let posts: Vec<_> = fake
+            .calls_to("chat.postMessage")
+            .into_iter()
+            .filter(|c| {
+                c.body["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains(p.id.as_str())
+            })
+            .filter(|c| c.body.get("thread_ts").is_none())
+            .collect();
+        assert_eq!(posts.len(), 1, "posted once: {posts:#?}");
+        let updates = fake.calls_to("chat.update");
+        assert!(
+            updates.iter().all(|c| c.body["ts"] == ts.as_str()),
+            "{updates:#?}"
+        );
+        assert_eq!(engine.get(&p.id).unwrap().approvals.len(), 1);
+        assert!(!served.is_finished(), "still serving");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_refused_bot_token_stops_serve_with_advice() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeSlack::start().await;
+        // A revoked token, after Slack first asked to wait: the 429 is
+        // waited out, the refusal is final.
+        fake.rate_limit(1);
+        fake.refuse_next("auth.test", "token_revoked");
+        std::fs::write(dir.path().join("bot-token"), "xoxb-revoked").unwrap();
+        std::fs::write(dir.path().join("signing-secret"), SECRET).unwrap();
+        // Never contacted: nothing is rolled back.
+        std::fs::write(
+            dir.path().join("kubeconfig"),
+            "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'http://127.0.0.1:9'}}]\nusers: [{name: u, user: {}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n",
+        )
+        .unwrap();
+        let d = dir.path().display();
+        let cfg = dir.path().join("rollbot.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"
+                [server]
+                listen = "127.0.0.1:0"
+                [store]
+                path = "{d}/db"
+                [groups]
+                sre = ["slack:UALICE", "slack:UBOB"]
+                [services.payment-api]
+                groups = ["sre"]
+                [services.payment-api.kubernetes]
+                namespace = "production"
+                name = "prod-payment-deploy"
+                [kubernetes]
+                kubeconfig = "{d}/kubeconfig"
+                [slack]
+                api_url = "{api}"
+                bot_token = {{ file = "{d}/bot-token" }}
+                signing_secret = {{ file = "{d}/signing-secret" }}
+                "#,
+                api = fake.api_url
+            ),
+        )
+        .unwrap();
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollbot"))
+            .args(["serve", "--config", cfg.to_str().unwrap()])
+            .env("ROLLBOT_LOG", "warn")
+            .kill_on_drop(true)
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(stderr.contains("token_revoked"), "{stderr}");
+        assert!(stderr.contains("check slack.bot_token"), "{stderr}");
+        assert_eq!(fake.calls_to("auth.test").len(), 1, "asked again after the 429 only");
+        assert_eq!(fake.failures(), 1);
+    })
+    .await;
+}

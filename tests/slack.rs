@@ -690,6 +690,143 @@ async fn rate_limits_are_waited_out_and_refusals_dropped() {
     .await;
 }
 
+/// One outbox entry for `op`, as `SlackChat` queues it.
+fn entry(op: Value) -> rollbot::outbox::Entry {
+    rollbot::outbox::Entry {
+        version: 1,
+        lane: "test".into(),
+        pending: None,
+        op,
+    }
+}
+
+#[tokio::test]
+async fn odd_but_valid_answers_count_as_delivered() {
+    use rollbot::outbox::{Deliver, Delivery};
+    bounded(async {
+        let t = SlackTester::new().await;
+        t.fake.answer_oddly();
+        let content = json!({ "text": "hello", "blocks": [] });
+        let posted = t
+            .chat
+            .deliver(&entry(json!({
+                "op": "post", "channel": CHANNEL, "content": content
+            })))
+            .await;
+        let Delivery::Done { real: Some(ts) } = posted else {
+            panic!("chat.postMessage: {posted:?}");
+        };
+        // chat.update without `message`, with a warning and unknown fields.
+        let updated = t
+            .chat
+            .deliver(&entry(json!({
+                "op": "update", "channel": CHANNEL, "message": ts, "content": content
+            })))
+            .await;
+        assert_eq!(updated, Delivery::Done { real: None }, "chat.update");
+        let told = t
+            .chat
+            .deliver(&entry(json!({
+                "op": "ephemeral", "channel": CHANNEL, "user": "UALICE", "content": content
+            })))
+            .await;
+        assert_eq!(told, Delivery::Done { real: None }, "chat.postEphemeral");
+        // The whole upload v2 flow; the upload URL answers `OK - 5` as text.
+        let uploaded = t
+            .chat
+            .deliver(&entry(json!({
+                "op": "upload", "channel": CHANNEL, "thread": ts,
+                "filename": "notes.md", "title": "Notes",
+                "content_type": "text/markdown", "data": "aGVsbG8="
+            })))
+            .await;
+        assert_eq!(uploaded, Delivery::Done { real: None }, "file upload");
+        let files = t.fake.files();
+        assert_eq!(files.len(), 1, "{files:#?}");
+        let f = files.values().next().unwrap();
+        assert_eq!(f.filename, "notes.md");
+        assert_eq!(f.length, 5);
+        assert_eq!(f.bytes.as_deref(), Some(&b"hello"[..]));
+        assert_eq!(f.content_type.as_deref(), Some("text/markdown"));
+        assert_eq!(
+            f.completed,
+            Some((Some("Notes".into()), Some(CHANNEL.into()), Some(ts.clone())))
+        );
+        // A refusal is still a refusal.
+        t.fake.refuse_next("chat.update", "cant_update_message");
+        let refused = t
+            .chat
+            .deliver(&entry(json!({
+                "op": "update", "channel": CHANNEL, "message": ts, "content": content
+            })))
+            .await;
+        assert!(
+            matches!(&refused, Delivery::Permanent(m) if m.contains("cant_update_message")),
+            "{refused:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_report_and_its_chart_reach_the_proposals_thread() {
+    use rollbot::ports::{Chat, ThreadNote};
+    bounded(async {
+        let t = SlackTester::new().await;
+        t.fake.answer_oddly();
+        let (id, ts) = t.propose().await;
+        let p = t.engine.get(&id).unwrap();
+        let at = p.primary_message().unwrap().clone();
+        let markdown = format!("# Incident report {id}\n\nRolled back.\n");
+        let png = vec![0x89, b'P', b'N', b'G', 13, 10, 26, 10, 0, 1, 2, 3];
+        // The first completion fails as Slack sometimes does: the upload
+        // starts over with a new URL (the first one is used up).
+        t.fake
+            .refuse_next("files.completeUploadExternal", "internal_error");
+        t.chat
+            .post_thread(
+                &at,
+                &p,
+                &ThreadNote::Report {
+                    markdown: markdown.clone(),
+                    chart_png: Some(png.clone()),
+                },
+            )
+            .await
+            .unwrap();
+        t.settle().await;
+        let thread: Vec<_> = t
+            .fake
+            .calls_to("chat.postMessage")
+            .into_iter()
+            .filter(|c| c.body["thread_ts"] == ts.as_str())
+            .collect();
+        assert_eq!(thread.len(), 1, "the report's message: {thread:#?}");
+        let completed: Vec<_> = t
+            .fake
+            .files()
+            .into_values()
+            .filter(|f| f.completed.is_some())
+            .collect();
+        assert_eq!(completed.len(), 2, "{:#?}", t.fake.files());
+        let (md, chart) = (&completed[0], &completed[1]);
+        assert_eq!(md.filename, format!("incident-report-{id}.md"));
+        assert_eq!(md.bytes.as_deref(), Some(markdown.as_bytes()));
+        assert_eq!(chart.filename, format!("incident-chart-{id}.png"));
+        assert_eq!(chart.bytes.as_deref(), Some(&png[..]));
+        for (f, title) in [(md, "report"), (chart, "chart")] {
+            let (t_, channel, thread_ts) = f.completed.clone().unwrap();
+            assert_eq!(t_, Some(format!("Incident {title} {id}")));
+            assert_eq!(channel.as_deref(), Some(CHANNEL));
+            assert_eq!(thread_ts.as_deref(), Some(ts.as_str()));
+        }
+        // Three URLs were asked for: the retry did not reuse the first.
+        assert_eq!(t.fake.calls_to("files.getUploadURLExternal").len(), 3);
+        assert_eq!(t.chat.outbox().len(), 0);
+    })
+    .await;
+}
+
 /// A fresh trigger id shaped like Slack's (`<n>.<n>.<hex>`).
 fn next_trigger_id() -> String {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);

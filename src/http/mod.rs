@@ -28,6 +28,8 @@ pub struct AppState {
     pub engine: Engine,
     /// Set once configuration is loaded and every adapter has started.
     pub ready: Arc<AtomicBool>,
+    /// Each chat platform's connection, reported by `/readyz`.
+    pub chat: Arc<ChatStatus>,
     /// Alert webhook sources, their credentials and the alert routes.
     pub webhooks: Arc<Webhooks>,
     /// Counters served at `/metrics`.
@@ -44,10 +46,49 @@ impl AppState {
         Self {
             engine,
             ready,
+            chat: Arc::new(ChatStatus::default()),
             webhooks: Arc::new(Webhooks::disabled()),
             metrics: Arc::new(Metrics::new()),
             faults: Arc::new(Faults::default()),
         }
+    }
+}
+
+/// How far a chat platform's adapter has got connecting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatState {
+    /// Still learning who the bot is (or reading what it needs) and
+    /// retrying while the platform does not answer; alerts are accepted and
+    /// messages wait in the outbox.
+    Connecting,
+    Connected,
+}
+
+/// Every configured chat platform's [`ChatState`], for `/readyz`.
+#[derive(Debug, Default)]
+pub struct ChatStatus {
+    /// A std Mutex: never held across an await.
+    states: std::sync::Mutex<std::collections::BTreeMap<String, ChatState>>,
+}
+
+impl ChatStatus {
+    pub fn set(&self, platform: &str, state: ChatState) {
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        states.insert(platform.to_string(), state);
+    }
+
+    /// The state of `platform`, when it is configured.
+    pub fn get(&self, platform: &str) -> Option<ChatState> {
+        let states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        states.get(platform).copied()
+    }
+
+    fn snapshot(&self) -> std::collections::BTreeMap<String, ChatState> {
+        self.states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -143,7 +184,13 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(state): State<AppState>) -> Result<&'static str, AppError> {
+/// Ready means rollbot can accept alerts: configuration loaded and the
+/// store answering. A chat platform that is still connecting does not make
+/// it unready — alerts are still taken and their messages wait in the
+/// outbox — so Kubernetes keeps routing webhooks to it during a chat
+/// outage; the body says how each platform is doing, e.g.
+/// `{"status":"ready","chat":{"slack":"connecting"}}`.
+async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
     if !state.ready.load(Ordering::SeqCst) {
         return Err(AppError::client(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -156,7 +203,9 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, AppError>
             format!("store not available: {e}"),
         )
     })?;
-    Ok("ready\n")
+    Ok(Json(
+        serde_json::json!({ "status": "ready", "chat": state.chat.snapshot() }),
+    ))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

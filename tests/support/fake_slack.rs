@@ -1,7 +1,22 @@
 //! A fake Slack Web API on 127.0.0.1: records every call and answers with
 //! the documented response shapes from `tests/data/slack/web_api/`. It can
-//! be told to fail with HTTP 500 for a while, to rate-limit (429 with
-//! `Retry-After`), or to refuse a call with `{"ok":false,"error":…}`.
+//! be told to fail with HTTP 500 for a while (or until told to recover), to
+//! rate-limit (429 with `Retry-After`), or to refuse a call with
+//! `{"ok":false,"error":…}`.
+//!
+//! It is as strict as Slack where rollbot could go wrong: a missing required
+//! argument is refused with `invalid_arguments` (and a
+//! `response_metadata.messages` line naming it), `chat.update` needs a
+//! message that was posted in that channel (`message_not_found`), and the
+//! file upload v2 flow is checked step by step — `files.getUploadURLExternal`
+//! hands out a one-use upload URL for a new file id, the POST of the bytes
+//! there answers `OK - <bytes>` as `text/plain` (a second POST is refused),
+//! and `files.completeUploadExternal` accepts only uploaded, not yet
+//! completed file ids (`file_not_found`) and `thread_ts` only with a
+//! `channel_id`. [`FakeSlack::answer_oddly`] makes every successful answer
+//! odd but valid, as Slack's sometimes are: `chat.update` without its
+//! `message`, a `warning` with `response_metadata.warnings`, and fields
+//! nobody documented.
 //!
 //! It also plays Slack's Socket Mode: `apps.connections.open` (app-level
 //! `xapp-` token only) hands out a one-use `ws://127.0.0.1:PORT/link/?ticket=…`
@@ -43,6 +58,15 @@ struct Inner {
     calls: Mutex<Vec<Call>>,
     /// Every call fails with HTTP 500 until then.
     down_until: Mutex<Option<Instant>>,
+    /// Every call fails with HTTP 500 until [`FakeSlack::recover`].
+    down: std::sync::atomic::AtomicBool,
+    /// Successful answers are odd but valid (see the module doc).
+    odd: std::sync::atomic::AtomicBool,
+    /// Messages posted: (channel, ts).
+    messages: Mutex<HashSet<(String, String)>>,
+    next_file: AtomicUsize,
+    /// Files handed an upload URL: id → its upload so far.
+    files: Mutex<BTreeMap<String, FileUpload>>,
     /// This many next calls are answered 429 with Retry-After: 1.
     rate_limited: AtomicUsize,
     /// The next call to this method is refused with this error code.
@@ -70,6 +94,21 @@ struct SocketState {
     /// Every text frame a client sent, parsed, with its connection.
     frames: Mutex<Vec<(usize, Value)>>,
     next_envelope: AtomicUsize,
+}
+
+/// One file of the upload v2 flow, as the fake tracks it.
+#[derive(Debug, Clone, Default)]
+pub struct FileUpload {
+    pub filename: String,
+    /// The `length` announced to `files.getUploadURLExternal`.
+    pub length: usize,
+    /// The bytes POSTed to the upload URL (`None` until then).
+    pub bytes: Option<Vec<u8>>,
+    /// The content type of that POST.
+    pub content_type: Option<String>,
+    /// `files.completeUploadExternal` arguments once completed:
+    /// (title, channel_id, thread_ts).
+    pub completed: Option<(Option<String>, Option<String>, Option<String>)>,
 }
 
 struct Conn {
@@ -126,6 +165,27 @@ impl FakeSlack {
     /// Answers 500 to everything for `d`.
     pub fn down_for(&self, d: Duration) {
         *self.inner.down_until.lock().unwrap() = Some(Instant::now() + d);
+    }
+
+    /// Answers 500 to everything until [`FakeSlack::recover`].
+    pub fn go_down(&self) {
+        self.inner.down.store(true, Ordering::SeqCst);
+    }
+
+    /// Ends [`FakeSlack::go_down`] and [`FakeSlack::down_for`].
+    pub fn recover(&self) {
+        self.inner.down.store(false, Ordering::SeqCst);
+        *self.inner.down_until.lock().unwrap() = None;
+    }
+
+    /// Makes every successful answer odd but valid (see the module doc).
+    pub fn answer_oddly(&self) {
+        self.inner.odd.store(true, Ordering::SeqCst);
+    }
+
+    /// Files of the upload v2 flow, by id.
+    pub fn files(&self) -> BTreeMap<String, FileUpload> {
+        self.inner.files.lock().unwrap().clone()
     }
 
     /// Answers 429 (Retry-After: 1) to the next `n` calls.
@@ -400,11 +460,12 @@ async fn api(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let down = inner
-        .down_until
-        .lock()
-        .unwrap()
-        .is_some_and(|t| Instant::now() < t);
+    let down = inner.down.load(Ordering::SeqCst)
+        || inner
+            .down_until
+            .lock()
+            .unwrap()
+            .is_some_and(|t| Instant::now() < t);
     if down {
         inner.failures.fetch_add(1, Ordering::SeqCst);
         return (StatusCode::INTERNAL_SERVER_ERROR, "upstream unavailable").into_response();
@@ -465,7 +526,19 @@ async fn api(
     };
     let answer = match refused {
         Some(code) => json!({ "ok": false, "error": code }),
-        None => answer(&inner, &method, &parsed),
+        None => match missing_argument(&method, &parsed) {
+            Some(arg) => json!({
+                "ok": false,
+                "error": "invalid_arguments",
+                "response_metadata": { "messages": [format!("[ERROR] missing required field: {arg}")] }
+            }),
+            None => answer(&inner, &method, &parsed),
+        },
+    };
+    let answer = if answer["ok"] == true && inner.odd.load(Ordering::SeqCst) {
+        oddly(&method, answer)
+    } else {
+        answer
     };
     inner.calls.lock().unwrap().push(Call {
         method,
@@ -476,12 +549,66 @@ async fn api(
     axum::Json(answer).into_response()
 }
 
+/// The first required argument of `method` that `body` lacks.
+fn missing_argument(method: &str, body: &Value) -> Option<&'static str> {
+    let required: &[&'static str] = match method {
+        "chat.postMessage" => &["channel"],
+        "chat.update" => &["channel", "ts"],
+        "chat.postEphemeral" => &["channel", "user"],
+        "files.getUploadURLExternal" => &["filename", "length"],
+        "files.completeUploadExternal" => &["files"],
+        "usergroups.users.list" => &["usergroup"],
+        _ => &[],
+    };
+    required.iter().copied().find(|arg| match &body[*arg] {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        _ => false,
+    })
+}
+
+/// `answer` made odd but valid, as Slack sometimes answers.
+fn oddly(method: &str, mut answer: Value) -> Value {
+    if method == "chat.update" {
+        answer.as_object_mut().unwrap().remove("message");
+    }
+    answer["warning"] = json!("superfluous_charset");
+    answer["response_metadata"] = json!({ "warnings": ["superfluous_charset"] });
+    answer["x_fake_undocumented"] = json!({ "nested": [1, 2, 3] });
+    answer
+}
+
+/// A message needs text or blocks (or attachments).
+fn has_content(body: &Value) -> bool {
+    ["text", "blocks", "attachments"]
+        .iter()
+        .any(|k| !matches!(&body[*k], Value::Null) && body[*k] != "")
+}
+
+/// The `files` argument: a JSON array, or (form-encoded) a string holding one.
+fn files_argument(body: &Value) -> Option<Vec<Value>> {
+    match &body["files"] {
+        Value::Array(a) => Some(a.clone()),
+        Value::String(s) => serde_json::from_str(s).ok(),
+        _ => None,
+    }
+}
+
 fn answer(inner: &Inner, method: &str, body: &Value) -> Value {
     let channel = body["channel"].clone();
     match method {
+        "chat.postMessage" | "chat.postEphemeral" if !has_content(body) => {
+            json!({ "ok": false, "error": "no_text" })
+        }
+        "chat.update" if !has_content(body) => json!({ "ok": false, "error": "no_text" }),
         "chat.postMessage" => {
             let n = inner.ts.fetch_add(1, Ordering::SeqCst) + 1;
             let ts = format!("1700000000.{n:06}");
+            inner
+                .messages
+                .lock()
+                .unwrap()
+                .insert((channel.as_str().unwrap_or_default().to_string(), ts.clone()));
             let mut r = fixture("chat.postMessage.ok.openapi.json");
             r["channel"] = channel;
             r["ts"] = json!(ts);
@@ -490,6 +617,13 @@ fn answer(inner: &Inner, method: &str, body: &Value) -> Value {
             r
         }
         "chat.update" => {
+            let key = (
+                channel.as_str().unwrap_or_default().to_string(),
+                body["ts"].as_str().unwrap_or_default().to_string(),
+            );
+            if !inner.messages.lock().unwrap().contains(&key) {
+                return json!({ "ok": false, "error": "message_not_found" });
+            }
             let mut r = fixture("chat.update.ok.openapi.json");
             r["channel"] = channel;
             r["ts"] = body["ts"].clone();
@@ -501,12 +635,68 @@ fn answer(inner: &Inner, method: &str, body: &Value) -> Value {
             "user": "rollbot", "team_id": "T0TEST", "user_id": "UROLLBOT", "bot_id": "B0TEST"
         }),
         "files.getUploadURLExternal" => {
+            // Form and query arguments are strings; `length` must be a
+            // positive byte count.
+            let length = match &body["length"] {
+                Value::String(s) => s.parse::<usize>().ok(),
+                Value::Number(n) => n.as_u64().map(|n| n as usize),
+                _ => None,
+            };
+            let Some(length) = length.filter(|l| *l > 0) else {
+                return json!({ "ok": false, "error": "invalid_arguments",
+                    "response_metadata": { "messages": ["[ERROR] length must be a positive integer"] } });
+            };
+            let n = inner.next_file.fetch_add(1, Ordering::SeqCst) + 1;
+            let id = format!("F{n:09}");
+            inner.files.lock().unwrap().insert(
+                id.clone(),
+                FileUpload {
+                    filename: body["filename"].as_str().unwrap_or_default().to_string(),
+                    length,
+                    ..FileUpload::default()
+                },
+            );
             let mut r = fixture("files.getUploadURLExternal.ok.docs.json");
             let port = *inner.port.lock().unwrap();
-            r["upload_url"] = json!(format!("http://127.0.0.1:{port}/upload/F123ABC456"));
+            r["upload_url"] = json!(format!("http://127.0.0.1:{port}/upload/{id}"));
+            r["file_id"] = json!(id);
             r
         }
-        "files.completeUploadExternal" => fixture("files.completeUploadExternal.ok.docs.json"),
+        "files.completeUploadExternal" => {
+            let Some(files) = files_argument(body).filter(|f| !f.is_empty()) else {
+                return json!({ "ok": false, "error": "invalid_arguments",
+                    "response_metadata": { "messages": ["[ERROR] files must be a non-empty array of {\"id\":…}"] } });
+            };
+            let channel_id = body["channel_id"].as_str().map(String::from);
+            let thread_ts = body["thread_ts"].as_str().map(String::from);
+            if thread_ts.is_some() && channel_id.is_none() {
+                return json!({ "ok": false, "error": "invalid_arguments",
+                    "response_metadata": { "messages": ["[ERROR] thread_ts needs channel_id"] } });
+            }
+            let mut known = inner.files.lock().unwrap();
+            let ready = files.iter().all(|f| {
+                f["id"]
+                    .as_str()
+                    .and_then(|id| known.get(id))
+                    .is_some_and(|u| u.bytes.is_some() && u.completed.is_none())
+            });
+            if !ready {
+                return json!({ "ok": false, "error": "file_not_found" });
+            }
+            let mut done = Vec::new();
+            for f in &files {
+                let id = f["id"].as_str().unwrap_or_default();
+                let title = f["title"].as_str().map(String::from);
+                let u = known.get_mut(id).unwrap();
+                u.completed = Some((title.clone(), channel_id.clone(), thread_ts.clone()));
+                done.push(
+                    json!({ "id": id, "title": title.unwrap_or_else(|| u.filename.clone()) }),
+                );
+            }
+            let mut r = fixture("files.completeUploadExternal.ok.docs.json");
+            r["files"] = json!(done);
+            r
+        }
         "apps.connections.open" => {
             let n = inner.socket.next_ticket.fetch_add(1, Ordering::SeqCst) + 1;
             let ticket = format!("fake-ticket-{n}");
@@ -528,16 +718,47 @@ fn answer(inner: &Inner, method: &str, body: &Value) -> Value {
     }
 }
 
+/// The upload URL: valid once, for a file id `files.getUploadURLExternal`
+/// handed out. Slack answers `OK - <bytes>` as plain text, not JSON.
 async fn upload(
     State(inner): State<Arc<Inner>>,
     Path(file): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> Response {
+    let accepted = {
+        let mut files = inner.files.lock().unwrap();
+        match files.get_mut(&file) {
+            Some(u) if u.bytes.is_none() => {
+                u.bytes = Some(body.to_vec());
+                u.content_type = headers
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .map(String::from);
+                true
+            }
+            _ => false,
+        }
+    };
     inner.calls.lock().unwrap().push(Call {
         method: format!("upload:{file}"),
         body: Value::Null,
         raw: String::from_utf8_lossy(&body).into_owned(),
     });
     inner.changed.notify_waiters();
-    StatusCode::OK
+    if !accepted {
+        inner.failures.fetch_add(1, Ordering::SeqCst);
+        return (
+            StatusCode::NOT_FOUND,
+            [("content-type", "text/plain; charset=utf-8")],
+            "upload URL unknown or already used",
+        )
+            .into_response();
+    }
+    (
+        StatusCode::OK,
+        [("content-type", "text/plain; charset=utf-8")],
+        format!("OK - {}", body.len()),
+    )
+        .into_response()
 }

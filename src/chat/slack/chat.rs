@@ -7,6 +7,16 @@
 //! and for reports `files.getUploadURLExternal` → upload →
 //! `files.completeUploadExternal` into the proposal's thread.
 //!
+//! A call counts as delivered when Slack answers `ok: true`: the answers
+//! are read into small structs holding only the fields rollbot uses (a
+//! message's `ts`, an upload's URL and file id), so an answer without the
+//! fields slack-morphism's full response types insist on (`chat.update`
+//! without `message`) or with fields nobody documented is still a success,
+//! not a refused message dropped from the outbox. The bytes of an upload go
+//! to Slack's one-use upload URL with a plain HTTP client: that URL answers
+//! `OK - <bytes>` as text, success is its 2xx status, and the bot token is
+//! not sent there.
+//!
 //! `post_proposal` returns at once with a provisional reference (see
 //! [`crate::outbox`]) that the engine binds to the proposal before anything
 //! else happens; when Slack accepts the post, the store swaps it for the
@@ -73,6 +83,36 @@ pub struct SlackChat {
 pub struct Session {
     client: Arc<SlackHyperClient>,
     token: SlackApiToken,
+    /// For the bytes of file uploads (see the module doc).
+    upload: reqwest::Client,
+}
+
+/// A successful answer whose content rollbot does not need.
+type Accepted = serde::de::IgnoredAny;
+
+/// `chat.postMessage`: only the new message's `ts` is used.
+#[derive(Deserialize)]
+struct Posted {
+    ts: String,
+}
+
+/// `files.getUploadURLExternal`.
+#[derive(Deserialize)]
+struct UploadUrl {
+    upload_url: String,
+    file_id: String,
+}
+
+/// `auth.test`: only the bot's own user id is used.
+#[derive(Deserialize)]
+struct Identity {
+    user_id: String,
+}
+
+/// `usergroups.users.list`.
+#[derive(Deserialize)]
+struct Members {
+    users: Vec<String>,
 }
 
 impl Session {
@@ -88,9 +128,14 @@ impl Session {
             .build();
         let connector = SlackClientHyperConnector::with_connector(https)
             .with_slack_api_url(api_url.trim_end_matches('/'));
+        let upload = reqwest::Client::builder()
+            .timeout(UPLOAD_TIMEOUT)
+            .build()
+            .map_err(std::io::Error::other)?;
         Ok(Self {
             client: Arc::new(SlackClient::new(connector)),
             token: SlackApiToken::new(SlackApiTokenValue(bot_token)),
+            upload,
         })
     }
 
@@ -103,8 +148,14 @@ impl Session {
     /// # Errors
     /// The token is refused or Slack cannot be reached.
     pub async fn bot_user_id(&self) -> Result<String, SlackClientError> {
-        let r = self.client.open_session(&self.token).auth_test().await?;
-        Ok(r.user_id.0)
+        let none: Vec<(&str, Option<&str>)> = Vec::new();
+        let r: Identity = self
+            .client
+            .open_session(&self.token)
+            .http_session_api
+            .http_get("auth.test", &none, None)
+            .await?;
+        Ok(r.user_id)
     }
 
     /// `usergroups.users.list`: the user ids in a user group (bot scope
@@ -114,15 +165,19 @@ impl Session {
     /// Slack refused (e.g. `no_such_subteam`, `missing_scope`) or cannot be
     /// reached.
     pub async fn user_group_members(&self, group: &str) -> Result<Vec<String>, SlackClientError> {
-        let req = SlackApiUserGroupsUsersListRequest::new(SlackUserGroupId(group.to_string()));
-        let r = self
+        let params = vec![("usergroup", Some(group))];
+        let r: Members = self
             .client
             .open_session(&self.token)
-            .usergroups_users_list(&req)
+            .http_session_api
+            .http_get("usergroups.users.list", &params, None)
             .await?;
-        Ok(r.users.into_iter().map(|u| u.0).collect())
+        Ok(r.users)
     }
 }
+
+/// How long the POST of a file's bytes may take.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn chat_error(e: impl std::fmt::Display) -> ChatError {
     ChatError {
@@ -378,7 +433,7 @@ pub fn classify(e: &SlackClientError) -> Delivery {
         }
         SlackClientError::ApiError(a) => match a.code.as_str() {
             "ratelimited" => Delivery::RetryAfter(Duration::from_secs(1)),
-            "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => {
+            code if super::TRANSIENT_CODES.contains(&code) => {
                 Delivery::Transient(format!("Slack error {}", a.code))
             }
             code => Delivery::Permanent(format!(
@@ -419,6 +474,7 @@ impl SlackChat {
 
     async fn send(&self, op: Op) -> Result<Option<String>, Delivery> {
         let s = self.session.client.open_session(&self.session.token);
+        let api = &s.http_session_api;
         let err = |e: SlackClientError| classify(&e);
         match op {
             Op::Post {
@@ -433,8 +489,11 @@ impl SlackChat {
                 let req =
                     SlackApiChatPostMessageRequest::new(channel.into(), content_of(&content)?)
                         .opt_thread_ts(thread.map(SlackTs));
-                let r = s.chat_post_message(&req).await.map_err(err)?;
-                Ok(Some(r.ts.0))
+                let r: Posted = api
+                    .http_post("chat.postMessage", &req, None)
+                    .await
+                    .map_err(err)?;
+                Ok(Some(r.ts))
             }
             Op::Update {
                 channel,
@@ -447,7 +506,10 @@ impl SlackChat {
                     content_of(&content)?,
                     SlackTs(ts),
                 );
-                s.chat_update(&req).await.map_err(err)?;
+                let _: Accepted = api
+                    .http_post("chat.update", &req, None)
+                    .await
+                    .map_err(err)?;
                 Ok(None)
             }
             Op::Ephemeral {
@@ -460,7 +522,10 @@ impl SlackChat {
                     user.into(),
                     content_of(&content)?,
                 );
-                s.chat_post_ephemeral(&req).await.map_err(err)?;
+                let _: Accepted = api
+                    .http_post("chat.postEphemeral", &req, None)
+                    .await
+                    .map_err(err)?;
                 Ok(None)
             }
             Op::Upload {
@@ -475,28 +540,71 @@ impl SlackChat {
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(data)
                     .map_err(|e| Delivery::Permanent(format!("stored file is corrupt: {e}")))?;
-                let url = s
-                    .get_upload_url_external(&SlackApiFilesGetUploadUrlExternalRequest::new(
-                        filename,
-                        bytes.len(),
-                    ))
+                // A retry starts over here: an upload URL is valid once.
+                let length = bytes.len().to_string();
+                let params = vec![
+                    ("filename", Some(filename.as_str())),
+                    ("length", Some(length.as_str())),
+                ];
+                let url: UploadUrl = api
+                    .http_get("files.getUploadURLExternal", &params, None)
                     .await
                     .map_err(err)?;
-                s.files_upload_via_url(&SlackApiFilesUploadViaUrlRequest::new(
-                    url.upload_url,
-                    bytes,
-                    content_type,
-                ))
-                .await
-                .map_err(err)?;
+                self.upload_bytes(&url.upload_url, &content_type, bytes)
+                    .await?;
                 let req = SlackApiFilesCompleteUploadExternalRequest::new(vec![
-                    SlackApiFilesComplete::new(url.file_id).with_title(title),
+                    SlackApiFilesComplete::new(SlackFileId(url.file_id)).with_title(title),
                 ])
                 .with_channel_id(channel.into())
                 .with_thread_ts(SlackTs(thread));
-                s.files_complete_upload_external(&req).await.map_err(err)?;
+                let _: Accepted = api
+                    .http_post("files.completeUploadExternal", &req, None)
+                    .await
+                    .map_err(err)?;
                 Ok(None)
             }
+        }
+    }
+
+    /// POSTs a file's bytes to the upload URL Slack handed out. Slack
+    /// answers `OK - <bytes>` as `text/plain`; any 2xx is success.
+    async fn upload_bytes(
+        &self,
+        url: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), Delivery> {
+        let r = self
+            .session
+            .upload
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|e| Delivery::Transient(format!("Slack's upload URL unreachable: {e}")))?;
+        let status = r.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            let wait = r
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok())
+                .map_or(Duration::from_secs(1), Duration::from_secs);
+            return Err(Delivery::RetryAfter(wait));
+        }
+        let body = r.text().await.unwrap_or_default();
+        let detail = format!(
+            "Slack's upload URL answered HTTP {status}: {}",
+            body.chars().take(200).collect::<String>()
+        );
+        if status.is_server_error() {
+            Err(Delivery::Transient(detail))
+        } else {
+            Err(Delivery::Permanent(detail))
         }
     }
 }

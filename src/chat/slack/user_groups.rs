@@ -2,9 +2,10 @@
 //! stands for every member of that Slack user group.
 //!
 //! Members are read with `usergroups.users.list` (bot scope
-//! `usergroups:read`) at start-up, where a group that cannot be read stops
-//! rollbot — better than running with an approver set nobody checked — and
-//! then every [`REFRESH`]. A refresh that fails for a group keeps the members
+//! `usergroups:read`) when the Slack adapter connects — retried while Slack
+//! does not answer, while a group Slack refuses (`no_such_subteam`,
+//! `missing_scope`) stops rollbot, better than running with an approver set
+//! nobody checked — and then every [`REFRESH`]. A refresh that fails for a group keeps the members
 //! last read for it and logs the error, so a Slack outage never empties an
 //! approver set; membership changes reach the engine within one period.
 
@@ -30,6 +31,9 @@ pub struct GroupError {
     /// Every place it is configured, e.g. `groups.sre[1], groups.leads[0]`.
     pub at: String,
     pub reason: String,
+    /// Slack could not be asked (unreachable, 5xx, rate limited), as
+    /// opposed to Slack refusing: worth asking again.
+    pub retryable: bool,
 }
 
 /// The Slack user groups services use, and their members last read.
@@ -59,9 +63,12 @@ impl UserGroups {
     /// Reads every group and gives the engine their members.
     ///
     /// # Errors
-    /// The first group that could not be read; the engine is then unchanged.
+    /// A group Slack refused, else the first that could not be read; the
+    /// engine is then unchanged.
     pub async fn load(&self, engine: &Engine) -> Result<(), GroupError> {
-        if let Some(e) = self.read_all().await.into_iter().next() {
+        let mut errors = self.read_all().await;
+        errors.sort_by_key(|e| e.retryable);
+        if let Some(e) = errors.into_iter().next() {
             return Err(e);
         }
         engine.set_group_approvers(self.approvers());
@@ -106,15 +113,17 @@ impl UserGroups {
         let mut errors = Vec::new();
         for (id, places) in groups {
             let at = places.into_iter().collect::<Vec<_>>().join(", ");
-            let error = |reason: String| GroupError {
+            let error = |reason: String, retryable: bool| GroupError {
                 id: id.to_string(),
                 at: at.clone(),
                 reason,
+                retryable,
             };
             let members = match self.session.user_group_members(id).await {
                 Ok(m) => m,
                 Err(e) => {
-                    errors.push(error(super::error_text(&e)));
+                    let retryable = !super::refused(&e);
+                    errors.push(error(super::error_text(&e), retryable));
                     continue;
                 }
             };
@@ -125,9 +134,10 @@ impl UserGroups {
             {
                 Ok(m) => m,
                 Err(e) => {
-                    errors.push(error(format!(
-                        "Slack listed a member that is not a user id: {e}"
-                    )));
+                    errors.push(error(
+                        format!("Slack listed a member that is not a user id: {e}"),
+                        false,
+                    ));
                     continue;
                 }
             };
