@@ -151,10 +151,19 @@ impl App {
                 .resume()
                 .context("resuming chat commands acknowledged before the restart")?;
         }
+        let api_token = match &config.server.api_token {
+            Some(secret) => Some(Arc::<str>::from(
+                secret
+                    .read("server.api_token")
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            )),
+            None => None,
+        };
         let ready = Arc::new(AtomicBool::new(true));
         let state = AppState {
             webhooks: Arc::new(webhooks),
             chat: chat_status,
+            api_token,
             ..AppState::new(engine.clone(), ready)
         };
         let (stopping, mut stop) = watch::channel(false);

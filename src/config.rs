@@ -225,6 +225,11 @@ pub struct ServerConfig {
     /// by default, so rollbot stops on its own before it is killed.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: String,
+    /// When set, `/api/v1/*` and `/metrics` answer only requests carrying
+    /// `Authorization: Bearer <token>`; without it they are open (for a
+    /// cluster-internal Service).
+    #[serde(default)]
+    pub api_token: Option<Secret>,
 }
 
 impl Default for ServerConfig {
@@ -233,6 +238,7 @@ impl Default for ServerConfig {
             listen: default_listen(),
             body_limit_bytes: default_body_limit(),
             shutdown_grace: default_shutdown_grace(),
+            api_token: None,
         }
     }
 }
@@ -657,6 +663,9 @@ impl Config {
                     self.server.listen
                 ),
             );
+        }
+        if let Some(t) = &self.server.api_token {
+            check_secret(t, "server.api_token", &mut problem);
         }
         match humantime::parse_duration(&self.server.shutdown_grace) {
             Err(_) => problem(

@@ -226,3 +226,152 @@ async fn serve_starts_and_answers_health_checks() {
     })
     .await;
 }
+
+async fn start_with_token(t: &Tester, token: &str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = AppState {
+        api_token: Some(Arc::from(token)),
+        ..AppState::new(t.engine.clone(), Arc::new(AtomicBool::new(true)))
+    };
+    tokio::spawn(http::serve(
+        listener,
+        http::router(state, 64 * 1024),
+        std::future::pending(),
+    ));
+    format!("http://{addr}")
+}
+
+/// The `rel="next"` URL of a `Link` header, if any.
+fn next_link(r: &reqwest::Response) -> Option<String> {
+    let link = r.headers().get("link")?.to_str().ok()?;
+    let (url, rel) = link.split_once(';')?;
+    assert_eq!(rel.trim(), "rel=\"next\"", "{link}");
+    Some(
+        url.trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .to_string(),
+    )
+}
+
+#[tokio::test]
+async fn the_proposal_list_is_paginated_and_filtered() {
+    bounded(async {
+        let t = Tester::new();
+        let base = start(&t).await;
+        let client = reqwest::Client::new();
+        let mut made = Vec::new();
+        for _ in 0..4 {
+            let p = t.propose_by("slack:UALICE").await.unwrap();
+            t.engine.cancel(&p.id, &user("slack:UALICE")).await.unwrap();
+            made.push(p.id);
+        }
+        let open = t.propose_by("slack:UALICE").await.unwrap();
+        made.push(open.id.clone());
+
+        // Pages of two, following the Link header to the end.
+        let mut url = format!("{base}/api/v1/proposals?limit=2");
+        let mut seen = Vec::new();
+        let mut pages = 0;
+        loop {
+            let r = client.get(&url).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let next = next_link(&r);
+            let page: Vec<serde_json::Value> = r.json().await.unwrap();
+            assert!(page.len() <= 2, "{page:?}");
+            seen.extend(page.iter().map(|p| p["id"].as_str().unwrap().to_string()));
+            pages += 1;
+            assert!(pages <= 5, "the pages never end");
+            match next {
+                Some(path) => url = format!("{base}{path}"),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 3);
+        let mut expected: Vec<String> = made.iter().map(ToString::to_string).collect();
+        let mut got = seen.clone();
+        expected.sort();
+        got.sort();
+        assert_eq!(got, expected, "every proposal exactly once");
+
+        let get = |q: &'static str| {
+            let client = client.clone();
+            let base = base.clone();
+            async move {
+                let r = client
+                    .get(format!("{base}/api/v1/proposals{q}"))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                (status, r.json::<serde_json::Value>().await.unwrap())
+            }
+        };
+        let (s, open_only) = get("?state=proposed").await;
+        assert_eq!(s, 200);
+        assert_eq!(open_only.as_array().unwrap().len(), 1);
+        assert_eq!(open_only[0]["id"], open.id.as_str());
+        let (_, cancelled) = get("?state=cancelled&service=payment-api").await;
+        assert_eq!(cancelled.as_array().unwrap().len(), 4);
+        let (_, none) = get("?service=checkout").await;
+        assert_eq!(none.as_array().unwrap().len(), 0);
+        // Mistakes are 400s that say what to send instead.
+        let (s, e) = get("?state=done").await;
+        assert_eq!(s, 400);
+        assert!(
+            e["error"].as_str().unwrap().contains("use one of proposed"),
+            "{e}"
+        );
+        let (s, e) = get("?limit=0").await;
+        assert_eq!(s, 400, "{e}");
+        let (s, e) = get("?limit=100000").await;
+        assert_eq!(s, 400, "{e}");
+        let (s, e) = get("?cursor=not-a-cursor").await;
+        assert_eq!(s, 400, "{e}");
+        let (s, e) = get("?colour=blue").await;
+        assert_eq!(s, 400, "{e}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_read_api_and_metrics_need_the_token_once_one_is_set() {
+    bounded(async {
+        let t = Tester::new();
+        let p = t.propose_by("slack:UALICE").await.unwrap();
+        let base = start_with_token(&t, "s3cret-token").await;
+        let client = reqwest::Client::new();
+        for path in [
+            "/api/v1/proposals".to_string(),
+            format!("/api/v1/proposals/{}", p.id),
+            "/metrics".to_string(),
+        ] {
+            let r = client.get(format!("{base}{path}")).send().await.unwrap();
+            assert_eq!(r.status(), 401, "{path} without a token");
+            assert_eq!(r.headers()["www-authenticate"], "Bearer");
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert!(body["error"].as_str().unwrap().contains("server.api_token"));
+            let r = client
+                .get(format!("{base}{path}"))
+                .bearer_auth("wrong")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 401, "{path} with a wrong token");
+            let r = client
+                .get(format!("{base}{path}"))
+                .bearer_auth("s3cret-token")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{path} with the token");
+        }
+        // Probes stay open for the kubelet.
+        for path in ["/healthz", "/readyz"] {
+            let r = client.get(format!("{base}{path}")).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+        }
+    })
+    .await;
+}

@@ -37,6 +37,8 @@ pub struct AppState {
     /// Test-only fault injection; inert unless a test arms it.
     #[doc(hidden)]
     pub faults: Arc<Faults>,
+    /// `server.api_token`: required on the read API and `/metrics` when set.
+    pub api_token: Option<Arc<str>>,
 }
 
 impl AppState {
@@ -50,6 +52,7 @@ impl AppState {
             webhooks: Arc::new(Webhooks::disabled()),
             metrics: Arc::new(Metrics::new()),
             faults: Arc::new(Faults::default()),
+            api_token: None,
         }
     }
 }
@@ -152,13 +155,20 @@ pub struct ProposalWithTimeline {
 
 /// Builds the router with every route; `body_limit` caps request bodies.
 pub fn router(state: AppState, body_limit: usize) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+    // What reads proposals or counters; behind the API token when one is set.
+    let guarded = Router::new()
         .route("/api/v1/proposals", get(list_proposals))
         .route("/api/v1/proposals/{id}", get(get_proposal))
         .route("/api/v1/proposals/{id}/report", get(get_report))
         .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(guarded)
         .merge(webhooks::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(Extension(BodyLimit(body_limit)))
@@ -215,8 +225,126 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-async fn list_proposals(State(state): State<AppState>) -> Result<Json<Vec<Proposal>>, AppError> {
-    Ok(Json(state.engine.store().list()?))
+/// 401 unless the request carries `Authorization: Bearer <api_token>`
+/// (compared in constant time), when `server.api_token` is set.
+async fn require_token(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(token) = &state.api_token else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    use subtle::ConstantTimeEq;
+    if given.as_bytes().ct_eq(token.as_bytes()).into() {
+        return next.run(request).await;
+    }
+    let mut r = AppError::client(
+        StatusCode::UNAUTHORIZED,
+        "this endpoint needs `Authorization: Bearer <token>` with the token configured as server.api_token",
+    )
+    .into_response();
+    r.headers_mut().insert(
+        axum::http::header::WWW_AUTHENTICATE,
+        axum::http::HeaderValue::from_static("Bearer"),
+    );
+    r
+}
+
+/// Proposals per page when `limit` is not given, and the most one page holds.
+pub const DEFAULT_PAGE: usize = 50;
+pub const MAX_PAGE: usize = 500;
+
+/// `GET /api/v1/proposals` query: `limit`, `cursor`, `state`, `service`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<usize>,
+    cursor: Option<String>,
+    state: Option<String>,
+    service: Option<String>,
+}
+
+/// One page of proposals, newest first, as a JSON array. When there are
+/// more, a `Link: <…>; rel="next"` header (RFC 8288, as GitHub's API does)
+/// names the next page's URL; its `cursor` is opaque.
+async fn list_proposals(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, AppError> {
+    let Query(q) = query.map_err(|e| {
+        AppError::client(
+            StatusCode::BAD_REQUEST,
+            format!("{e}; the query takes limit, cursor, state and service"),
+        )
+    })?;
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(AppError::client(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let wanted_state = match &q.state {
+        None => None,
+        Some(s) => Some(
+            crate::domain::State::ALL
+                .into_iter()
+                .find(|st| st.as_str() == s)
+                .ok_or_else(|| {
+                    let known: Vec<_> = crate::domain::State::ALL
+                        .iter()
+                        .map(|st| st.as_str())
+                        .collect();
+                    AppError::client(
+                        StatusCode::BAD_REQUEST,
+                        format!("unknown state {s:?}; use one of {}", known.join(", ")),
+                    )
+                })?,
+        ),
+    };
+    let service = match &q.service {
+        None => None,
+        Some(s) => Some(crate::domain::ServiceName::parse(s).map_err(|e| {
+            AppError::client(StatusCode::BAD_REQUEST, format!("service {s:?}: {e}"))
+        })?),
+    };
+    let page = state
+        .engine
+        .store()
+        .page(&crate::store::PageQuery {
+            state: wanted_state,
+            service,
+            cursor: q.cursor.clone(),
+            limit,
+        })
+        .map_err(|e| match e {
+            crate::store::StoreError::Corrupt {
+                tree: "proposals_by_time",
+                ..
+            } => AppError::client(StatusCode::BAD_REQUEST, format!("cursor: {e}")),
+            other => other.into(),
+        })?;
+    let mut response = Json(page.items).into_response();
+    if let Some(next) = page.next {
+        let mut url = format!("/api/v1/proposals?limit={limit}&cursor={next}");
+        if let Some(s) = &q.state {
+            url.push_str(&format!("&state={s}"));
+        }
+        if let Some(s) = &q.service {
+            url.push_str(&format!("&service={s}"));
+        }
+        if let Ok(v) = axum::http::HeaderValue::from_str(&format!("<{url}>; rel=\"next\"")) {
+            response.headers_mut().insert(axum::http::header::LINK, v);
+        }
+    }
+    Ok(response)
 }
 
 async fn get_proposal(
