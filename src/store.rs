@@ -212,6 +212,9 @@ pub struct Page {
 pub struct Sizes {
     pub proposals: usize,
     pub dedup_keys: usize,
+    /// Keys and values of the dedup entries, in bytes (what they cost
+    /// before sled's own overhead).
+    pub dedup_bytes: u64,
     pub parked_alerts: usize,
     pub bytes_on_disk: u64,
 }
@@ -987,15 +990,22 @@ impl Store {
         })
     }
 
-    /// Counts and the size on disk.
+    /// Counts and the size on disk. Reads every dedup key: for tests,
+    /// benchmarks and occasional inspection, not a hot path.
     ///
     /// # Errors
     /// Storage failure.
     pub fn sizes(&self) -> Result<Sizes, StoreError> {
         self.with(|t| {
+            let mut dedup_bytes = 0;
+            for kv in t.dedup.iter() {
+                let (k, v) = kv?;
+                dedup_bytes += (k.len() + v.len()) as u64;
+            }
             Ok(Sizes {
                 proposals: t.proposals.len(),
                 dedup_keys: t.dedup.len(),
+                dedup_bytes,
                 parked_alerts: t.parked.len(),
                 bytes_on_disk: t.db.size_on_disk()?,
             })

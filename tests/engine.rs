@@ -522,3 +522,75 @@ async fn chat_outages_are_recorded_not_fatal() {
     })
     .await;
 }
+
+fn posts_of(t: &Tester, id: &rollbot::domain::ProposalId) -> usize {
+    t.chat
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, ChatCall::Posted { id: p, .. } if p == id.as_str()))
+        .count()
+}
+
+/// A proposal the chat could not take (or that rollbot stopped before
+/// posting) is not left without a message: the tick, and a restart, post
+/// it, once, and bind it to the message so votes on it count.
+#[tokio::test]
+async fn a_proposal_that_could_not_be_posted_is_posted_later_and_bound() {
+    bounded(async {
+        let t = Tester::new();
+        t.chat.set_failing(true);
+        let p = t.propose_by("slack:UALICE").await.unwrap();
+        assert!(t.engine.get(&p.id).unwrap().messages.is_empty());
+        assert_eq!(posts_of(&t, &p.id), 0);
+        // Still down: the tick tries and leaves it unbound.
+        t.engine.tick().await.unwrap();
+        assert!(t.engine.get(&p.id).unwrap().messages.is_empty());
+        t.chat.set_failing(false);
+        t.engine.tick().await.unwrap();
+        let bound = t.engine.get(&p.id).unwrap();
+        let at = bound
+            .primary_message()
+            .expect("bound to its message")
+            .clone();
+        assert_eq!(posts_of(&t, &p.id), 1);
+        assert_eq!(
+            t.engine.proposal_for_message(&at).unwrap(),
+            Some(p.id.clone())
+        );
+        // Nothing left to post: neither the next tick nor a restart posts again.
+        t.engine.tick().await.unwrap();
+        let t = t.restart().await;
+        t.engine.recover().await.unwrap();
+        assert_eq!(t.engine.get(&p.id).unwrap().messages, vec![at]);
+    })
+    .await;
+}
+
+/// rollbot stopped after storing a proposal and before posting it: the
+/// restart posts it.
+#[tokio::test]
+async fn a_restart_posts_a_proposal_stored_but_never_posted() {
+    bounded(async {
+        let t = Tester::new();
+        let p = t.propose_by("slack:UALICE").await.unwrap();
+        let mut orphan = t.engine.get(&p.id).unwrap();
+        t.engine.cancel(&p.id, &user("slack:UALICE")).await.unwrap();
+        // The same proposal as it stands right after the store write.
+        orphan.id = rollbot::domain::ProposalId::from_random(42);
+        orphan.messages.clear();
+        orphan.timeline_len = 0;
+        t.engine
+            .store()
+            .insert_claiming(&orphan, &[], Some("slack:C0123INCIDENTS"), &[])
+            .unwrap();
+        let t = t.restart().await;
+        t.engine.recover().await.unwrap();
+        let bound = t.engine.get(&orphan.id).unwrap();
+        assert_eq!(bound.messages.len(), 1, "{bound:?}");
+        assert_eq!(bound.messages[0].channel, "slack:C0123INCIDENTS");
+        assert_eq!(posts_of(&t, &orphan.id), 1);
+        t.engine.recover().await.unwrap();
+        assert_eq!(posts_of(&t, &orphan.id), 1);
+    })
+    .await;
+}

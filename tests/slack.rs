@@ -833,3 +833,102 @@ fn next_trigger_id() -> String {
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     format!("{n}.738474920.8088930838d88f008e0{n:x}")
 }
+
+/// Slack takes a 200 as "handled": the vote must already be stored when it
+/// is sent, with its event id, so a redelivery (Slack retries what got no
+/// answer, with the same `event_id`) changes nothing — not even after a
+/// restart.
+#[tokio::test]
+async fn a_reaction_vote_is_stored_before_its_200_and_counts_once() {
+    bounded(async {
+        let t = SlackTester::new().await;
+        let (id, ts) = t.propose().await;
+        let body = SlackTester::reaction_event("EvDurable", "UBOB", "white_check_mark", &ts, true);
+        let r = t
+            .post_signed("/slack/events", "application/json", body.clone(), &[])
+            .await;
+        assert_eq!(r.status(), 200);
+        // No settling: the answer itself means it is stored.
+        let p = t.engine.get(&id).unwrap();
+        assert_eq!(
+            p.approvals
+                .iter()
+                .map(|a| a.user.to_string())
+                .collect::<Vec<_>>(),
+            ["slack:UBOB"]
+        );
+        for retry in ["1", "2"] {
+            let r = t
+                .post_signed(
+                    "/slack/events",
+                    "application/json",
+                    body.clone(),
+                    &[
+                        ("x-slack-retry-num", retry),
+                        ("x-slack-retry-reason", "http_timeout"),
+                    ],
+                )
+                .await;
+            assert_eq!(r.status(), 200);
+        }
+        t.settle().await;
+        let votes = t
+            .engine
+            .store()
+            .timeline(&id)
+            .unwrap()
+            .into_iter()
+            .filter(|e| matches!(e.kind, rollbot::domain::EventKind::Voted { .. }))
+            .count();
+        assert_eq!(votes, 1, "one vote for one event, however often delivered");
+        // The private "already counts" note is not sent for a redelivery.
+        assert!(
+            t.ephemerals_to("UBOB").is_empty(),
+            "{:?}",
+            t.ephemerals_to("UBOB")
+        );
+    })
+    .await;
+}
+
+/// A slash command is acknowledged as soon as it is recorded; if rollbot
+/// stops before the proposal is opened, the next start opens it — once.
+#[tokio::test]
+async fn a_command_acknowledged_before_a_restart_is_carried_out_once() {
+    bounded(async {
+        let t = SlackTester::new().await;
+        // What `/rollback payment-api …` leaves in the store before it
+        // is carried out.
+        let pending = json!({
+            "key": "slack:cmd:7.738474920.8088930838d88f008e0",
+            "channel": CHANNEL,
+            "user": "UALICE",
+            "service": "payment-api",
+            "origin": "command",
+            "to_revision": null,
+            "reason": "checkout errors after the deploy"
+        });
+        let store = t.engine.store();
+        store
+            .inbox_put("slack:cmd:7.738474920.8088930838d88f008e0", &pending)
+            .unwrap();
+        assert_eq!(t.inbound.resume().unwrap(), 1);
+        t.settle().await;
+        let all = store.list().unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].reason, "checkout errors after the deploy");
+        assert_eq!(t.fake.calls_to("chat.postMessage").len(), 1);
+        // Done: nothing left, and doing it again (a second restart that
+        // raced the removal) opens nothing new.
+        assert_eq!(t.inbound.resume().unwrap(), 0);
+        store
+            .inbox_put("slack:cmd:7.738474920.8088930838d88f008e0", &pending)
+            .unwrap();
+        assert_eq!(t.inbound.resume().unwrap(), 1);
+        t.settle().await;
+        assert_eq!(store.list().unwrap().len(), 1);
+        assert_eq!(t.fake.calls_to("chat.postMessage").len(), 1);
+        assert!(t.ephemerals_to("UALICE").is_empty());
+    })
+    .await;
+}
