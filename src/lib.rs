@@ -5,8 +5,10 @@
 //! The core:
 //! - [`domain`]: proposals, the state machine, the two-person rule, timeline
 //!   events and the runbook decision rules. Pure: no I/O, no async.
-//! - [`store`]: durable sled storage of proposals, timelines and dedup keys,
-//!   with atomic state transitions.
+//! - [`store`]: durable sled storage of proposals, timelines, dedup keys,
+//!   message bindings, parked alerts, acknowledged inputs and the outbox
+//!   queues, with atomic state transitions; the only module that touches
+//!   sled, through one owner so it cannot deadlock.
 //! - [`engine`]: the one place that decides. Takes inputs (alerts, commands,
 //!   votes, ticks), applies domain rules, persists, then calls the ports.
 //! - [`ports`]: the small traits the engine talks through (`Chat`,
