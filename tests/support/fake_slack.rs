@@ -528,16 +528,24 @@ fn answer(inner: &Inner, method: &str, body: &Value) -> Value {
     }
 }
 
+/// The upload URL answers as Slack's does: `200`, `text/plain`, `OK - <bytes>`
+/// (an empty body without a content type is not what Slack sends, and
+/// slack-morphism reads it as broken JSON).
 async fn upload(
     State(inner): State<Arc<Inner>>,
     Path(file): Path<String>,
     body: Bytes,
-) -> StatusCode {
+) -> Response {
     inner.calls.lock().unwrap().push(Call {
         method: format!("upload:{file}"),
         body: Value::Null,
         raw: String::from_utf8_lossy(&body).into_owned(),
     });
     inner.changed.notify_waiters();
-    StatusCode::OK
+    (
+        StatusCode::OK,
+        [("content-type", "text/plain; charset=utf-8")],
+        format!("OK - {}", body.len()),
+    )
+        .into_response()
 }
