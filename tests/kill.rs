@@ -84,6 +84,8 @@ struct Script {
 
 /// Slack's latency when it is slow: above the 3 s rollbot waits for a post.
 const SLOW_SLACK: Duration = Duration::from_millis(3500);
+/// How long people wait for the proposal to name its Slack message.
+const BIND_WAIT: Duration = Duration::from_secs(5);
 /// Bound of every wait for rollbot to get somewhere.
 const WAIT: Duration = Duration::from_secs(20);
 const VOTERS: [&str; 2] = ["UALICE", "UBOB"];
@@ -290,14 +292,25 @@ async fn drive(w: &mut World, script: Script, inc: &mut Incident) {
     }
     w.proxy.set_post_delay(Duration::ZERO);
 
-    // People react on the message they see: the one rollbot names if it
-    // is one Slack has, else the first one Slack showed.
-    let named = proposal(w, &id)
-        .await
-        .and_then(|p| p["messages"][0]["message"].as_str().map(str::to_owned));
+    // People react on the message they see: the one rollbot names and
+    // keeps up to date once it names one Slack has (a restart may post the
+    // message twice), else the latest one Slack shows.
+    let (r, pid) = (&*w, id.as_str());
+    let named = wait_for(BIND_WAIT, || async move {
+        let p = proposal(r, pid).await?;
+        let named = p["messages"][0]["message"].as_str()?.to_owned();
+        r.proxy.posted_ts(pid).contains(&named).then_some(named)
+    })
+    .await;
     let ts = match named {
-        Some(t) if w.proxy.posted_ts(&id).contains(&t) => t,
-        _ => first_ts,
+        Some(t) => t,
+        None => {
+            let latest = w.proxy.posted_ts(&id).pop().unwrap_or(first_ts);
+            inc.note(format!(
+                "rollbot named no Slack message within {BIND_WAIT:?}; voting on {latest}"
+            ));
+            latest
+        }
     };
     inc.voted_on = Some(ts.clone());
 
