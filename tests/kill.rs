@@ -174,49 +174,37 @@ async fn run(incidents: usize) {
         };
         drive(&mut world, *script, &mut inc).await;
         check(&world, &mut inc).await;
-        eprintln!(
-            "incident {i} ({}) {:?}: {}",
-            inc.service,
-            script,
-            if inc.problems.is_empty() {
-                "ok"
-            } else {
-                "FAILED"
-            }
-        );
-        if !inc.problems.is_empty() {
+        if inc.problems.is_empty() {
+            eprintln!("incident {i} ({}) {script:?}: ok", inc.service);
+        } else {
+            // In full, at once: a long run shows its failures as they happen.
+            eprintln!(
+                "incident {i} FAILED\n{}",
+                describe(&world, script, &inc).await
+            );
             failed.push((*script, inc));
         }
     }
     eprintln!(
-        "{incidents} incidents, {} starts of rollbot, {:.1} s",
+        "{incidents} incidents, {} failed, {} starts of rollbot, {:.1} s",
+        failed.len(),
         world.bot.starts(),
         started.elapsed().as_secs_f64()
     );
     if !failed.is_empty() {
         let mut report = format!(
-            "{} of {incidents} incidents broke an invariant (replay with ROLLBOT_KILL_SEED={seed}):\n",
+            "{} of {incidents} incidents broke an invariant (replay with ROLLBOT_KILL_SEED={seed}); each is described in full above:\n",
             failed.len()
         );
         for (script, inc) in &failed {
-            let detail = match &inc.id {
-                Some(id) => proposal(&world, id).await.unwrap_or(Value::Null),
-                None => Value::Null,
-            };
             report.push_str(&format!(
-                "\n- incident {} ({}, proposal {}), kill point {:?} +{} ms, slow Slack: {}\n  problems:\n{}\n  what the driver did:\n{}\n  state: {}, approvals: {}, messages: {}\n  timeline:\n{}\n",
+                "- incident {} ({}), kill point {:?} +{} ms, slow Slack {}: {}\n",
                 inc.index,
-                inc.service,
-                inc.id.as_deref().unwrap_or("none"),
+                inc.id.as_deref().unwrap_or("no proposal"),
                 script.point,
                 script.jitter_ms,
                 script.slow_slack,
-                inc.problems.iter().map(|p| format!("    * {p}")).collect::<Vec<_>>().join("\n"),
-                inc.log.iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n"),
-                detail["state"],
-                detail["approvals"],
-                detail["messages"],
-                timeline_lines(&detail),
+                inc.problems.join("; ")
             ));
         }
         report.push_str(&format!(
@@ -230,6 +218,38 @@ async fn run(incidents: usize) {
         ));
         panic!("{report}");
     }
+}
+
+/// One failed incident: its script, problems, what the driver did, and
+/// the proposal's state and timeline as the API shows them now.
+async fn describe(w: &World, script: &Script, inc: &Incident) -> String {
+    let detail = match &inc.id {
+        Some(id) => proposal(w, id).await.unwrap_or(Value::Null),
+        None => Value::Null,
+    };
+    format!(
+        "- incident {} ({}, proposal {}), kill point {:?} +{} ms, slow Slack: {}\n  problems:\n{}\n  what the driver did:\n{}\n  state: {}, approvals: {}, messages: {}\n  timeline:\n{}\n",
+        inc.index,
+        inc.service,
+        inc.id.as_deref().unwrap_or("none"),
+        script.point,
+        script.jitter_ms,
+        script.slow_slack,
+        inc.problems
+            .iter()
+            .map(|p| format!("    * {p}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        inc.log
+            .iter()
+            .map(|l| format!("    {l}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        detail["state"],
+        detail["approvals"],
+        detail["messages"],
+        timeline_lines(&detail),
+    )
 }
 
 /// Runs one incident end to end, killing rollbot at `script.point`.
