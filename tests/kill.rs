@@ -82,6 +82,10 @@ struct Script {
     slow_slack: bool,
 }
 
+/// Deployments (and services) the incidents take turns on. Few, because
+/// the simulated controller reconciles every deployment every 20 ms; each
+/// incident first releases a bad version of its deployment.
+const POOL: usize = 8;
 /// Slack's latency when it is slow: above the 3 s rollbot waits for a post.
 const SLOW_SLACK: Duration = Duration::from_millis(3500);
 /// How long people wait for the proposal to name its Slack message.
@@ -103,6 +107,10 @@ struct World {
 struct Incident {
     index: usize,
     service: String,
+    /// Proposals that existed before this incident.
+    before: Vec<String>,
+    /// PATCHes the deployment had received when the incident began.
+    patch_base: usize,
     id: Option<String>,
     /// Vote events answered 2xx: (event id, voter).
     acked: Vec<(String, String)>,
@@ -135,7 +143,9 @@ async fn killed_at_random_points_nothing_is_lost_and_nothing_repeats() {
 async fn run(incidents: usize) {
     let (mut rng, seed) = Rng::from_env("ROLLBOT_KILL_SEED");
     let dir = tempfile::tempdir().unwrap();
-    let names: Vec<String> = (0..incidents).map(|i| format!("svc-{i:03}")).collect();
+    let names: Vec<String> = (0..incidents.min(POOL))
+        .map(|i| format!("svc-{i:03}"))
+        .collect();
     let sim = start_sim(&names, dir.path()).await;
     let health = Health::start(sim.clone(), 2).await;
     let fake = FakeSlack::start().await;
@@ -167,11 +177,47 @@ async fn run(incidents: usize) {
     let started = Instant::now();
     let mut failed = Vec::new();
     for (i, script) in scripts.iter().enumerate() {
+        let all = proposals(&world).await.unwrap_or_default();
+        let open = |name: &String| {
+            all.iter().any(|p| {
+                p["service"] == name.as_str()
+                    && matches!(
+                        p["state"].as_str(),
+                        Some("proposed" | "approved" | "executing" | "rolled_back")
+                    )
+            })
+        };
+        // A service whose last proposal is stuck open would absorb the new
+        // alert; take the next free one, and stop when none is left.
+        let Some(service) = (0..names.len())
+            .map(|k| &names[(i + k) % names.len()])
+            .find(|n| !open(n))
+        else {
+            eprintln!("incident {i}: every service still has an open proposal; stopping");
+            failed.push((
+                *script,
+                Incident {
+                    index: i,
+                    problems: vec![format!(
+                        "every service still has an open proposal from an earlier incident; {} incidents not run",
+                        incidents - i
+                    )],
+                    ..Incident::default()
+                },
+            ));
+            break;
+        };
         let mut inc = Incident {
             index: i,
-            service: names[i].clone(),
+            service: service.clone(),
+            before: all
+                .iter()
+                .filter_map(|p| p["id"].as_str().map(str::to_owned))
+                .collect(),
             ..Incident::default()
         };
+        release_bad_version(&world, &inc.service, i).await;
+        inc.patch_base = patches(&world.sim, &inc.service);
         drive(&mut world, *script, &mut inc).await;
         check(&world, &mut inc).await;
         if inc.problems.is_empty() {
@@ -285,7 +331,8 @@ async fn drive(w: &mut World, script: Script, inc: &mut Incident) {
     // The proposal, through the read API.
     let r: &World = w;
     let svc = service.as_str();
-    let Some(id) = wait_for(WAIT, || async move { proposal_of(r, svc).await }).await else {
+    let before = inc.before.as_slice();
+    let Some(id) = wait_for(WAIT, || async move { proposal_of(r, svc, before).await }).await else {
         inc.problem("no proposal was opened for the firing alert");
         return;
     };
@@ -359,9 +406,9 @@ async fn drive(w: &mut World, script: Script, inc: &mut Incident) {
     }
 
     if kill_at(Point::Executing) {
-        let (r, deployment) = (&*w, service.as_str());
+        let (r, deployment, base) = (&*w, service.as_str(), inc.patch_base);
         let patched = wait_for(WAIT, || async move {
-            (patches(&r.sim, deployment) > 0).then_some(())
+            (patches(&r.sim, deployment) > base).then_some(())
         })
         .await;
         if patched.is_some() {
@@ -465,17 +512,60 @@ fn is(e: &Value, name: &str) -> bool {
     e["event"] == name
 }
 
+/// Releases a bad version of `name` (unless it still runs the seeded bad
+/// `v2`), as a deploy pipeline would: the PATCH `kubectl set image` sends,
+/// then waits for the rollout to finish.
+async fn release_bad_version(w: &World, name: &str, incident: usize) {
+    if image(&w.sim, name) == format!("{name}:v1") {
+        let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "app", "image": format!("{name}:bad-{incident}")}
+        ]}}}});
+        let url = format!(
+            "{}/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{name}",
+            w.sim.url()
+        );
+        let r = w
+            .http
+            .patch(url)
+            .header("content-type", "application/strategic-merge-patch+json")
+            .body(patch.to_string())
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .expect("the simulator answers");
+        assert!(r.status().is_success(), "releasing {name}: {r:?}");
+    }
+    let done = wait_for(WAIT, || async {
+        let d = w.sim.get(rollbot::sim::Kind::Deployment, NAMESPACE, name)?;
+        let want = d["spec"]["replicas"].as_i64()?;
+        let status = &d["status"];
+        (d["metadata"]["generation"] == status["observedGeneration"]
+            && status["updatedReplicas"].as_i64() == Some(want)
+            && status["availableReplicas"].as_i64() == Some(want)
+            && status["replicas"].as_i64() == Some(want))
+        .then_some(())
+    })
+    .await;
+    assert!(
+        done.is_some(),
+        "the bad release of {name} did not roll out within {WAIT:?}"
+    );
+}
+
 /// The invariants, checked against the API, the simulator and Slack.
 async fn check(w: &World, inc: &mut Incident) {
     let Some(id) = inc.id.clone() else { return };
     let all = proposals(w).await.unwrap_or_default();
     let of_service = all
         .iter()
-        .filter(|p| p["service"] == inc.service.as_str())
+        .filter(|p| {
+            p["service"] == inc.service.as_str()
+                && !inc.before.iter().any(|b| p["id"] == b.as_str())
+        })
         .count();
     if of_service != 1 {
         inc.problem(format!(
-            "{of_service} proposals exist for {}; one alert must open one",
+            "{of_service} proposals were opened for {} in this incident; one alert must open one",
             inc.service
         ));
     }
@@ -515,7 +605,7 @@ async fn check(w: &World, inc: &mut Incident) {
 
     // Exactly one rollback once approved.
     let approved = has("state_changed", &|e| e["to"] == "approved");
-    let n = patches(&w.sim, &inc.service);
+    let n = patches(&w.sim, &inc.service) - inc.patch_base;
     if approved && n != 1 {
         inc.problem(format!(
             "the approved proposal sent {n} rollback PATCHes to the cluster; exactly one is allowed"
@@ -723,10 +813,11 @@ async fn proposal(w: &World, id: &str) -> Option<Value> {
     r.json().await.ok()
 }
 
-async fn proposal_of(w: &World, service: &str) -> Option<String> {
+/// The proposal of `service` that is not one of `before`.
+async fn proposal_of(w: &World, service: &str, before: &[String]) -> Option<String> {
     proposals(w)
         .await?
         .into_iter()
-        .find(|p| p["service"] == service)
+        .find(|p| p["service"] == service && !before.iter().any(|b| p["id"] == b.as_str()))
         .and_then(|p| p["id"].as_str().map(str::to_owned))
 }

@@ -141,24 +141,29 @@ pub fn image(sim: &SimHandle, name: &str) -> String {
 /// A service health endpoint per deployment, `GET /health/{name}`,
 /// answering `{"version": "<tag>"}` with the tag the simulated deployment
 /// runs — so verification passes only once the rollback really happened.
-/// The first `warmup` requests per name answer 503, as a service does
-/// while its pods warm up, which keeps verification running for a few
-/// check intervals (a window for a kill to land in).
+/// After each rollout (each new generation of the deployment) the first
+/// `warmup` requests answer 503, as a service does while its pods warm up,
+/// which keeps verification running for a few check intervals (a window
+/// for a kill to land in).
 pub struct Health {
     pub base: String,
 }
 
 impl Health {
     pub async fn start(sim: Arc<SimHandle>, warmup: usize) -> Self {
-        let seen: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let seen: Arc<Mutex<HashMap<(String, i64), usize>>> = Arc::default();
         let app = Router::new().route(
             "/health/{name}",
             get(move |UrlPath(name): UrlPath<String>| {
                 let (sim, seen) = (sim.clone(), seen.clone());
                 async move {
+                    let generation = sim
+                        .get(Kind::Deployment, NAMESPACE, &name)
+                        .and_then(|d| d["metadata"]["generation"].as_i64())
+                        .unwrap_or_default();
                     let n = {
                         let mut seen = seen.lock().unwrap();
-                        let n = seen.entry(name.clone()).or_default();
+                        let n = seen.entry((name.clone(), generation)).or_default();
                         *n += 1;
                         *n
                     };
