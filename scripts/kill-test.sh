@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The full kill test: 100 incidents driven through `rollbot serve`, each
+# SIGKILLed at a seeded random point and restarted on the same store (see
+# tests/kill.rs). `cargo test` runs only a few of them.
+# Usage: scripts/kill-test.sh [INCIDENTS]   (default 100)
+#   ROLLBOT_KILL_SEED=N replays a run; the seed is printed at the start.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The same flags as scripts/test.sh, so its build is reused.
+clippy_driver="$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver || true)"
+if [ -z "$clippy_driver" ]; then
+  echo "error: clippy-driver not found; install it with: rustup component add clippy" >&2
+  exit 1
+fi
+export RUSTFLAGS="${RUSTFLAGS:-} -D warnings" RUSTC_WORKSPACE_WRAPPER="$clippy_driver"
+export ROLLBOT_KILL_INCIDENTS="${1:-${ROLLBOT_KILL_INCIDENTS:-100}}"
+echo "==> kill test: $ROLLBOT_KILL_INCIDENTS incidents"
+cargo test --locked --test kill -- --nocapture
