@@ -20,16 +20,18 @@
 //! writer waits for it: rollbot's server stopped answering that way under an
 //! alert storm (`tests/store.rs` reproduces it in seconds).
 //!
-//! So every read, iteration, transaction and flush here runs while holding
-//! one mutex, [`Shared::trees`]: at most one of our threads is inside sled at
-//! a time, so a writer of that lock never waits for a reader of ours. The
-//! only other user of the lock is sled's own flusher thread, a reader that
-//! never re-enters it and waits only for its disk writes, so no cycle can
-//! form. Flushes are grouped: callers that wrote before a flush started share
-//! it instead of each paying one (see [`Store::flush`]). No other module
-//! touches sled: the outbox and the engine's parked alerts use the methods
-//! below. `tests/store.rs` runs every kind of call from many threads at once
-//! and fails on any stall over 2 s.
+//! So every read, iteration and transaction here runs while holding one
+//! mutex, [`Shared::trees`]: at most one of our threads is inside sled's
+//! lock as a possible writer or re-entering reader at a time. The other
+//! users of that lock are flushes — sled's own flusher thread, and ours,
+//! one at a time — which only read it, never re-enter it and wait only for
+//! their own disk writes, never for one of our calls, so no cycle can form;
+//! they run beside the owner so that reads and writes go on while the disk
+//! syncs. Flushes are grouped: callers that wrote before a flush started
+//! share it instead of each paying one (see [`Store::flush`]). No other
+//! module touches sled: the outbox and the engine's parked alerts use the
+//! methods below. `tests/store.rs` runs every kind of call from many
+//! threads at once and fails on any stall over 2 s.
 //!
 //! Each call holds the mutex only for its own sled work (microseconds);
 //! long scans (the dedup sweep) work in bounded chunks so they cannot starve
@@ -237,9 +239,9 @@ pub struct Store {
 }
 
 struct Shared {
-    /// The one owner: every sled call holds this (see the module doc for
-    /// why). A blocking mutex: it is held for microseconds (a flush: one
-    /// fsync) and never across an `.await`. parking_lot's, because it is
+    /// The one owner: every sled call but a flush holds this (see the
+    /// module doc for why). A blocking mutex: it is held for microseconds
+    /// and never across an `.await`. parking_lot's, because it is
     /// eventually fair: under a storm no caller waits behind others for long.
     trees: Mutex<Trees>,
     /// Callers waiting to flush queue here, so that each one that gets its
@@ -378,17 +380,16 @@ impl Store {
         if self.inner.flushed.load(Ordering::SeqCst) >= wanted && wanted > 0 {
             return Ok(());
         }
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || {
-            store.with(|t| {
-                let covers = store.inner.written.load(Ordering::SeqCst);
-                t.db.flush()?;
-                store.inner.flushed.fetch_max(covers, Ordering::SeqCst);
-                Ok::<_, StoreError>(())
-            })
-        })
-        .await
-        .map_err(|e| StoreError::Io(sled::Error::ReportableBug(e.to_string())))??;
+        // Outside the owner's mutex: a flush only reads sled's lock and
+        // waits for its own disk writes, never for one of our calls, so it
+        // can run beside them (see the module doc), and reads and writes go
+        // on while the disk syncs.
+        let covers = self.inner.written.load(Ordering::SeqCst);
+        let db = self.with(|t| t.db.clone());
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| StoreError::Io(sled::Error::ReportableBug(e.to_string())))??;
+        self.inner.flushed.fetch_max(covers, Ordering::SeqCst);
         Ok(())
     }
 
