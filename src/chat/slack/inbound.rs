@@ -51,8 +51,13 @@ pub enum SignatureError {
     Missing(&'static str),
     #[error("X-Slack-Request-Timestamp is not a Unix time")]
     BadTimestamp,
+    /// So far from now that the difference does not fit in an `i64`.
     #[error(
-        "request timestamp is {0} s away from now (more than 5 minutes): replayed or clock skew"
+        "X-Slack-Request-Timestamp is billions of years away from now: forged, or a broken clock on the sender"
+    )]
+    OutOfRange,
+    #[error(
+        "X-Slack-Request-Timestamp is {0} s away from now (more than 5 minutes): a replayed request, or this server's clock is wrong (check NTP)"
     )]
     Stale(i64),
     #[error("X-Slack-Signature does not match; check slack.signing_secret")]
@@ -76,8 +81,11 @@ pub fn verify_signature(
         .trim()
         .parse()
         .map_err(|_| SignatureError::BadTimestamp)?;
-    if (now - ts).abs() > MAX_SKEW_SECONDS {
-        return Err(SignatureError::Stale(now - ts));
+    // Checked: the timestamp is attacker-controlled and read before the
+    // signature is checked, so `i64::MIN` must not overflow the subtraction.
+    let skew = now.checked_sub(ts).ok_or(SignatureError::OutOfRange)?;
+    if skew.unsigned_abs() > MAX_SKEW_SECONDS.unsigned_abs() {
+        return Err(SignatureError::Stale(skew));
     }
     let mut mac =
         Hmac::<Sha256>::new_from_slice(secret.as_bytes()).map_err(|_| SignatureError::Mismatch)?;
@@ -610,5 +618,41 @@ mod tests {
             verify_signature(secret, sig, Some("soon"), body, 1531420618),
             Err(SignatureError::BadTimestamp)
         );
+    }
+
+    /// Timestamps at the edges of `i64` are refused, never overflow: the
+    /// skew is computed before the signature is checked, so anyone can send
+    /// them.
+    #[test]
+    fn extreme_timestamps_are_refused_without_overflow() {
+        let secret = "8f742231b10e8888abcd99yyyzzz85a5";
+        let body = b"token=x";
+        let sig = Some("v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503");
+        let now = 1_531_420_618;
+        for ts in ["-9223372036854775808", "9223372036854775807", "-1", "0"] {
+            let err = verify_signature(secret, sig, Some(ts), body, now).unwrap_err();
+            assert!(
+                matches!(err, SignatureError::Stale(_) | SignatureError::OutOfRange),
+                "{ts}: {err:?}"
+            );
+        }
+        // `now` itself at the edges (a broken clock) does not overflow either.
+        for (ts, now) in [
+            ("9223372036854775807", -1),
+            ("-9223372036854775808", i64::MAX),
+            ("1", i64::MIN),
+        ] {
+            assert!(verify_signature(secret, sig, Some(ts), body, now).is_err());
+        }
+        // Wider than i64, or not a number: not a Unix time at all.
+        for ts in ["9223372036854775808", "-99999999999999999999", "1e9", ""] {
+            assert_eq!(
+                verify_signature(secret, sig, Some(ts), body, now),
+                Err(SignatureError::BadTimestamp),
+                "{ts}"
+            );
+        }
+        let msg = SignatureError::OutOfRange.to_string();
+        assert!(msg.contains("X-Slack-Request-Timestamp"), "{msg}");
     }
 }
