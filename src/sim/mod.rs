@@ -31,7 +31,7 @@
 //! ```
 
 pub mod authz;
-mod bootstrap;
+pub(crate) mod bootstrap;
 pub mod controller;
 pub mod metrics;
 pub mod seed;
