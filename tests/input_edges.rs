@@ -68,3 +68,56 @@ async fn a_pagerduty_signature_list_with_a_malformed_entry_still_authenticates()
     })
     .await;
 }
+
+/// Sends raw request bytes and returns the status line hyper answers.
+async fn raw_status(base: &str, request: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    // Read until the status line is complete; the server may keep the
+    // connection open, so stop at the first line.
+    while !answer.contains(&b'\n') {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "connection closed without an answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&answer);
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+/// Content-Length values at and past the edge of `u64`, against the body
+/// limit: a clean 4xx, and the server keeps answering.
+#[tokio::test]
+async fn absurd_content_lengths_are_refused_cleanly() {
+    bounded(async {
+        let t = Tester::with_alerts(PAYMENT_ROUTE);
+        let s = t.serve().await;
+        for length in [
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999999999",
+            "-1",
+        ] {
+            let request = format!(
+                "POST /webhooks/alertmanager HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {AM_TOKEN}\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n{{}}"
+            );
+            let status = raw_status(&s.base, request).await;
+            assert!(
+                status.starts_with("HTTP/1.1 4"),
+                "content-length {length}: {status}"
+            );
+        }
+        let r = s
+            .client
+            .get(format!("{}/healthz", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(t.proposals().is_empty());
+    })
+    .await;
+}
