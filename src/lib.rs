@@ -40,6 +40,8 @@
 //!   and history in an in-process simulator, and the drills in progress.
 //! - [`demo`]: `rollbot demo`, the reference incident end to end on the
 //!   simulator with a console chat.
+//! - `fuzzing` (hidden): one entry function per parser of outside input,
+//!   shared by the `fuzz/` targets and `tests/fuzz_corpus.rs`.
 
 pub mod alerts;
 pub mod app;
@@ -50,6 +52,8 @@ pub mod domain;
 pub mod drill;
 pub mod engine;
 pub mod exec;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod outbox;

@@ -932,3 +932,50 @@ async fn a_command_acknowledged_before_a_restart_is_carried_out_once() {
     })
     .await;
 }
+
+/// A timestamp at the edge of `i64` used to overflow the skew computation
+/// and panic the request's task before the signature was even looked at.
+#[tokio::test]
+async fn out_of_range_timestamps_are_refused_and_the_server_keeps_answering() {
+    bounded(async {
+        let t = SlackTester::new().await;
+        let form = "team_id=T0&channel_id=C1&user_id=UALICE&command=%2Frollback&text=help&response_url=https%3A%2F%2Fhooks.slack.com%2Fx&trigger_id=1";
+        for ts in [
+            "-9223372036854775808",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-99999999999999999999999",
+        ] {
+            // Signed with the right secret over the odd timestamp: only the
+            // timestamp check may refuse it.
+            let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+            mac.update(format!("v0:{ts}:{form}").as_bytes());
+            let sig = format!("v0={}", hex::encode(mac.finalize().into_bytes()));
+            for path in ["/slack/commands", "/slack/events", "/slack/interactions"] {
+                let r = t
+                    .http
+                    .post(format!("{}{path}", t.url))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .header("x-slack-request-timestamp", ts)
+                    .header("x-slack-signature", &sig)
+                    .body(form)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("{path} with timestamp {ts}: no answer: {e}"));
+                assert_eq!(r.status(), 401, "{path} {ts}");
+                let v: Value = r.json().await.unwrap();
+                let error = v["error"].as_str().unwrap();
+                assert!(
+                    error.contains("X-Slack-Request-Timestamp"),
+                    "{path} {ts}: {error}"
+                );
+            }
+        }
+        // The same server still serves a properly signed request.
+        let reply = t.command("UALICE", "help").await;
+        assert!(reply["text"].is_string(), "{reply}");
+        t.settle().await;
+        assert!(t.engine.store().list().unwrap().is_empty());
+    })
+    .await;
+}

@@ -31,6 +31,9 @@ use subtle::ConstantTimeEq;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// Bytes in an HMAC-SHA256 tag (64 hex digits).
+const HMAC_SHA256_LEN: usize = 32;
+
 /// Grafana's default signature header name (configurable in Grafana).
 pub const GRAFANA_SIGNATURE_HEADER: &str = "X-Grafana-Alerting-Signature";
 /// PagerDuty's signature header name.
@@ -297,14 +300,15 @@ pub fn verify_grafana_signature(
 
 /// Verify PagerDuty's `X-PagerDuty-Signature`: a comma-separated list of
 /// `v1=<hex HMAC-SHA256(secret, body)>` (several during secret rotation).
-/// The request is authentic if ANY `v1` entry matches; entries of other
-/// versions are skipped.
+/// The request is authentic if ANY well-formed `v1` entry matches; entries of
+/// other versions, and `v1` entries that are not 64 hex digits, are skipped
+/// so one damaged entry cannot hide a valid one.
 ///
 /// # Errors
 ///
 /// [`AuthError::MissingSignature`] without the header,
-/// [`AuthError::MalformedSignature`] when it has no `v1=` entry or one is not
-/// hex, [`AuthError::WrongSignature`] when no entry matches.
+/// [`AuthError::MalformedSignature`] when it has no well-formed `v1=` entry,
+/// [`AuthError::WrongSignature`] when none of the well-formed entries matches.
 pub fn verify_pagerduty_signature(
     secret: &[u8],
     signature: Option<&str>,
@@ -317,29 +321,39 @@ pub fn verify_pagerduty_signature(
     let mut expected = mac(secret);
     expected.update(body);
     let mut saw_v1 = false;
+    let mut well_formed = 0usize;
     let mut matched = false;
     for entry in signature.split(',').map(str::trim) {
         let Some(hex_sig) = entry.strip_prefix("v1=") else {
             continue;
         };
         saw_v1 = true;
-        let given = decode_hex_signature(header, hex_sig)?;
+        let Ok(given) = decode_hex_signature(header, hex_sig) else {
+            continue;
+        };
+        if given.len() != HMAC_SHA256_LEN {
+            continue;
+        }
+        well_formed += 1;
         // Check every entry (no early exit) so timing does not reveal which one matched.
         matched |= expected.clone().verify_slice(&given).is_ok();
     }
-    if !saw_v1 {
+    if matched {
+        return Ok(());
+    }
+    if well_formed == 0 {
         return Err(AuthError::MalformedSignature {
             header: header.to_owned(),
-            reason: "no `v1=` signature in the list",
+            reason: if saw_v1 {
+                "no `v1=` entry is a 64-digit hex HMAC-SHA256; check what signs the requests"
+            } else {
+                "no `v1=` signature in the list"
+            },
         });
     }
-    if matched {
-        Ok(())
-    } else {
-        Err(AuthError::WrongSignature {
-            header: header.to_owned(),
-        })
-    }
+    Err(AuthError::WrongSignature {
+        header: header.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -490,6 +504,45 @@ mod tests {
         let tampered = br#"{"event":{ }}"#;
         assert!(matches!(
             verify_pagerduty_signature(b"new", Some(&header), tampered),
+            Err(AuthError::WrongSignature { .. })
+        ));
+    }
+
+    /// A malformed entry (not hex, empty, odd length) must not hide a valid
+    /// one later in the list: PagerDuty sends several during secret rotation
+    /// and the request is authentic if any of them matches.
+    #[test]
+    fn pagerduty_skips_malformed_entries() {
+        let body = br#"{"event":{"event_type":"incident.triggered"}}"#;
+        let good = sign(b"new", body);
+        let other = sign(b"old", body);
+        for header in [
+            format!("v1=not-hex,v1={good}"),
+            format!("v1=, v1={good}"),
+            format!("v1=abc,v1={good}"),
+            format!("v1=zz, v2=11, v1={other}, v1={good}"),
+            format!("v1={good},v1=not-hex"),
+            format!("v1={}, v1={good}", "a".repeat(10_000)),
+        ] {
+            assert_eq!(
+                verify_pagerduty_signature(b"new", Some(&header), body),
+                Ok(()),
+                "{header}"
+            );
+        }
+        // Only malformed v1 entries: nothing could match, a client mistake.
+        for header in ["v1=not-hex", "v1=, v1=zz", "v1=abc"] {
+            let err = verify_pagerduty_signature(b"new", Some(header), body).unwrap_err();
+            assert_eq!(err.kind(), AuthFailure::Malformed, "{header}: {err}");
+            assert!(
+                err.to_string().contains(PAGERDUTY_SIGNATURE_HEADER),
+                "{err}"
+            );
+        }
+        // Malformed entries beside a well-formed wrong one: a wrong secret.
+        let header = format!("v1=not-hex,v1={other}");
+        assert!(matches!(
+            verify_pagerduty_signature(b"new", Some(&header), body),
             Err(AuthError::WrongSignature { .. })
         ));
     }

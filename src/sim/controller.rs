@@ -107,29 +107,23 @@ fn skip_annotation(k: &str) -> bool {
 
 /// Resolves an IntOrString against a total (`GetScaledValueFromIntOrPercent`).
 fn scaled(v: Option<&Value>, total: i64, round_up: bool, default_pct: i64) -> i64 {
-    match v {
-        Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
-        Some(Value::String(s)) => {
-            let pct = s
-                .strip_suffix('%')
-                .and_then(|p| p.parse::<i64>().ok())
-                .unwrap_or(default_pct);
-            let prod = pct * total;
-            if round_up {
-                (prod + 99) / 100
-            } else {
-                prod / 100
-            }
-        }
-        _ => {
-            let prod = default_pct * total;
-            if round_up {
-                (prod + 99) / 100
-            } else {
-                prod / 100
-            }
-        }
-    }
+    let pct = match v {
+        Some(Value::Number(n)) => return n.as_i64().unwrap_or(0),
+        Some(Value::String(s)) => s
+            .strip_suffix('%')
+            .and_then(|p| p.parse::<i64>().ok())
+            .unwrap_or(default_pct),
+        _ => default_pct,
+    };
+    // In i128, then saturated: a patched object may carry any i64 in
+    // `replicas` or the percentage, and the product of two i64 fits in i128.
+    let prod = i128::from(pct) * i128::from(total);
+    let scaled = if round_up {
+        (prod + 99) / 100
+    } else {
+        prod / 100
+    };
+    i64::try_from(scaled).unwrap_or(if scaled < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// `ResolveFenceposts`: (maxSurge, maxUnavailable) for a Deployment.
@@ -1121,6 +1115,33 @@ pub fn selector_string(obj: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A percentage or a replica count near `i64::MAX` (a patched object)
+    /// must not overflow: the result saturates instead.
+    #[test]
+    fn scaled_values_do_not_overflow() {
+        let pct = |p: &str| Some(Value::String(p.into()));
+        assert_eq!(scaled(pct("25%").as_ref(), 10, true, 25), 3);
+        assert_eq!(scaled(pct("25%").as_ref(), 10, false, 25), 2);
+        assert_eq!(scaled(None, 10, true, 25), 3);
+        assert_eq!(
+            scaled(pct("25%").as_ref(), i64::MAX, true, 25),
+            i64::MAX / 4 + 1
+        );
+        assert_eq!(scaled(None, i64::MAX, false, 25), i64::MAX / 4);
+        assert_eq!(
+            scaled(pct("9223372036854775807%").as_ref(), 3, true, 25),
+            276_701_161_105_643_275
+        );
+        assert_eq!(
+            scaled(pct("9223372036854775807%").as_ref(), i64::MAX, true, 25),
+            i64::MAX
+        );
+        assert_eq!(
+            scaled(pct("-9223372036854775808%").as_ref(), i64::MAX, false, 25),
+            i64::MIN
+        );
+    }
 
     #[test]
     fn fenceposts_round_surge_up_and_unavailable_down() {

@@ -32,7 +32,7 @@
 //! ```
 
 pub mod authz;
-mod bootstrap;
+pub(crate) mod bootstrap;
 pub mod controller;
 pub mod faults;
 pub mod metrics;

@@ -281,6 +281,27 @@ impl Seed {
             if w.revisions.is_empty() {
                 return Err(SeedError::Invalid(format!("{}: no revisions", w.name)));
             }
+            // Kubernetes holds these in an `int32`; larger values are
+            // refused by a real API server and would overflow the rollout
+            // arithmetic here.
+            let int32 = |key: &str, value: i64, min: i64| {
+                if (min..=i64::from(i32::MAX)).contains(&value) {
+                    Ok(())
+                } else {
+                    Err(SeedError::Invalid(format!(
+                        "{}: {key} {value} is out of range; Kubernetes allows {min} to {}",
+                        w.name,
+                        i32::MAX
+                    )))
+                }
+            };
+            int32("replicas", w.replicas, 0)?;
+            if let Some(limit) = w.revision_history_limit {
+                int32("revision_history_limit", limit, 0)?;
+            }
+            if let Some(deadline) = w.progress_deadline_seconds {
+                int32("progress_deadline_seconds", deadline, 1)?;
+            }
             if w.labels.is_empty() {
                 return Err(SeedError::Invalid(format!(
                     "{}: labels are required",
@@ -377,6 +398,45 @@ mod tests {
         assert!(
             Seed::from_yaml("forbid: [{verb: get, resource: deployments, group: apps}]").is_err()
         );
+    }
+
+    /// Kubernetes keeps these fields in an `int32`; larger values used to
+    /// overflow the rollout arithmetic while the seed was loaded.
+    #[test]
+    fn rejects_numbers_kubernetes_cannot_hold() {
+        let workload = |field: &str| {
+            format!(
+                "deployments: [{{namespace: a, name: b, labels: {{a: b}}, container: c, {field}, revisions: [{{image: i}}]}}]"
+            )
+        };
+        for (field, key) in [
+            ("replicas: 9223372036854775807", "replicas"),
+            ("replicas: 2147483648", "replicas"),
+            ("replicas: -1", "replicas"),
+            ("revision_history_limit: -1", "revision_history_limit"),
+            (
+                "revision_history_limit: 4294967296",
+                "revision_history_limit",
+            ),
+            ("progress_deadline_seconds: 0", "progress_deadline_seconds"),
+            (
+                "progress_deadline_seconds: 9223372036854775807",
+                "progress_deadline_seconds",
+            ),
+        ] {
+            let Err(SeedError::Invalid(e)) = Seed::from_yaml(&workload(field)) else {
+                panic!("{field} was accepted");
+            };
+            assert!(e.starts_with(&format!("b: {key} ")), "{field}: {e}");
+            assert!(e.contains("2147483647"), "{field}: {e}");
+        }
+        for field in [
+            "replicas: 0",
+            "replicas: 2147483647",
+            "progress_deadline_seconds: 2147483647",
+        ] {
+            assert!(Seed::from_yaml(&workload(field)).is_ok(), "{field}");
+        }
     }
 
     #[test]

@@ -419,11 +419,24 @@ fn content_of(v: &serde_json::Value) -> Result<SlackMessageContent, Delivery> {
         .map_err(|e| Delivery::Permanent(format!("stored message is not Block Kit: {e}")))
 }
 
+/// The longest `Retry-After` obeyed. Slack asks for seconds, rarely a
+/// minute; a larger value (up to `u64::MAX` seconds parses) would hold every
+/// queued message for that long, so rollbot retries after this instead: at
+/// worst one more 429.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
 /// Classifies a Web API failure for the outbox.
 pub fn classify(e: &SlackClientError) -> Delivery {
     match e {
         SlackClientError::RateLimitError(r) => {
-            Delivery::RetryAfter(r.retry_after.unwrap_or(Duration::from_secs(1)))
+            let asked = r.retry_after.unwrap_or(Duration::from_secs(1));
+            if asked > MAX_RETRY_AFTER {
+                tracing::warn!(
+                    ?asked,
+                    "Slack asked for an implausibly long wait; retrying sooner"
+                );
+            }
+            Delivery::RetryAfter(asked.min(MAX_RETRY_AFTER))
         }
         SlackClientError::HttpError(h) if h.status_code.is_server_error() => {
             Delivery::Transient(format!("Slack answered HTTP {}", h.status_code))
@@ -606,5 +619,46 @@ impl SlackChat {
         } else {
             Err(Delivery::Permanent(detail))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slack_morphism::errors::SlackRateLimitError;
+
+    fn rate_limited(retry_after: Option<Duration>) -> SlackClientError {
+        SlackClientError::RateLimitError(SlackRateLimitError::new().opt_retry_after(retry_after))
+    }
+
+    /// slack-morphism turns `Retry-After: 18446744073709551615` into
+    /// `Duration::from_secs(u64::MAX)`; obeying it would stall the outbox
+    /// (every later message) for ever.
+    #[test]
+    fn retry_after_is_bounded() {
+        for secs in [
+            u64::MAX,
+            u64::MAX / 2,
+            86_400,
+            MAX_RETRY_AFTER.as_secs() + 1,
+        ] {
+            assert_eq!(
+                classify(&rate_limited(Some(Duration::from_secs(secs)))),
+                Delivery::RetryAfter(MAX_RETRY_AFTER),
+                "{secs}"
+            );
+        }
+        assert_eq!(
+            classify(&rate_limited(Some(Duration::from_secs(7)))),
+            Delivery::RetryAfter(Duration::from_secs(7))
+        );
+        assert_eq!(
+            classify(&rate_limited(Some(Duration::ZERO))),
+            Delivery::RetryAfter(Duration::ZERO)
+        );
+        assert_eq!(
+            classify(&rate_limited(None)),
+            Delivery::RetryAfter(Duration::from_secs(1))
+        );
     }
 }

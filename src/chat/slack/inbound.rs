@@ -3,7 +3,8 @@
 //! Over HTTP (`POST /slack/commands`, `/slack/events`, `/slack/interactions`)
 //! every request is verified first — `X-Slack-Signature` over
 //! `v0:{timestamp}:{raw body}`, timestamp within 5 minutes — and rejected
-//! with 401 before anything is parsed or stored. Socket Mode
+//! with 401 before anything is parsed or stored; then its body is decoded
+//! by [`super::decode`], the code the fuzz targets run. Socket Mode
 //! ([`super::socket`]) hands the same parsed events to the same
 //! [`SlackInbound`] methods.
 //!
@@ -59,8 +60,13 @@ pub enum SignatureError {
     Missing(&'static str),
     #[error("X-Slack-Request-Timestamp is not a Unix time")]
     BadTimestamp,
+    /// So far from now that the difference does not fit in an `i64`.
     #[error(
-        "request timestamp is {0} s away from now (more than 5 minutes): replayed or clock skew"
+        "X-Slack-Request-Timestamp is billions of years away from now: forged, or a broken clock on the sender"
+    )]
+    OutOfRange,
+    #[error(
+        "X-Slack-Request-Timestamp is {0} s away from now (more than 5 minutes): a replayed request, or this server's clock is wrong (check NTP)"
     )]
     Stale(i64),
     #[error("X-Slack-Signature does not match; check slack.signing_secret")]
@@ -84,8 +90,11 @@ pub fn verify_signature(
         .trim()
         .parse()
         .map_err(|_| SignatureError::BadTimestamp)?;
-    if (now - ts).abs() > MAX_SKEW_SECONDS {
-        return Err(SignatureError::Stale(now - ts));
+    // Checked: the timestamp is attacker-controlled and read before the
+    // signature is checked, so `i64::MIN` must not overflow the subtraction.
+    let skew = now.checked_sub(ts).ok_or(SignatureError::OutOfRange)?;
+    if skew.unsigned_abs() > MAX_SKEW_SECONDS.unsigned_abs() {
+        return Err(SignatureError::Stale(skew));
     }
     let mut mac =
         Hmac::<Sha256>::new_from_slice(secret.as_bytes()).map_err(|_| SignatureError::Mismatch)?;
@@ -571,10 +580,10 @@ fn verified(
     })
 }
 
-fn bad_request(what: &str, e: impl std::fmt::Display) -> Response {
+fn bad_request(e: &super::decode::DecodeError) -> Response {
     (
         StatusCode::BAD_REQUEST,
-        Json(serde_json::json!({ "error": format!("cannot read the {what}: {e}") })),
+        Json(serde_json::json!({ "error": e.to_string() })),
     )
         .into_response()
 }
@@ -597,9 +606,9 @@ async fn commands_route(
     if let Err(r) = verified(&inbound, &headers, &body) {
         return *r;
     }
-    let ev: SlackCommandEvent = match serde_urlencoded::from_bytes(&body) {
+    let ev = match super::decode::command(&body) {
         Ok(ev) => ev,
-        Err(e) => return bad_request("slash command form", e),
+        Err(e) => return bad_request(&e),
     };
     match inbound.command(&ev).await {
         Ok(answer) => Json(answer).into_response(),
@@ -626,10 +635,9 @@ async fn events_route(
     if let Err(r) = verified(&inbound, &headers, &body) {
         return *r;
     }
-    let de = &mut serde_json::Deserializer::from_slice(&body);
-    let ev: SlackPushEvent = match serde_path_to_error::deserialize(de) {
+    let ev = match super::decode::event(&body) {
         Ok(ev) => ev,
-        Err(e) => return bad_request("event", e),
+        Err(e) => return bad_request(&e),
     };
     if let Some(n) = headers.get("x-slack-retry-num") {
         tracing::info!(retry = ?n, "Slack retried an event delivery");
@@ -649,11 +657,6 @@ async fn events_route(
     }
 }
 
-#[derive(serde::Deserialize)]
-struct InteractionForm {
-    payload: String,
-}
-
 async fn interactions_route(
     State(inbound): State<Arc<SlackInbound>>,
     headers: HeaderMap,
@@ -662,14 +665,9 @@ async fn interactions_route(
     if let Err(r) = verified(&inbound, &headers, &body) {
         return *r;
     }
-    let form: InteractionForm = match serde_urlencoded::from_bytes(&body) {
-        Ok(f) => f,
-        Err(e) => return bad_request("interaction form (expected a payload field)", e),
-    };
-    let de = &mut serde_json::Deserializer::from_str(&form.payload);
-    let ev: SlackInteractionEvent = match serde_path_to_error::deserialize(de) {
+    let ev = match super::decode::interaction(&body) {
         Ok(ev) => ev,
-        Err(e) => return bad_request("interaction payload", e),
+        Err(e) => return bad_request(&e),
     };
     match inbound.interaction(ev).await {
         Ok(()) => StatusCode::OK.into_response(),
@@ -714,5 +712,41 @@ mod tests {
             verify_signature(secret, sig, Some("soon"), body, 1531420618),
             Err(SignatureError::BadTimestamp)
         );
+    }
+
+    /// Timestamps at the edges of `i64` are refused, never overflow: the
+    /// skew is computed before the signature is checked, so anyone can send
+    /// them.
+    #[test]
+    fn extreme_timestamps_are_refused_without_overflow() {
+        let secret = "8f742231b10e8888abcd99yyyzzz85a5";
+        let body = b"token=x";
+        let sig = Some("v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503");
+        let now = 1_531_420_618;
+        for ts in ["-9223372036854775808", "9223372036854775807", "-1", "0"] {
+            let err = verify_signature(secret, sig, Some(ts), body, now).unwrap_err();
+            assert!(
+                matches!(err, SignatureError::Stale(_) | SignatureError::OutOfRange),
+                "{ts}: {err:?}"
+            );
+        }
+        // `now` itself at the edges (a broken clock) does not overflow either.
+        for (ts, now) in [
+            ("9223372036854775807", -1),
+            ("-9223372036854775808", i64::MAX),
+            ("1", i64::MIN),
+        ] {
+            assert!(verify_signature(secret, sig, Some(ts), body, now).is_err());
+        }
+        // Wider than i64, or not a number: not a Unix time at all.
+        for ts in ["9223372036854775808", "-99999999999999999999", "1e9", ""] {
+            assert_eq!(
+                verify_signature(secret, sig, Some(ts), body, now),
+                Err(SignatureError::BadTimestamp),
+                "{ts}"
+            );
+        }
+        let msg = SignatureError::OutOfRange.to_string();
+        assert!(msg.contains("X-Slack-Request-Timestamp"), "{msg}");
     }
 }

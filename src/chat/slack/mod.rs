@@ -4,6 +4,8 @@
 //!   in the durable [`crate::outbox`] and delivered with the Web API
 //!   (`chat.postMessage`, `chat.update`, `chat.postEphemeral`, file uploads).
 //! - [`inbound`]: slash commands, reactions and buttons over signed HTTP.
+//! - [`decode`]: the decoding of those HTTP bodies, shared with the fuzz
+//!   targets.
 //! - [`socket`]: the same events over Socket Mode instead of HTTP.
 //! - [`render`]: the `templates/<locale>/slack/*.json.j2` messages.
 //! - [`user_groups`]: `[groups]` members `slack-group:S…`, read from Slack.
@@ -23,6 +25,7 @@
 //! the bot's, so votes are not taken: see [`Connection::routes`].
 
 pub mod chat;
+pub mod decode;
 pub mod inbound;
 pub mod render;
 pub mod socket;
