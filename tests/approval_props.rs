@@ -27,6 +27,7 @@ const EDGES: &[(State, State)] = &[
     (State::Executing, State::Superseded),
     (State::RolledBack, State::Verified),
     (State::RolledBack, State::VerificationFailed),
+    (State::RolledBack, State::Unverified),
 ];
 
 /// Everyone who may show up: the proposer, authorised people, people
