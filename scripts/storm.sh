@@ -27,7 +27,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$work"
+  if [ "${ROLLBOT_STORM_KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
@@ -44,6 +44,7 @@ port="$(free_port)"
     cat <<SEED
   - namespace: production
     name: svc-$i
+    labels: {app: svc-$i}
     replicas: 2
     container: app
     revisions:
@@ -84,6 +85,7 @@ CONF
   done
 } > "$work/rollbot.toml"
 for _ in $(seq 1 100); do [ -s "$work/kubeconfig" ] && break; sleep 0.1; done
+[ -s "$work/kubeconfig" ] || { echo "error: rollbot sim did not start:" >&2; cat "$work/sim.log" >&2; exit 1; }
 ROLLBOT_LOG=warn "$bin" serve --config "$work/rollbot.toml" > "$work/serve.log" 2>&1 &
 serve_pid=$!
 pids+=($serve_pid)
@@ -91,7 +93,7 @@ for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
   sleep 0.1
 done
-curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null
+curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null || { echo "error: rollbot serve did not become ready; its log:" >&2; tail -n 20 "$work/serve.log" "$work/sim.log" >&2; exit 1; }
 
 # Each request: one delivery with one new alert (a counter in its labels).
 cat > "$work/storm.lua" <<'LUA'
