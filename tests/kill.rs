@@ -64,12 +64,13 @@ const ALL_POINTS: [Point; 9] = [
 ];
 
 /// The points the reduced `cargo test` run always covers: the ones the
-/// known defects lose data at.
-const CORE_POINTS: [Point; 4] = [
-    Point::Vote1Acked,
-    Point::Vote2Acked,
-    Point::Executing,
-    Point::Verifying,
+/// known defects lose data at, and a SIGTERM mid-rollout (`true`).
+const CORE_POINTS: [(Point, bool); 5] = [
+    (Point::Vote1Acked, false),
+    (Point::Vote2Acked, false),
+    (Point::Executing, false),
+    (Point::Executing, true),
+    (Point::Verifying, false),
 ];
 
 /// One incident's script.
@@ -80,6 +81,9 @@ struct Script {
     jitter_ms: u64,
     /// Slack takes longer than rollbot waits to post the proposal.
     slow_slack: bool,
+    /// At [`Point::Executing`]: SIGTERM (a rolling update of rollbot)
+    /// instead of SIGKILL.
+    sigterm: bool,
 }
 
 /// Deployments (and services) the incidents take turns on. Few, because
@@ -132,7 +136,7 @@ impl Incident {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_random_points_nothing_is_lost_and_nothing_repeats() {
-    let incidents = env_number("ROLLBOT_KILL_INCIDENTS", 4) as usize;
+    let incidents = env_number("ROLLBOT_KILL_INCIDENTS", CORE_POINTS.len() as u64) as usize;
     // Generous per incident: a slow Slack costs ~4 s per post.
     let bound = Duration::from_secs(60 + 40 * incidents as u64);
     tokio::time::timeout(bound, run(incidents))
@@ -156,14 +160,20 @@ async fn run(incidents: usize) {
     let mut core = CORE_POINTS.to_vec();
     rng.shuffle(&mut core);
     let scripts: Vec<Script> = (0..incidents)
-        .map(|i| Script {
-            point: core
-                .get(i)
-                .copied()
-                .unwrap_or_else(|| ALL_POINTS[rng.below(ALL_POINTS.len() as u64) as usize]),
-            jitter_ms: rng.below(30),
-            // The first incident always meets a slow Slack, then one in four.
-            slow_slack: i == 0 || rng.chance(25),
+        .map(|i| {
+            let (point, sigterm) = core.get(i).copied().unwrap_or_else(|| {
+                (
+                    ALL_POINTS[rng.below(ALL_POINTS.len() as u64) as usize],
+                    rng.chance(50),
+                )
+            });
+            Script {
+                point,
+                jitter_ms: rng.below(30),
+                // The first incident always meets a slow Slack, then one in four.
+                slow_slack: i == 0 || rng.chance(25),
+                sigterm,
+            }
         })
         .collect();
 
@@ -413,7 +423,23 @@ async fn drive(w: &mut World, script: Script, inc: &mut Incident) {
         .await;
         if patched.is_some() {
             tokio::time::sleep(jitter).await;
-            kill(w, inc, "after the rollback PATCH reached the cluster").await;
+            if script.sigterm {
+                // A rolling update of rollbot itself: SIGTERM mid-rollout
+                // must end in a clean exit within the grace (25 s).
+                inc.note("SIGTERM after the rollback PATCH reached the cluster");
+                let (code, took) = w.bot.terminate_and_restart().await;
+                inc.note(format!(
+                    "exited with {code:?} after {took:?}; restarted (start #{})",
+                    w.bot.starts()
+                ));
+                if code != Some(0) || took > Duration::from_secs(25) {
+                    inc.problem(format!(
+                        "SIGTERM during the rollout: exit code {code:?} after {took:?}, wanted 0 within the 25 s grace"
+                    ));
+                }
+            } else {
+                kill(w, inc, "after the rollback PATCH reached the cluster").await;
+            }
         } else {
             inc.note("no PATCH reached the cluster; no kill during execution");
         }

@@ -565,6 +565,33 @@ impl Rollbot {
         }
     }
 
+    /// SIGTERM (what Kubernetes sends on a rolling update), then wait for
+    /// the process to exit; its exit code and how long it took.
+    pub async fn terminate(&mut self) -> (Option<i32>, Duration) {
+        let Some(mut child) = self.child.take() else {
+            return (None, Duration::ZERO);
+        };
+        let pid = child.id().expect("a running child has a pid").to_string();
+        let started = Instant::now();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+            .await
+            .expect("rollbot exits within 60 s of SIGTERM")
+            .expect("the exit status is readable");
+        (status.code(), started.elapsed())
+    }
+
+    /// SIGTERM and wait for the exit, then start again on the same store.
+    pub async fn terminate_and_restart(&mut self) -> (Option<i32>, Duration) {
+        let out = self.terminate().await;
+        self.spawn().await;
+        out
+    }
+
     /// SIGKILL, then start again on the same store and config.
     pub async fn kill_and_restart(&mut self) {
         self.kill().await;
