@@ -602,3 +602,36 @@ async fn api_leases_and_label_selected_replicasets() {
     })
     .await;
 }
+
+/// Any `timeoutSeconds` a client sends is served, not a panic of the
+/// watch's task (a deadline past what an `Instant` holds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absurd_watch_timeout_is_served() {
+    bounded(async {
+        let sim = start(fast_seed()).await;
+        let c = http().await;
+        let base = format!(
+            "{}/apis/apps/v1/namespaces/production/deployments",
+            sim.handle.url()
+        );
+        let r = c
+            .get(format!(
+                "{base}?watch=true&timeoutSeconds=18446744073709551615"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        // The stream is open: its first event arrives.
+        let mut r = r;
+        let first = tokio::time::timeout(std::time::Duration::from_secs(10), r.chunk())
+            .await
+            .expect("the watch sends its events")
+            .unwrap();
+        assert!(first.is_some());
+        drop(r);
+        let list = c.get(&base).send().await.unwrap();
+        assert_eq!(list.status(), 200, "the simulator still answers");
+    })
+    .await;
+}

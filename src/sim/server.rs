@@ -806,6 +806,9 @@ fn filter_event(
     Some(event_line(t, &e.object))
 }
 
+/// The longest watch served: a day (the apiserver ends watches far sooner).
+const MAX_WATCH_SECONDS: u64 = 86_400;
+
 /// A watch. With `cut`, the connection is broken after the first event
 /// line, as when the apiserver instance serving it goes away.
 fn watch(st: &Arc<AppState>, kind: Kind, ns: Option<&str>, req: &Req, cut: bool) -> ApiResult {
@@ -814,7 +817,8 @@ fn watch(st: &Arc<AppState>, kind: Kind, ns: Option<&str>, req: &Req, cut: bool)
         .q
         .get("timeoutSeconds")
         .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or(1800);
+        // Any u64 parses; a deadline must still fit in an Instant.
+        .map_or(1800, |t| t.min(MAX_WATCH_SECONDS));
     let send_initial = req.flag("sendInitialEvents");
     let rv_param = req.q.get("resourceVersion").cloned().unwrap_or_default();
     let ns = ns.map(str::to_owned);
