@@ -8,12 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The same flags as scripts/test.sh, so its build is reused.
-clippy_driver="$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver || true)"
-if [ -z "$clippy_driver" ]; then
-  echo "error: clippy-driver not found; install it with: rustup component add clippy" >&2
-  exit 1
-fi
-export RUSTFLAGS="${RUSTFLAGS:-} -D warnings" RUSTC_WORKSPACE_WRAPPER="$clippy_driver"
+. scripts/cargo-flags.sh
 export ROLLBOT_SOAK_SECS="${1:-${ROLLBOT_SOAK_SECS:-300}}"
 echo "==> soak: $ROLLBOT_SOAK_SECS s"
 cargo test --locked --test soak -- --nocapture

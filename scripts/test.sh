@@ -54,10 +54,6 @@ cargo fmt --all --check
 # compiles the workspace crate with clippy's lints, dependencies are built
 # once, and -D warnings turns any warning of ours into an error
 # (dependencies' lints are capped by cargo).
-clippy_driver="$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver || true)"
-if [ -z "$clippy_driver" ]; then
-  echo "error: clippy-driver not found; install it with: rustup component add clippy" >&2
-  exit 1
-fi
+. scripts/cargo-flags.sh
 echo "==> cargo test (linted by clippy; warnings are errors)"
-RUSTFLAGS="${RUSTFLAGS:-} -D warnings" RUSTC_WORKSPACE_WRAPPER="$clippy_driver" cargo test --locked
+cargo test --locked

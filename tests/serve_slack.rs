@@ -44,18 +44,7 @@ async fn a_slash_command_and_two_reactions_roll_the_cluster_back() {
     bounded(async {
         let dir = tempfile::tempdir().unwrap();
         let fake = FakeSlack::start().await;
-        let seed = Seed::from_file("config/sim-payment.yaml".as_ref()).unwrap();
-        let cluster = sim::start(
-            seed,
-            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        )
-        .await
-        .unwrap();
-        cluster
-            .write_kubeconfig(&dir.path().join("kubeconfig"))
-            .unwrap();
-        std::fs::write(dir.path().join("bot-token"), "xoxb-test-token").unwrap();
-        std::fs::write(dir.path().join("signing-secret"), SECRET).unwrap();
+        let cluster = cluster_and_secrets(dir.path()).await;
         let d = dir.path().display();
         let config = Config::parse(&format!(
             r#"
@@ -206,18 +195,8 @@ async fn serve_takes_alerts_while_slack_is_down_and_posts_them_once_it_is_back()
         let dir = tempfile::tempdir().unwrap();
         let fake = FakeSlack::start().await;
         fake.go_down();
-        let seed = Seed::from_file("config/sim-payment.yaml".as_ref()).unwrap();
-        let cluster = sim::start(
-            seed,
-            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        )
-        .await
-        .unwrap();
-        cluster
-            .write_kubeconfig(&dir.path().join("kubeconfig"))
-            .unwrap();
-        std::fs::write(dir.path().join("bot-token"), "xoxb-test-token").unwrap();
-        std::fs::write(dir.path().join("signing-secret"), SECRET).unwrap();
+        // Kept alive for the whole test: the simulator stops when dropped.
+        let _cluster = cluster_and_secrets(dir.path()).await;
         std::fs::write(dir.path().join("am-token"), AM_TOKEN).unwrap();
         let d = dir.path().display();
         let config = Config::parse(&format!(
@@ -417,4 +396,20 @@ async fn a_refused_bot_token_stops_serve_with_advice() {
         assert_eq!(fake.failures(), 1);
     })
     .await;
+}
+
+/// The reference cluster in a simulator, with its kubeconfig and Slack's
+/// token and signing secret written to `dir` for the config to name.
+async fn cluster_and_secrets(dir: &std::path::Path) -> sim::SimHandle {
+    let seed = Seed::from_file("config/sim-payment.yaml".as_ref()).unwrap();
+    let cluster = sim::start(
+        seed,
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    )
+    .await
+    .unwrap();
+    cluster.write_kubeconfig(&dir.join("kubeconfig")).unwrap();
+    std::fs::write(dir.join("bot-token"), "xoxb-test-token").unwrap();
+    std::fs::write(dir.join("signing-secret"), SECRET).unwrap();
+    cluster
 }

@@ -979,3 +979,48 @@ async fn out_of_range_timestamps_are_refused_and_the_server_keeps_answering() {
     })
     .await;
 }
+
+/// People react as soon as Slack shows the proposal, which can be before
+/// rollbot has heard back from Slack with its ts. Such a vote is not
+/// dropped as "not a proposal": it is answered 503 (and not claimed), and
+/// Slack's redelivery counts.
+#[tokio::test]
+async fn a_vote_on_a_message_still_being_posted_is_redelivered_not_lost() {
+    bounded(async {
+        let t = SlackTester::new().await;
+        t.fake
+            .answer_slowly("chat.postMessage", Duration::from_millis(1500));
+        t.command("UALICE", "payment-api payment success rate 95%")
+            .await;
+        t.fake
+            .wait_for("the proposal's post", |calls| {
+                calls.iter().any(|c| c.method == "chat.postMessage")
+            })
+            .await;
+        // In the channel now, at the first ts the fake hands out.
+        let ts = "1700000000.000001";
+        let body = SlackTester::reaction_event("EvEarly", "UBOB", "white_check_mark", ts, true);
+        let r = t
+            .post_signed("/slack/events", "application/json", body.clone(), &[])
+            .await;
+        assert_eq!(r.status(), 503, "{:?}", r.text().await);
+        t.settle().await;
+        let r = t
+            .post_signed(
+                "/slack/events",
+                "application/json",
+                body,
+                &[
+                    ("x-slack-retry-num", "1"),
+                    ("x-slack-retry-reason", "http_error"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        let p = t.engine.store().list().unwrap().pop().unwrap();
+        assert_eq!(p.primary_message().unwrap().message, ts);
+        let voters: Vec<String> = p.approvals.iter().map(|a| a.user.to_string()).collect();
+        assert_eq!(voters, ["slack:UBOB"]);
+    })
+    .await;
+}

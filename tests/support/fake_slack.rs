@@ -78,6 +78,9 @@ struct Inner {
     socket: SocketState,
     /// `usergroups.users.list` answers: user group id → member ids.
     user_groups: Mutex<BTreeMap<String, Vec<String>>>,
+    /// Answers to these methods are sent this long after the call took
+    /// effect (the message exists, the caller does not know its ts yet).
+    slow: Mutex<BTreeMap<String, Duration>>,
 }
 
 /// The Socket Mode side of the fake.
@@ -191,6 +194,13 @@ impl FakeSlack {
     /// Answers 429 (Retry-After: 1) to the next `n` calls.
     pub fn rate_limit(&self, n: usize) {
         self.inner.rate_limited.store(n, Ordering::SeqCst);
+    }
+
+    /// Answers calls to `method` `d` after they took effect, as a slow
+    /// network does: a posted message is in the channel (people can react
+    /// to it) before its sender learns its ts.
+    pub fn answer_slowly(&self, method: &str, d: Duration) {
+        self.inner.slow.lock().unwrap().insert(method.into(), d);
     }
 
     /// Refuses the next call to `method` with `{"ok":false,"error":code}`.
@@ -540,12 +550,16 @@ async fn api(
     } else {
         answer
     };
+    let slow = inner.slow.lock().unwrap().get(&method).copied();
     inner.calls.lock().unwrap().push(Call {
         method,
         body: parsed,
         raw,
     });
     inner.changed.notify_waiters();
+    if let Some(d) = slow {
+        tokio::time::sleep(d).await;
+    }
     axum::Json(answer).into_response()
 }
 

@@ -410,10 +410,7 @@ impl SlackInbound {
     ///
     /// # Errors
     /// The vote could not be stored (answer 5xx so Slack retries).
-    pub async fn push(
-        self: &Arc<Self>,
-        ev: SlackPushEventCallback,
-    ) -> Result<(), crate::engine::EngineError> {
+    pub async fn push(self: &Arc<Self>, ev: SlackPushEventCallback) -> Result<(), PushError> {
         let key = format!("slack:event:{}", ev.event_id.0);
         let vote = match &ev.event {
             SlackEventCallbackBody::ReactionAdded(r) => {
@@ -424,12 +421,19 @@ impl SlackInbound {
             }
             _ => None,
         };
-        let Some((id, voter, kind, added)) = vote else {
-            // Nothing to do; remember it only so a retry is skipped quietly.
-            if let Claim::Seen(_) = self.engine.claim(&key, "ignored")? {
-                tracing::debug!(event = %ev.event_id.0, "duplicate Slack event ignored");
+        let (id, voter, kind, added) = match vote {
+            Some(Reaction::Vote(id, voter, kind, added)) => (id, voter, kind, added),
+            // Slack has the message and people react, but the store has
+            // not recorded its ts yet (the post is being delivered): not
+            // claimed, answered 503, and Slack delivers it again.
+            Some(Reaction::NotYetBound(ts)) => return Err(PushError::NotYetBound(ts)),
+            None => {
+                // Nothing to do; remember it only so a retry is skipped quietly.
+                if let Claim::Seen(_) = self.engine.claim(&key, "ignored")? {
+                    tracing::debug!(event = %ev.event_id.0, "duplicate Slack event ignored");
+                }
+                return Ok(());
             }
-            return Ok(());
         };
         let done = if added {
             self.engine
@@ -458,7 +462,7 @@ impl SlackInbound {
         reaction: &SlackReactionName,
         item: &SlackReactionsItem,
         added: bool,
-    ) -> Option<(ProposalId, UserId, VoteKind, bool)> {
+    ) -> Option<Reaction> {
         let SlackReactionsItem::Message(msg) = item else {
             return None;
         };
@@ -471,9 +475,15 @@ impl SlackInbound {
         } else {
             return None;
         };
-        let id = self.proposal_at(&channel, &msg.origin.ts.0)?;
         let voter = slack_user(&user.0)?;
-        Some((id, voter, kind, added))
+        match self.proposal_at(&channel, &msg.origin.ts.0) {
+            Some(id) => Some(Reaction::Vote(id, voter, kind, added)),
+            // Not a message of ours, unless a post is still being delivered.
+            None if !self.chat.outbox().is_empty() => {
+                Some(Reaction::NotYetBound(msg.origin.ts.0.clone()))
+            }
+            None => None,
+        }
     }
 
     /// The proposal whose message is `ts` in `channel`, directly or through
@@ -527,6 +537,30 @@ impl SlackInbound {
             self.engine.vote(&id, &voter, kind, VoteVia::Button).await?;
         }
         Ok(())
+    }
+}
+
+/// What a reaction event asks for.
+enum Reaction {
+    /// A vote (or a withdrawal when not `added`) on a proposal.
+    Vote(ProposalId, UserId, VoteKind, bool),
+    /// A vote emoji on a message rollbot does not know while posts are
+    /// still being delivered: maybe a proposal whose ts is not recorded yet.
+    NotYetBound(String),
+}
+
+/// Why a reaction event was not handled; answered 503 so Slack retries.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+    #[error("a vote on message {0}, which rollbot may still be posting; Slack delivers it again")]
+    NotYetBound(String),
+}
+
+impl From<crate::store::StoreError> for PushError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::Engine(e.into())
     }
 }
 
