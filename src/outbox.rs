@@ -144,17 +144,21 @@ impl Outbox {
 
     /// A fresh provisional reference.
     pub fn new_pending() -> String {
-        format!("pending-{}", uuid::Uuid::new_v4().simple())
+        format!(
+            "{}{}",
+            crate::store::PROVISIONAL_PREFIX,
+            uuid::Uuid::new_v4().simple()
+        )
     }
 
     /// The provisional reference of a proposal's own message.
     pub fn pending_for_proposal(proposal: &str) -> String {
-        format!("pending-{proposal}")
+        format!("{}{proposal}", crate::store::PROVISIONAL_PREFIX)
     }
 
     /// Whether `reference` is a provisional one.
     pub fn is_pending(reference: &str) -> bool {
-        reference.starts_with("pending-")
+        crate::store::is_provisional(reference)
     }
 
     /// Queues `op` durably (flushed to disk) and wakes the worker.

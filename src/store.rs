@@ -57,6 +57,15 @@ use crate::domain::{
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// How provisional message references start (see [`crate::outbox`]): a
+/// message queued for a chat platform that has not answered yet.
+pub const PROVISIONAL_PREFIX: &str = "pending-";
+
+/// Whether `reference` is a provisional message reference.
+pub fn is_provisional(reference: &str) -> bool {
+    reference.starts_with(PROVISIONAL_PREFIX)
+}
+
 /// Most entries one sweep step looks at while holding the store.
 const SWEEP_CHUNK: usize = 2_000;
 
@@ -800,7 +809,7 @@ impl Store {
                         p.extra_alerts += read_u64(&n);
                     }
                     messages.insert(message_key(at), id_key)?;
-                    if crate::outbox::Outbox::is_pending(&at.message) {
+                    if is_provisional(&at.message) {
                         messages.insert(pending_key(&at.message), encode(at))?;
                     }
                     if !p.messages.contains(at) {
