@@ -392,13 +392,30 @@ async fn worker(
             };
             sent += 1;
             let body = reaction_event(&format!("EvSoak{n:02}x{sent:05}"), voter, emoji, ts);
-            let mut req = http
-                .post(format!("{base}/slack/events"))
-                .header("content-type", "application/json");
-            for (k, v) in slack_signature(&body) {
-                req = req.header(k, v);
+            // As Slack does: a delivery answered 5xx comes again, with the
+            // same event id (rollbot answers 503 to a vote on a message it
+            // is still recording, see tests/slack.rs). Three retries.
+            let mut attempt = 0;
+            loop {
+                let mut req = http
+                    .post(format!("{base}/slack/events"))
+                    .header("content-type", "application/json");
+                for (k, v) in slack_signature(&body) {
+                    req = req.header(k, v);
+                }
+                if attempt > 0 {
+                    req = req
+                        .header("x-slack-retry-num", attempt.to_string())
+                        .header("x-slack-retry-reason", "http_error");
+                }
+                let sample = timed("vote", req.body(body.clone()), started).await;
+                if sample.status == Some(503) && attempt < 3 {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+                break sample;
             }
-            timed("vote", req.body(body), started).await
         } else {
             let req = http.get(format!("{base}/readyz"));
             timed("readyz", req, started).await
