@@ -585,21 +585,32 @@ impl Engine {
             tracing::warn!(proposal = %proposal.id, "no chat channel configured for {}; the proposal is only visible through the API", proposal.service);
             return Ok(proposal);
         };
-        self.post_and_bind(proposal, &channel).await
+        self.post_and_bind(proposal, &channel, true).await
     }
 
     /// Queues the proposal's post and binds the proposal to the message
-    /// reference the chat returns. Caller holds the proposal's lock.
-    async fn post_and_bind(&self, p: Proposal, channel: &str) -> Result<Proposal, EngineError> {
+    /// reference the chat returns. Caller holds the proposal's lock. A
+    /// failure is recorded on the timeline the first time (`record`); the
+    /// tick's retries only log, so a lasting failure cannot grow it.
+    async fn post_and_bind(
+        &self,
+        p: Proposal,
+        channel: &str,
+        record: bool,
+    ) -> Result<Proposal, EngineError> {
         match self.inner.ports.chat.post_proposal(channel, &p).await {
             Ok(at) => {
                 let p = self.inner.store.bind_message(&p.id, &at, self.now())?;
                 self.inner.store.flush().await?;
                 Ok(p)
             }
-            Err(e) => {
+            Err(e) if record => {
                 // It stays unbound; the next tick tries again.
                 self.record_chat_error(&p.id, &e.to_string())?;
+                Ok(p)
+            }
+            Err(e) => {
+                tracing::warn!(proposal = %p.id, error = %e, "proposal still not posted; trying again next tick");
                 Ok(p)
             }
         }
@@ -625,7 +636,7 @@ impl Engine {
                 continue;
             };
             tracing::info!(proposal = %id, %channel, "posting a proposal that was stored but not posted");
-            self.post_and_bind(p, &channel).await?;
+            self.post_and_bind(p, &channel, false).await?;
         }
         Ok(())
     }

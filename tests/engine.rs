@@ -542,9 +542,20 @@ async fn a_proposal_that_could_not_be_posted_is_posted_later_and_bound() {
         let p = t.propose_by("slack:UALICE").await.unwrap();
         assert!(t.engine.get(&p.id).unwrap().messages.is_empty());
         assert_eq!(posts_of(&t, &p.id), 0);
-        // Still down: the tick tries and leaves it unbound.
+        // Still down: the ticks try and leave it unbound, and only the
+        // first failure is on the timeline (a long outage cannot grow it).
+        t.engine.tick().await.unwrap();
         t.engine.tick().await.unwrap();
         assert!(t.engine.get(&p.id).unwrap().messages.is_empty());
+        let chat_errors = t
+            .engine
+            .store()
+            .timeline(&p.id)
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::ChatError { .. }))
+            .count();
+        assert_eq!(chat_errors, 1);
         t.chat.set_failing(false);
         t.engine.tick().await.unwrap();
         let bound = t.engine.get(&p.id).unwrap();
