@@ -623,13 +623,7 @@ impl Engine {
             let lock = self.lock_for(&id);
             let _guard = lock.lock().await;
             // Bound meanwhile (by `propose_on`, which held the lock)?
-            if !self
-                .inner
-                .store
-                .unbound()?
-                .iter()
-                .any(|(other, _)| *other == id)
-            {
+            if !self.inner.store.is_unbound(&id)? {
                 continue;
             }
             let Some(p) = self.inner.store.get(&id)? else {

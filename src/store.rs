@@ -859,6 +859,14 @@ impl Store {
         })
     }
 
+    /// Whether `id` is still waiting to be bound to its chat message.
+    ///
+    /// # Errors
+    /// Storage failure.
+    pub fn is_unbound(&self, id: &ProposalId) -> Result<bool, StoreError> {
+        Ok(self.with(|t| t.unbound.contains_key(id.as_str().as_bytes()))?)
+    }
+
     /// Remembers `value` under `key` until [`Store::unpark`] (alerts waiting
     /// for their route's minimum firing duration).
     ///
