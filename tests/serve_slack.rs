@@ -45,26 +45,11 @@ async fn a_slash_command_and_two_reactions_roll_the_cluster_back() {
         let dir = tempfile::tempdir().unwrap();
         let fake = FakeSlack::start().await;
         let cluster = cluster_and_secrets(dir.path()).await;
-        let d = dir.path().display();
-        let config = Config::parse(&format!(
-            r#"
-            [store]
-            path = "{d}/db"
-            [groups]
-            sre = ["slack:UALICE", "slack:UBOB", "slack:UCAROL"]
-            [services.payment-api]
-            groups = ["sre"]
-            [services.payment-api.kubernetes]
-            namespace = "production"
-            name = "prod-payment-deploy"
-            [kubernetes]
-            kubeconfig = "{d}/kubeconfig"
-            [slack]
-            api_url = "{api}"
-            bot_token = {{ file = "{d}/bot-token" }}
-            signing_secret = {{ file = "{d}/signing-secret" }}
-            "#,
-            api = fake.api_url
+        let config = Config::parse(&serve_config(
+            dir.path(),
+            &fake.api_url,
+            &["UALICE", "UBOB", "UCAROL"],
+            "",
         ))
         .unwrap();
         let app = App::start(&config, None).await.unwrap();
@@ -199,32 +184,21 @@ async fn serve_takes_alerts_while_slack_is_down_and_posts_them_once_it_is_back()
         let _cluster = cluster_and_secrets(dir.path()).await;
         std::fs::write(dir.path().join("am-token"), AM_TOKEN).unwrap();
         let d = dir.path().display();
-        let config = Config::parse(&format!(
-            r#"
-            [store]
-            path = "{d}/db"
-            [approval]
-            channel = "slack:{CHANNEL}"
-            [groups]
-            sre = ["slack:UALICE", "slack:UBOB"]
-            [services.payment-api]
-            groups = ["sre"]
-            [services.payment-api.kubernetes]
-            namespace = "production"
-            name = "prod-payment-deploy"
-            [kubernetes]
-            kubeconfig = "{d}/kubeconfig"
-            [alerts.alertmanager]
-            bearer_token = {{ file = "{d}/am-token" }}
-            [[alerts.routes]]
-            matchers = ["service=payment-api"]
-            service = "payment-api"
-            [slack]
-            api_url = "{api}"
-            bot_token = {{ file = "{d}/bot-token" }}
-            signing_secret = {{ file = "{d}/signing-secret" }}
-            "#,
-            api = fake.api_url
+        let config = Config::parse(&serve_config(
+            dir.path(),
+            &fake.api_url,
+            &["UALICE", "UBOB"],
+            &format!(
+                r#"
+                [approval]
+                channel = "slack:{CHANNEL}"
+                [alerts.alertmanager]
+                bearer_token = {{ file = "{d}/am-token" }}
+                [[alerts.routes]]
+                matchers = ["service=payment-api"]
+                service = "payment-api"
+                "#
+            ),
         ))
         .unwrap();
         // Slack answers 500 to everything: rollbot starts anyway.
@@ -353,31 +327,14 @@ async fn a_refused_bot_token_stops_serve_with_advice() {
             "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'http://127.0.0.1:9'}}]\nusers: [{name: u, user: {}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n",
         )
         .unwrap();
-        let d = dir.path().display();
         let cfg = dir.path().join("rollbot.toml");
         std::fs::write(
             &cfg,
-            format!(
-                r#"
-                [server]
-                listen = "127.0.0.1:0"
-                [store]
-                path = "{d}/db"
-                [groups]
-                sre = ["slack:UALICE", "slack:UBOB"]
-                [services.payment-api]
-                groups = ["sre"]
-                [services.payment-api.kubernetes]
-                namespace = "production"
-                name = "prod-payment-deploy"
-                [kubernetes]
-                kubeconfig = "{d}/kubeconfig"
-                [slack]
-                api_url = "{api}"
-                bot_token = {{ file = "{d}/bot-token" }}
-                signing_secret = {{ file = "{d}/signing-secret" }}
-                "#,
-                api = fake.api_url
+            serve_config(
+                dir.path(),
+                &fake.api_url,
+                &["UALICE", "UBOB"],
+                "[server]\nlisten = \"127.0.0.1:0\"\n",
             ),
         )
         .unwrap();
@@ -412,4 +369,33 @@ async fn cluster_and_secrets(dir: &std::path::Path) -> sim::SimHandle {
     std::fs::write(dir.join("bot-token"), "xoxb-test-token").unwrap();
     std::fs::write(dir.join("signing-secret"), SECRET).unwrap();
     cluster
+}
+
+/// A config for `serve` against [`cluster_and_secrets`] in `dir` and the
+/// fake Slack at `api`: payment-api approved by `approvers` (Slack ids),
+/// plus the `extra` TOML sections a test needs.
+fn serve_config(dir: &std::path::Path, api: &str, approvers: &[&str], extra: &str) -> String {
+    let d = dir.display();
+    let sre: Vec<String> = approvers.iter().map(|a| format!("\"slack:{a}\"")).collect();
+    format!(
+        r#"
+        [store]
+        path = "{d}/db"
+        [groups]
+        sre = [{sre}]
+        [services.payment-api]
+        groups = ["sre"]
+        [services.payment-api.kubernetes]
+        namespace = "production"
+        name = "prod-payment-deploy"
+        [kubernetes]
+        kubeconfig = "{d}/kubeconfig"
+        [slack]
+        api_url = "{api}"
+        bot_token = {{ file = "{d}/bot-token" }}
+        signing_secret = {{ file = "{d}/signing-secret" }}
+        {extra}
+        "#,
+        sre = sre.join(", ")
+    )
 }
