@@ -206,27 +206,6 @@ impl Outbox {
         Ok(self.inner.queue.reference(&format!("r:{real}"))?)
     }
 
-    /// Waits up to `wait` for `pending` to be delivered.
-    ///
-    /// # Errors
-    /// Storage failure.
-    pub async fn wait_resolved(
-        &self,
-        pending: &str,
-        wait: Duration,
-    ) -> Result<Option<String>, OutboxError> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let notified = self.inner.delivered.notified();
-            if let Some(real) = self.resolve(pending)? {
-                return Ok(Some(real));
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Ok(None);
-            }
-        }
-    }
-
     /// Entries not yet delivered.
     pub fn len(&self) -> usize {
         self.inner.queue.len()
@@ -391,14 +370,10 @@ mod tests {
             got: Mutex::new(vec![]),
         });
         let worker = tokio::spawn(outbox.clone().run(flaky.clone(), fast()));
-        let real = tokio::time::timeout(
-            Duration::from_secs(10),
-            outbox.wait_resolved(&pending, Duration::from_secs(10)),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-        outbox.wait_empty().await;
+        tokio::time::timeout(Duration::from_secs(10), outbox.wait_empty())
+            .await
+            .unwrap();
+        let real = outbox.resolve(&pending).unwrap();
         worker.abort();
         assert_eq!(*flaky.got.lock().unwrap(), ["a", "b", "c"]);
         assert_eq!(real.as_deref(), Some("real-a"));
@@ -428,7 +403,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_undelivered_pending_reference_times_out_unresolved() {
+    async fn an_undelivered_pending_reference_stays_unresolved() {
         let store = Store::temporary().unwrap();
         let outbox = Outbox::open(&store, "test").unwrap();
         let p = Outbox::new_pending();
@@ -437,13 +412,7 @@ mod tests {
             .await
             .unwrap();
         assert!(Outbox::is_pending(&p));
-        assert_eq!(
-            outbox
-                .wait_resolved(&p, Duration::from_millis(20))
-                .await
-                .unwrap(),
-            None
-        );
+        assert_eq!(outbox.resolve(&p).unwrap(), None);
         assert_eq!(outbox.len(), 1);
     }
 }
