@@ -16,13 +16,10 @@
 //! draft incident report is posted to the thread (see [`crate::report`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use chrono::{DateTime, Utc};
-use futures::FutureExt;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 use crate::config::{DrillTarget, Service, Target};
 use crate::domain::decision::{DataImpact, Scope};
@@ -37,6 +34,7 @@ use crate::ports::{
     Verdict, Verifier,
 };
 use crate::store::{Claim, Store, StoreError, UpdateError};
+use crate::tasks::Tasks;
 
 /// Most alerts kept on a proposal; later ones are only counted, so an alert
 /// storm cannot grow a proposal without bound.
@@ -138,15 +136,6 @@ pub struct Ports {
     pub clock: Arc<dyn Clock>,
 }
 
-/// Background tasks in flight, kept apart from the engine so a finished
-/// task holds no reference to the store.
-#[derive(Default)]
-struct Tasks {
-    running: AtomicUsize,
-    idle: Notify,
-    panicked: AtomicBool,
-}
-
 /// Cheap to clone; all clones share state.
 #[derive(Clone)]
 pub struct Engine {
@@ -163,7 +152,7 @@ struct Inner {
     group_approvers: RwLock<BTreeMap<ServiceName, BTreeSet<UserId>>>,
     // A std Mutex: only held to fetch a proposal's own async lock.
     locks: Mutex<HashMap<ProposalId, Arc<tokio::sync::Mutex<()>>>>,
-    tasks: Arc<Tasks>,
+    tasks: Tasks,
     // Alerts for one service are handled one at a time (check, act, claim),
     // so concurrent deliveries cannot both open or both attach.
     alert_locks: Mutex<HashMap<ServiceName, Arc<tokio::sync::Mutex<()>>>>,
@@ -190,7 +179,7 @@ impl Engine {
                 bots: RwLock::new(BTreeSet::new()),
                 group_approvers: RwLock::new(BTreeMap::new()),
                 locks: Mutex::new(HashMap::new()),
-                tasks: Arc::new(Tasks::default()),
+                tasks: Tasks::default(),
                 alert_locks: Mutex::new(HashMap::new()),
                 drills: OnceLock::new(),
                 retention: Mutex::new(Retention {
@@ -1461,35 +1450,23 @@ impl Engine {
     /// Runs `fut` in the background, counting it for [`Engine::wait_idle`]
     /// and remembering if it panicked.
     fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
-        self.inner.tasks.running.fetch_add(1, Ordering::SeqCst);
-        // The task holds only the counters, not the engine: once `fut` (and
-        // the engine clone inside it) is dropped, a waiter may reopen the store.
-        let tasks = self.inner.tasks.clone();
-        tokio::spawn(async move {
-            if AssertUnwindSafe(fut).catch_unwind().await.is_err() {
-                tracing::error!("a background rollback task panicked");
-                tasks.panicked.store(true, Ordering::SeqCst);
-            }
-            if tasks.running.fetch_sub(1, Ordering::SeqCst) == 1 {
-                tasks.idle.notify_waiters();
-            }
-        });
+        self.inner.tasks.spawn("rollback", fut);
+    }
+
+    /// The tracker of every background task: rollbacks, and the chat
+    /// adapters' event handlers.
+    pub fn tasks(&self) -> &Tasks {
+        &self.inner.tasks
     }
 
     /// Waits until no background task is running.
     pub async fn wait_idle(&self) {
-        loop {
-            let notified = self.inner.tasks.idle.notified();
-            if self.inner.tasks.running.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            notified.await;
-        }
+        self.inner.tasks.wait_idle().await;
     }
 
     /// Whether any background task panicked (tests fail on this).
     pub fn background_panicked(&self) -> bool {
-        self.inner.tasks.panicked.load(Ordering::SeqCst)
+        self.inner.tasks.panicked()
     }
 
     /// Runs the rollback of `p` (with `follow_only`, only follows a rollout

@@ -14,6 +14,7 @@
 //! - [`ports`]: the small traits the engine talks through (`Chat`,
 //!   `Executor`, `Verifier`) and their in-memory doubles.
 //! - [`config`]: the TOML configuration, its loading and validation.
+//! - [`tasks`]: the one tracker of background tasks (wait for idle, panics).
 //!
 //! Inputs and outputs:
 //! - [`alerts`]: alert webhook payloads (Alertmanager, Grafana, PagerDuty,
@@ -61,5 +62,6 @@ pub mod ports;
 pub mod report;
 pub mod sim;
 pub mod store;
+pub mod tasks;
 pub mod templates;
 pub mod verify;

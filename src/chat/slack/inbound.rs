@@ -22,9 +22,7 @@
 //! - when the store cannot record an input, the answer is a 5xx, so Slack
 //!   retries and the person sees that it did not work.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -32,12 +30,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use futures::FutureExt;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use slack_morphism::prelude::*;
 use subtle::ConstantTimeEq;
-use tokio::sync::Notify;
 
 use super::chat::SlackChat;
 use super::render::{self, Reply, Summary};
@@ -115,9 +111,6 @@ pub struct SlackInbound {
     engine: Engine,
     chat: Arc<SlackChat>,
     signing_secret: String,
-    running: AtomicUsize,
-    idle: Notify,
-    panicked: AtomicBool,
 }
 
 impl SlackInbound {
@@ -126,40 +119,23 @@ impl SlackInbound {
             engine,
             chat,
             signing_secret,
-            running: AtomicUsize::new(0),
-            idle: Notify::new(),
-            panicked: AtomicBool::new(false),
         })
     }
 
-    fn spawn(self: &Arc<Self>, fut: impl std::future::Future<Output = ()> + Send + 'static) {
-        self.running.fetch_add(1, Ordering::SeqCst);
-        let me = self.clone();
-        tokio::spawn(async move {
-            if AssertUnwindSafe(fut).catch_unwind().await.is_err() {
-                tracing::error!("a Slack event task panicked");
-                me.panicked.store(true, Ordering::SeqCst);
-            }
-            if me.running.fetch_sub(1, Ordering::SeqCst) == 1 {
-                me.idle.notify_waiters();
-            }
-        });
+    /// Runs `fut` on the engine's task tracker, so shutdown and tests wait
+    /// for events being handled as for rollbacks.
+    fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.engine.tasks().spawn("slack event", fut);
     }
 
-    /// Waits until no event is being processed.
+    /// Waits until no event is being processed (nor any rollback running).
     pub async fn wait_idle(&self) {
-        loop {
-            let notified = self.idle.notified();
-            if self.running.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            notified.await;
-        }
+        self.engine.wait_idle().await;
     }
 
     /// Whether any event task panicked (tests fail on this).
     pub fn background_panicked(&self) -> bool {
-        self.panicked.load(Ordering::SeqCst)
+        self.engine.background_panicked()
     }
 
     fn locale_of(&self, service: Option<&str>) -> String {
