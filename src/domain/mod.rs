@@ -10,6 +10,7 @@ pub mod decision;
 pub mod ids;
 pub mod pipeline;
 pub mod proposal;
+pub mod step;
 pub mod timeline;
 
 #[cfg(test)]
@@ -19,9 +20,10 @@ pub use approval::{ApprovalPolicy, Refusal, VoteOutcome, Withdrawal};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use decision::{Advice, DecisionInput, Recommendation, Severity, recommend};
 pub use ids::{IdError, ProposalId, ServiceName, UserId};
-pub use pipeline::{Pipeline, Shape, Step};
+pub use pipeline::{Pipeline, Shape};
 pub use proposal::{
     AlertRef, ContainerImage, MessageRef, Origin, Plan, Proposal, RevisionInfo, State,
     TransitionError, Vote, VoteKind, VoteVia,
 };
+pub use step::Step;
 pub use timeline::{EventKind, ResumeStep, TimelineEvent};

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::approval::{Refusal, Withdrawal};
 use super::ids::UserId;
-use super::pipeline::Step;
 use super::proposal::{AlertRef, State, VoteKind, VoteVia};
+use super::step::Step;
 
 /// One recorded event with the time it happened (from the injected clock).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
