@@ -9,4 +9,5 @@
 pub mod commands;
 pub mod console;
 pub mod none;
+pub mod reply;
 pub mod slack;

@@ -36,8 +36,9 @@ use slack_morphism::prelude::*;
 use subtle::ConstantTimeEq;
 
 use super::chat::SlackChat;
-use super::render::{self, Reply, Summary};
+use super::render;
 use crate::chat::commands::{self, Command};
+use crate::chat::reply::{Reply, Summary};
 use crate::domain::{MessageRef, Origin, ProposalId, ServiceName, UserId, VoteKind, VoteVia};
 use crate::engine::{Engine, ProposeRequest};
 use crate::store::Claim;
