@@ -2,10 +2,12 @@
 //! not how; each chat adapter lays it out (Slack with
 //! `templates/<locale>/slack/reply.json.j2`).
 
+use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::chat::commands::CommandError;
-use crate::domain::{Proposal, State};
+use crate::domain::{Proposal, State, UserId};
+use crate::ports::ChatError;
 
 /// One line of `/rollback status|list|history`.
 #[derive(Debug, Clone, Serialize)]
@@ -60,4 +62,33 @@ pub enum Reply {
         service: Option<String>,
         items: Vec<Summary>,
     },
+}
+
+/// A command's answer and the locale to word it in.
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    pub locale: String,
+    pub reply: Reply,
+}
+
+impl Answer {
+    pub fn new(locale: impl Into<String>, reply: Reply) -> Self {
+        Self {
+            locale: locale.into(),
+            reply,
+        }
+    }
+}
+
+/// Sends a command's answer, later, to the person who typed the command
+/// (work carried out after the command was acknowledged, e.g. a proposal
+/// that could not be opened). Each platform that takes commands
+/// implements it; [`crate::chat::router::ChatRouter`] picks the platform.
+#[async_trait]
+pub trait Answers: Send + Sync {
+    /// Tells `user`, alone, `answer` in `channel` (`platform:channel`).
+    ///
+    /// # Errors
+    /// The answer could not be sent or queued.
+    async fn answer(&self, channel: &str, user: &UserId, answer: &Answer) -> Result<(), ChatError>;
 }
