@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::chat::handler::CommandHandler;
 use crate::chat::router::ChatRouter;
 use crate::chat::slack::{ConnectPolicy, Connection, Slack};
 use crate::config::Config;
@@ -130,15 +131,15 @@ impl App {
         let mut slack_routes = None;
         let mut background = Vec::new();
         let mut connection = None;
-        let mut inbounds = Vec::new();
+        // One handler answers every platform's commands and takes their votes.
+        let handler = CommandHandler::new(engine.clone(), chats.clone());
         let chat_status = Arc::new(ChatStatus::default());
         let (fatal_tx, fatal) = mpsc::unbounded_channel();
         if let (Some(slack), Some(c)) = (&slack, &config.slack) {
             background.push(slack.deliver(RetryPolicy::default()));
             let inbound = slack
-                .inbound(c, engine.clone())
+                .inbound(c, handler.clone())
                 .context("starting Slack's inbound handler")?;
-            inbounds.push(inbound.clone());
             let conn = slack
                 .connect(
                     c,
@@ -160,11 +161,9 @@ impl App {
             .recover()
             .await
             .context("resuming interrupted proposals")?;
-        for inbound in inbounds {
-            inbound
-                .resume()
-                .context("resuming chat commands acknowledged before the restart")?;
-        }
+        handler
+            .resume()
+            .context("resuming chat commands acknowledged before the restart")?;
         let api_token = match &config.server.api_token {
             Some(secret) => Some(Arc::<str>::from(
                 secret

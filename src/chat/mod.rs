@@ -1,5 +1,6 @@
 //! Chat platforms: the `/rollback` command language shared by all of them
-//! ([`commands`]), the neutral answer to a command ([`reply`]), the
+//! ([`commands`]), the one [`handler`] of commands and votes for every
+//! platform, the neutral answer to a command ([`reply`]), the
 //! [`router`] that sends each message to its channel's platform, and the
 //! adapters implementing the engine's [`Chat`](crate::ports::Chat) port:
 //! [`slack`], [`console`] (a terminal transcript for the demo) and [`none`].
@@ -9,6 +10,7 @@
 
 pub mod commands;
 pub mod console;
+pub mod handler;
 pub mod none;
 pub mod reply;
 pub mod router;
