@@ -6,8 +6,9 @@
 //! or its message) — and lays out the neutral [`Answer`] it gets back. All
 //! the rest is done once, here: parsing the command, answering
 //! `help|list|status|history|cancel` from the store, opening proposals and
-//! drills, finding the proposal a message belongs to, and counting votes
-//! once per delivery.
+//! drills, finding the proposal a message belongs to, counting votes once
+//! per delivery, and telling a person's mistakes from rollbot's own
+//! ([`Failure`]: the person sees the latter only as a reference id).
 //!
 //! **Durable before acknowledged.** A command that opens a proposal (or a
 //! drill; planning can take longer than a platform waits for its answer) is
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::commands::{self, Command};
+use super::failure::Failure;
 use super::reply::{Answer, Answers, Reply, Summary};
 use crate::domain::{
     MessageRef, Origin, Proposal, ProposalId, ServiceName, UserId, VoteKind, VoteVia,
@@ -145,13 +147,6 @@ pub fn command_key(platform: &str, key: &str) -> String {
     format!("{platform}:cmd:{key}")
 }
 
-/// The engine's failure, as the person who asked sees it.
-fn failed(e: &EngineError) -> Reply {
-    Reply::Failed {
-        text: e.to_string(),
-    }
-}
-
 /// Whether an inbox key is a command's (of any platform).
 fn is_command_key(key: &str) -> bool {
     key.split(':').nth(1) == Some("cmd")
@@ -233,7 +228,7 @@ impl CommandHandler {
                         items: vec![Summary::of(&p)],
                     },
                 ),
-                Err(e) => Answer::new(locale, failed(&e)),
+                Err(e) => Answer::new(locale, Failure::of(&e, "reading a proposal").reply()),
             },
             Command::History { service } => {
                 let s = service.clone();
@@ -246,7 +241,7 @@ impl CommandHandler {
             Command::Cancel { id } => match self.engine.cancel(&id, &input.user).await {
                 Ok(p) => Answer::new(p.locale.clone(), Reply::Cancelled { id: id.to_string() }),
                 Err(EngineError::Store(e)) => return Err(e),
-                Err(e) => Answer::new(locale, failed(&e)),
+                Err(e) => Answer::new(locale, Failure::of(&e, "cancelling a proposal").reply()),
             },
             Command::Drill { service, reason } => {
                 let reason = if reason.is_empty() {
@@ -290,11 +285,7 @@ impl CommandHandler {
     ) -> Reply {
         let mut items: Vec<_> = match self.engine.store().list() {
             Ok(l) => l.into_iter().filter(|p| keep(p)).collect(),
-            Err(e) => {
-                return Reply::Failed {
-                    text: format!("the store could not be read: {e}"),
-                };
-            }
+            Err(e) => return Failure::internal(&e, "listing proposals").reply(),
         };
         items.sort_by_key(|p| std::cmp::Reverse(p.created_at));
         items.truncate(10);
@@ -375,7 +366,13 @@ impl CommandHandler {
                 return;
             }
             Err(e) => {
-                let answer = Answer::new(self.locale_of(&cmd.service), failed(&e));
+                let doing = if cmd.origin == Origin::Drill {
+                    "starting a drill"
+                } else {
+                    "opening a proposal"
+                };
+                let failure = Failure::of(&e, doing);
+                let answer = Answer::new(self.locale_of(&cmd.service), failure.reply());
                 if let Err(e) = self
                     .answers
                     .answer(&cmd.channel(), &proposer, &answer)
@@ -501,6 +498,8 @@ impl CommandHandler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chat::router::ChatRouter;
+    use crate::ports::memory::{MemoryChat, ScriptedExecutor, ScriptedVerifier};
 
     #[test]
     fn command_keys_name_their_platform_and_old_slack_entries_read() {
@@ -518,5 +517,146 @@ mod tests {
         .unwrap();
         assert_eq!(old.platform, "slack");
         assert_eq!(old.channel(), "slack:CINCIDENT");
+    }
+
+    fn engine_over(store: crate::store::Store) -> Engine {
+        let config = crate::config::Config::parse(
+            r#"
+            [services.payment-api]
+            approvers = ["slack:UALICE", "slack:UBOB"]
+            [services.payment-api.kubernetes]
+            namespace = "production"
+            name = "payment-api"
+            "#,
+        )
+        .unwrap();
+        let plan = crate::domain::Plan {
+            workload: "deployment production/payment-api".into(),
+            current: crate::domain::RevisionInfo {
+                revision: 3,
+                images: vec![],
+                change_cause: None,
+            },
+            target: crate::domain::RevisionInfo {
+                revision: 2,
+                images: vec![],
+                change_cause: None,
+            },
+            warnings: vec![],
+            migrations: false,
+            guard: serde_json::Value::Null,
+        };
+        Engine::new(
+            store,
+            config.services(),
+            crate::engine::Ports {
+                chat: MemoryChat::new(),
+                executor: ScriptedExecutor::new(plan),
+                verifier: ScriptedVerifier::new(),
+                clock: Arc::new(crate::domain::ManualClock::new(chrono::Utc::now())),
+            },
+        )
+    }
+
+    fn typed(text: &str) -> CommandInput {
+        CommandInput {
+            platform: "slack".into(),
+            channel: "CINCIDENT".into(),
+            user: UserId::parse("slack:UALICE").unwrap(),
+            text: text.into(),
+            key: format!("trigger-{text}"),
+            locale: None,
+        }
+    }
+
+    /// A store that cannot be read is rollbot's trouble: the person sees a
+    /// reference id and not the store's words; the log has both, once.
+    #[tokio::test]
+    async fn a_store_failure_shows_a_reference_and_is_logged_once() {
+        let store = crate::store::Store::temporary().unwrap();
+        store
+            .raw_insert("proposals", b"RB-7K3M9Q", b"{not json")
+            .unwrap();
+        let handler = CommandHandler::new(engine_over(store), Arc::new(ChatRouter::new()));
+        for text in ["list", "history payment-api", "status RB-7K3M9Q"] {
+            let (guard, log) = crate::chat::failure::capture();
+            let answer = handler.command(typed(text)).await.unwrap();
+            drop(guard);
+            let log = log();
+            let Reply::Internal { reference } = &answer.reply else {
+                panic!("{text}: {answer:?}");
+            };
+            let shown = serde_json::to_string(&answer.reply).unwrap();
+            assert!(!shown.contains("RB-7K3M9Q"), "{text}: {shown}");
+            let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+            assert_eq!(errors.len(), 1, "{text}: {log}");
+            assert!(
+                errors[0].contains(reference.as_str())
+                    && errors[0].contains("proposals/RB-7K3M9Q is unreadable"),
+                "{text}: {log}"
+            );
+        }
+        // A person's mistake is theirs to see, and nothing is logged as an error.
+        let (guard, log) = crate::chat::failure::capture();
+        let answer = handler.command(typed("cancel RB-AAAAAA")).await.unwrap();
+        drop(guard);
+        assert!(
+            matches!(&answer.reply, Reply::Failed { text } if text.contains("RB-AAAAAA does not exist")),
+            "{answer:?}"
+        );
+        assert!(!log().contains("ERROR"), "{}", log());
+    }
+
+    /// A command that fails after it was acknowledged is answered later,
+    /// through the platform that took it, in the service's locale.
+    #[tokio::test]
+    async fn a_failure_after_acknowledging_is_answered_on_the_platform() {
+        let store = crate::store::Store::temporary().unwrap();
+        let engine = engine_over(store);
+        let answers = Arc::new(Recorded::default());
+        let handler = CommandHandler::new(engine.clone(), answers.clone());
+        let first = handler
+            .command(typed("payment-api deploy broke it"))
+            .await
+            .unwrap();
+        assert!(matches!(first.reply, Reply::Accepted { .. }), "{first:?}");
+        handler.wait_idle().await;
+        // A second proposal for the same service is refused, to its typist.
+        let mut again = typed("payment-api again");
+        again.user = UserId::parse("slack:UBOB").unwrap();
+        handler.command(again).await.unwrap();
+        handler.wait_idle().await;
+        let got = answers.0.lock().unwrap().clone();
+        assert_eq!(got.len(), 1, "{got:?}");
+        let (channel, user, answer) = &got[0];
+        assert_eq!(
+            (channel.as_str(), user.as_str()),
+            ("slack:CINCIDENT", "slack:UBOB")
+        );
+        assert!(
+            matches!(&answer.reply, Reply::Failed { text } if text.contains("already has an open rollback proposal")),
+            "{answer:?}"
+        );
+        // Carried out and forgotten: nothing left for a restart.
+        assert_eq!(handler.resume().unwrap(), 0);
+    }
+
+    #[derive(Default)]
+    struct Recorded(std::sync::Mutex<Vec<(String, UserId, Answer)>>);
+
+    #[async_trait::async_trait]
+    impl Answers for Recorded {
+        async fn answer(
+            &self,
+            channel: &str,
+            user: &UserId,
+            answer: &Answer,
+        ) -> Result<(), crate::ports::ChatError> {
+            self.0
+                .lock()
+                .unwrap()
+                .push((channel.into(), user.clone(), answer.clone()));
+            Ok(())
+        }
     }
 }

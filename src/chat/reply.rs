@@ -47,6 +47,11 @@ pub enum Reply {
     Failed {
         text: String,
     },
+    /// rollbot's own failure, logged under `reference` (see
+    /// [`crate::chat::failure`]).
+    Internal {
+        reference: String,
+    },
     Accepted {
         service: String,
     },
