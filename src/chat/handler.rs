@@ -607,6 +607,30 @@ mod tests {
         assert!(!log().contains("ERROR"), "{}", log());
     }
 
+    /// The platform's locale words answers about no service; a service's
+    /// answers keep the service's locale; an unknown locale falls back to en.
+    #[tokio::test]
+    async fn answers_are_worded_in_the_locale_the_platform_gives() {
+        let store = crate::store::Store::temporary().unwrap();
+        let handler = CommandHandler::new(engine_over(store), Arc::new(ChatRouter::new()));
+        let with = |text: &str, locale: Option<&str>| CommandInput {
+            locale: locale.map(str::to_string),
+            ..typed(text)
+        };
+        for (text, locale, expect) in [
+            ("help", Some("ja"), "ja"),
+            ("stauts", Some("zh"), "zh"),
+            ("list", Some("ja"), "ja"),
+            ("help", Some("xx"), "en"),
+            ("help", None, "en"),
+            // payment-api is configured in en.
+            ("history payment-api", Some("ja"), "en"),
+        ] {
+            let answer = handler.command(with(text, locale)).await.unwrap();
+            assert_eq!(answer.locale, expect, "{text} in {locale:?}");
+        }
+    }
+
     /// A command that fails after it was acknowledged is answered later,
     /// through the platform that took it, in the service's locale.
     #[tokio::test]
