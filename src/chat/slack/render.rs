@@ -12,9 +12,9 @@ use slack_morphism::prelude::SlackMessageContent;
 
 use crate::domain::{Proposal, ResumeStep, State, UserId};
 use crate::ports::{PrivateNote, ThreadNote};
+use crate::templates::{TemplateError, Templates};
 
 pub use crate::chat::reply::{Reply, Summary};
-use crate::templates::{TemplateError, Templates};
 
 /// A rendering failure: a template bug, never a person's mistake.
 #[derive(Debug, thiserror::Error)]
