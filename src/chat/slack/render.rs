@@ -10,7 +10,7 @@
 use serde::Serialize;
 use slack_morphism::prelude::SlackMessageContent;
 
-use crate::domain::{Proposal, ResumeStep, State, UserId};
+use crate::domain::{Proposal, State, UserId};
 use crate::ports::{PrivateNote, ThreadNote};
 use crate::templates::{TemplateError, Templates};
 
@@ -229,11 +229,7 @@ pub fn thread(t: &Templates, p: &Proposal, note: &ThreadNote) -> Result<Rendered
             "unverified"
         }
         ThreadNote::Resumed { step } => {
-            v.step = match step {
-                ResumeStep::Apply => "apply",
-                ResumeStep::Follow => "follow",
-                ResumeStep::Verify => "verify",
-            };
+            v.step = step.name();
             "resumed"
         }
         ThreadNote::Resolved => "resolved",
