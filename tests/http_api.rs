@@ -191,19 +191,26 @@ async fn serve_starts_and_answers_health_checks() {
             .unwrap();
         let client = reqwest::Client::new();
         let url = format!("http://127.0.0.1:{port}/readyz");
-        loop {
-            if let Ok(r) = client.get(&url).send().await {
-                assert_eq!(r.status(), 200);
-                break;
-            }
-            if child.try_wait().unwrap().is_some() {
-                let out = child.wait_with_output().await.unwrap();
-                panic!(
-                    "rollbot serve exited early: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let mut exited = false;
+        wait_until_within(
+            std::time::Duration::from_secs(45),
+            "rollbot serve answers /readyz or exits",
+            async || {
+                if let Ok(r) = client.get(&url).send().await {
+                    assert_eq!(r.status(), 200);
+                    return true;
+                }
+                exited = child.try_wait().unwrap().is_some();
+                exited
+            },
+        )
+        .await;
+        if exited {
+            let out = child.wait_with_output().await.unwrap();
+            panic!(
+                "rollbot serve exited early: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         // The container HEALTHCHECK probe agrees.
         let probe = rollbot(&[
