@@ -107,17 +107,19 @@ async fn alert_to_report_on_the_simulated_cluster() {
                 .await
                 .unwrap();
         }
-        let verified = loop {
-            let now = engine.get(&p.id).unwrap();
-            if !matches!(
-                now.state,
-                State::Approved | State::Executing | State::RolledBack
-            ) {
-                break now;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        assert_eq!(verified.state, State::Verified);
+        // The simulator's metric recovers within the verification window.
+        wait_until_within(
+            Duration::from_secs(45),
+            "the rollback is verified or has failed",
+            async || {
+                !matches!(
+                    engine.get(&p.id).unwrap().state,
+                    State::Approved | State::Executing | State::RolledBack
+                )
+            },
+        )
+        .await;
+        assert_eq!(engine.get(&p.id).unwrap().state, State::Verified);
         deliver("resolved", chrono::Utc::now().to_rfc3339()).await;
         tokio::time::timeout(
             Duration::from_secs(20),
