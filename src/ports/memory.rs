@@ -149,6 +149,21 @@ impl MemoryChat {
         Some(entry.sent())
     }
 
+    /// Waits until a pending message for which `pred` holds is sent (or
+    /// already was), then consumes it. Unbounded: callers put a timeout
+    /// around it.
+    pub async fn take_when(&self, pred: impl Fn(&Sent) -> bool) -> Sent {
+        loop {
+            // Registered before looking, so a message recorded in between
+            // still wakes us.
+            let notified = self.changed.notified();
+            if let Some(sent) = self.take(&pred) {
+                return sent;
+            }
+            notified.await;
+        }
+    }
+
     /// Consumes every pending message for which `pred` holds, oldest first.
     pub fn take_all(&self, pred: impl Fn(&Sent) -> bool) -> Vec<Sent> {
         let mut entries = self.entries();

@@ -474,6 +474,28 @@ impl Tester {
             .unwrap_or_else(|| self.missing(&format!("a `{name}` thread note on {id}")))
     }
 
+    /// [`Tester::expect_thread`] for a note sent by work the test does not
+    /// otherwise wait for (a delivery processed by a real Alertmanager):
+    /// waits for it, for at most [`WAIT_LIMIT`].
+    pub async fn expect_thread_soon(&self, id: &ProposalId, name: &str) -> ThreadNote {
+        let sent = tokio::time::timeout(
+            WAIT_LIMIT,
+            self.chat.take_when(|s| {
+                &s.proposal == id && matches!(s.call, ChatCall::Thread { .. }) && s.name() == name
+            }),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            self.missing(&format!(
+                "a `{name}` thread note on {id} within {WAIT_LIMIT:?}"
+            ))
+        });
+        match sent.call {
+            ChatCall::Thread { note, .. } => note,
+            other => unreachable!("matched a thread note, got {other:?}"),
+        }
+    }
+
     /// Consumes every pending thread note on `id` and checks their names,
     /// in order: nothing missing, nothing extra.
     #[track_caller]
