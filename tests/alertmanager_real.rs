@@ -19,6 +19,10 @@ use support::*;
 
 const BINARY: &str = "/usr/bin/prometheus-alertmanager";
 
+/// How long Alertmanager may take to start or deliver: its group waits
+/// and retry back-off are seconds, not milliseconds.
+const ALERTMANAGER_WAIT: Duration = Duration::from_secs(30);
+
 /// A running Alertmanager, killed (by its own pid) when dropped.
 struct Alertmanager {
     child: Child,
@@ -97,25 +101,17 @@ receivers:
         };
         let client = reqwest::Client::new();
         let ready = format!("{}/-/ready", am.base);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
+        wait_until_within(ALERTMANAGER_WAIT, "Alertmanager is ready", async || {
             if let Some(status) = am.child.try_wait().unwrap() {
                 panic!("Alertmanager exited at start-up with {status}; see its stderr above");
             }
-            if client
+            client
                 .get(&ready)
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success())
-            {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "Alertmanager was not ready after 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await;
         am
     }
 
@@ -133,22 +129,6 @@ receivers:
             r.status(),
             r.text().await.unwrap_or_default()
         );
-    }
-}
-
-/// Polls `check` every 50 ms until it holds; fails after 30 s naming `what`.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after 30 s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -185,9 +165,11 @@ async fn alertmanager_alerts_become_one_proposal_and_resolve_it() {
             b["startsAt"] = starts.clone();
             am.post_alerts(json!([a, b])).await;
 
-            eventually("one proposal with both alerts", || async {
-                t.proposals().first().is_some_and(|p| p.alerts.len() == 2)
-            })
+            wait_until_within(
+                ALERTMANAGER_WAIT,
+                "one proposal with both alerts",
+                async || t.proposals().first().is_some_and(|p| p.alerts.len() == 2),
+            )
             .await;
             let all = t.proposals();
             assert_eq!(all.len(), 1, "exactly one proposal for payment-api");
@@ -200,7 +182,7 @@ async fn alertmanager_alerts_become_one_proposal_and_resolve_it() {
             let mut resolved = alert("pod-a", Some(Utc::now() - chrono::Duration::seconds(5)));
             resolved["startsAt"] = starts;
             am.post_alerts(json!([resolved])).await;
-            eventually("the resolved event", || async {
+            wait_until_within(ALERTMANAGER_WAIT, "the resolved event", async || {
                 t.proposal(&p.id).events().contains(&"resolved")
             })
             .await;
@@ -241,9 +223,11 @@ async fn alertmanager_retries_after_a_500_do_not_duplicate() {
             let accepted =
                 r#"rollbot_webhook_requests_total{source="alertmanager",outcome="accepted"}"#;
             let failed = r#"rollbot_webhook_requests_total{source="alertmanager",outcome="error"}"#;
-            eventually("a retry accepted after the 500", || async {
-                s.metric(failed).await == 1 && s.metric(accepted).await >= 1
-            })
+            wait_until_within(
+                ALERTMANAGER_WAIT,
+                "a retry accepted after the 500",
+                async || s.metric(failed).await == 1 && s.metric(accepted).await >= 1,
+            )
             .await;
             let all = t.proposals();
             assert_eq!(all.len(), 1, "the retry must not open a second proposal");
