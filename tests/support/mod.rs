@@ -258,17 +258,26 @@ pub async fn wait_until_async(what: &str, cond: impl AsyncFnMut() -> bool) {
 }
 
 /// [`wait_until_async`] with another limit (a slow external program).
-pub async fn wait_until_within(limit: Duration, what: &str, mut cond: impl AsyncFnMut() -> bool) {
+pub async fn wait_until_within(limit: Duration, what: &str, cond: impl AsyncFnMut() -> bool) {
+    assert!(
+        poll_until(limit, cond).await,
+        "timed out after {limit:?} waiting until {what}"
+    );
+}
+
+/// Polls `cond` until it holds (true) or `limit` has passed (false), for a
+/// caller that explains a timeout itself (with an external program's log).
+pub async fn poll_until(limit: Duration, mut cond: impl AsyncFnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting until {what}"
-        );
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
         // The polling interval, not a guess at how long the work takes:
         // the condition decides when we go on.
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    true
 }
 
 pub struct Tester {
