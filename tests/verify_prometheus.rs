@@ -25,7 +25,7 @@ use rollbot::ports::memory::MemoryChat;
 use rollbot::ports::{ExecError, ExecOutcome, Executor, ThreadNote};
 use rollbot::store::Store;
 use rollbot::verify::HttpVerifier;
-use support::{finish, reference_plan, user};
+use support::{finish, poll_until, reference_plan, user};
 use tokio::sync::mpsc;
 
 /// deployment name → (success rate %, version the health endpoint reports)
@@ -242,27 +242,25 @@ async fn verification_follows_prometheus_until_recovered_or_out_of_time() {
         let config = Config::parse(&config(&prom.url, &exporter)).unwrap();
         let services = config.services();
         let verifier = Arc::new(HttpVerifier::new(&services));
-        // Prometheus needs a few seconds for its first samples: poll.
-        let started = Instant::now();
+        // Prometheus needs a few seconds for its first samples: wait for them.
         for deployment in ["prod-payment-deploy", "search"] {
             let q = format!("max(payment_success_ratio{{deployment=\"{deployment}\"}})");
-            loop {
-                match verifier
+            let mut last = None;
+            let sampled = poll_until(Duration::from_secs(60), async || {
+                let answer = verifier
                     .instant(&prom.url, &q, None, Duration::from_secs(2))
-                    .await
-                {
-                    Ok(v) => {
-                        assert_eq!(v, 95.0);
-                        break;
-                    }
-                    Err(_) if started.elapsed() < Duration::from_secs(60) => {
-                        tokio::time::sleep(Duration::from_millis(250)).await
-                    }
-                    Err(e) => panic!(
-                        "Prometheus has no samples after 60 s ({e}); its log:\n{}",
-                        std::fs::read_to_string(&log).unwrap_or_default()
-                    ),
-                }
+                    .await;
+                let ok = answer.is_ok();
+                last = Some(answer);
+                ok
+            })
+            .await;
+            match last {
+                Some(Ok(v)) if sampled => assert_eq!(v, 95.0),
+                other => panic!(
+                    "Prometheus has no samples for {deployment} after 60 s ({other:?}); its log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ),
             }
         }
         let dir = tempfile::tempdir().unwrap();
