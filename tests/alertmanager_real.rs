@@ -201,7 +201,6 @@ async fn alertmanager_alerts_become_one_proposal_and_resolve_it() {
             0,
             "Alertmanager's bearer token was refused"
         );
-            t.settle().await;
             t
         },
     )
@@ -242,7 +241,6 @@ async fn alertmanager_retries_after_a_500_do_not_duplicate() {
                     >= 1,
                 "the retried alert was recognised as a repeat"
             );
-            t.settle().await;
             t
         },
     )

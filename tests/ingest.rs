@@ -150,7 +150,6 @@ async fn an_alertmanager_alert_proposes_once_and_its_resolution_closes_the_loop(
                 .await,
                 3
             );
-            t.settle().await;
             t
         },
     )
@@ -210,7 +209,6 @@ async fn grouped_mixed_deliveries_with_any_timestamp_precision_are_handled_per_a
                     .await,
                 3
             );
-            t.settle().await;
             t
         },
     )
@@ -265,7 +263,6 @@ async fn an_alert_storm_makes_one_proposal_with_a_bounded_timeline() {
                 .await,
                 total as u64 - 1
             );
-            t.settle().await;
             t
         },
     )
