@@ -8,6 +8,7 @@ pub mod approval;
 pub mod clock;
 pub mod decision;
 pub mod ids;
+pub mod pipeline;
 pub mod proposal;
 pub mod timeline;
 
@@ -18,6 +19,7 @@ pub use approval::{ApprovalPolicy, Refusal, VoteOutcome, Withdrawal};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use decision::{Advice, DecisionInput, Recommendation, Severity, recommend};
 pub use ids::{IdError, ProposalId, ServiceName, UserId};
+pub use pipeline::{Pipeline, Shape, Step};
 pub use proposal::{
     AlertRef, ContainerImage, MessageRef, Origin, Plan, Proposal, RevisionInfo, State,
     TransitionError, Vote, VoteKind, VoteVia,

@@ -11,7 +11,7 @@ use serde::Serialize;
 use slack_morphism::prelude::SlackMessageContent;
 
 use crate::chat::commands::CommandError;
-use crate::domain::{Proposal, ResumeStep, State, UserId};
+use crate::domain::{Proposal, State, UserId};
 use crate::ports::{PrivateNote, ThreadNote};
 use crate::templates::{TemplateError, Templates};
 
@@ -228,11 +228,7 @@ pub fn thread(t: &Templates, p: &Proposal, note: &ThreadNote) -> Result<Rendered
             "unverified"
         }
         ThreadNote::Resumed { step } => {
-            v.step = match step {
-                ResumeStep::Apply => "apply",
-                ResumeStep::Follow => "follow",
-                ResumeStep::Verify => "verify",
-            };
+            v.step = step.name();
             "resumed"
         }
         ThreadNote::Resolved => "resolved",
