@@ -565,7 +565,8 @@ impl Tester {
         )
     }
 
-    /// Private messages told to `who`.
+    /// Private messages told to `who`, as JSON, without consuming them
+    /// (tests under [`run_test`] use [`Tester::expect_told`]).
     pub fn told(&self, who: &str) -> Vec<String> {
         self.chat
             .calls()
