@@ -10,7 +10,6 @@
 //! engine resumes at the step that was running, or at the one after the
 //! last finished — it never needs memory of the process that died.
 
-
 use super::proposal::State;
 pub use super::step::Step;
 use super::timeline::{EventKind, TimelineEvent};
