@@ -14,6 +14,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{ApprovalPolicy, ServiceName, UserId};
+use crate::exec::kubernetes::{KubeTarget, KubernetesConfig};
+// Until the engine names them from `exec`, where they live.
+pub use crate::exec::Target;
+pub use crate::exec::kubernetes::DrillTarget;
 
 /// Locales with templates.
 pub const LOCALES: &[&str] = &["en", "zh", "ja"];
@@ -359,76 +363,6 @@ pub struct ServiceConfig {
     pub kubernetes: Option<KubeTarget>,
     /// Recovery checks; without them verification is "not configured".
     pub verify: Option<VerifyConfig>,
-}
-
-/// The workload kinds rollbot can roll back in Kubernetes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum WorkloadKind {
-    Deployment,
-    StatefulSet,
-    DaemonSet,
-}
-
-/// A Kubernetes workload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KubeTarget {
-    pub namespace: String,
-    #[serde(default = "default_kind")]
-    pub kind: WorkloadKind,
-    pub name: String,
-}
-
-fn default_kind() -> WorkloadKind {
-    WorkloadKind::Deployment
-}
-
-/// What a service's rollback acts on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Target {
-    Kubernetes(KubeTarget),
-    /// A drill's copy of a workload, in an in-process simulator on
-    /// loopback (see [`crate::drill`]); never a real cluster.
-    Drill(DrillTarget),
-}
-
-/// Where a drill runs: the simulator's loopback URL and the copied workload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DrillTarget {
-    /// e.g. `http://127.0.0.1:41234`.
-    pub url: String,
-    pub workload: KubeTarget,
-}
-
-impl fmt::Display for KubeTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self.kind {
-            WorkloadKind::Deployment => "deployment",
-            WorkloadKind::StatefulSet => "statefulset",
-            WorkloadKind::DaemonSet => "daemonset",
-        };
-        write!(f, "{kind} {}/{}", self.namespace, self.name)
-    }
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Target::Kubernetes(k) => write!(f, "{k}"),
-            Target::Drill(d) => write!(f, "DRILL copy of {}", d.workload),
-        }
-    }
-}
-
-/// How rollbot reaches the cluster. Without this section it uses the
-/// in-cluster service account or `~/.kube/config`, like kubectl.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KubernetesConfig {
-    pub kubeconfig: Option<PathBuf>,
-    pub context: Option<String>,
 }
 
 /// A secret's location. Inline values are refused by validation.

@@ -19,8 +19,8 @@ use std::sync::Mutex;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use serde_json::Value;
 
-use crate::config::{KubeTarget, WorkloadKind};
 use crate::domain::ProposalId;
+use crate::exec::kubernetes::{KubeTarget, WorkloadKind};
 use crate::sim::SimHandle;
 use crate::sim::seed::{Behaviour, Seed};
 

@@ -287,7 +287,7 @@ struct ReadOnly;
 impl rollbot::ports::Executor for ReadOnly {
     async fn plan(
         &self,
-        _t: &rollbot::config::Target,
+        _t: &rollbot::exec::Target,
         _to: Option<u64>,
     ) -> Result<rollbot::domain::Plan, rollbot::ports::ExecError> {
         Err(read_only())
@@ -295,7 +295,7 @@ impl rollbot::ports::Executor for ReadOnly {
 
     async fn execute(
         &self,
-        _t: &rollbot::config::Target,
+        _t: &rollbot::exec::Target,
         _plan: &rollbot::domain::Plan,
         _progress: tokio::sync::mpsc::Sender<String>,
     ) -> Result<rollbot::ports::ExecOutcome, rollbot::ports::ExecError> {

@@ -10,16 +10,17 @@
 //! without a second patch.
 
 pub mod kubernetes;
+mod target;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use crate::config::{KubernetesConfig, Target};
 use crate::domain::{ContainerImage, Plan, RevisionInfo};
 use crate::ports::{ExecError, ExecErrorKind, ExecOutcome, Executor, Standing};
-use kubernetes::{KubeError, KubeExecutor, KubePlan, Outcome};
+use kubernetes::{KubeError, KubeExecutor, KubePlan, KubernetesConfig, Outcome};
+pub use target::Target;
 
 /// The `Executor` port over Kubernetes.
 pub struct KubeRollback {

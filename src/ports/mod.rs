@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::config::Target;
 use crate::domain::{MessageRef, Plan, Proposal, Refusal, ResumeStep, ServiceName, UserId};
+use crate::exec::Target;
 
 /// A chat delivery failure.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -25,9 +25,11 @@ use crate::sim::semantic::{canonical_json, equal_ignore_hash, revision_data, str
 
 mod follow;
 mod status;
+mod target;
 
 use follow::{DEFAULT_PROGRESS_DEADLINE, follow_stream, progress_deadline};
 pub use status::{daemonset_status_line, deployment_status_line, statefulset_status_line};
+pub use target::{DrillTarget, KubeTarget, KubernetesConfig, WorkloadKind};
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
 const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
@@ -39,8 +41,6 @@ const ANNOTATIONS_TO_SKIP: [&str; 6] = [
     "deployment.kubernetes.io/max-replicas",
     "deprecated.deployment.rollback.to",
 ];
-
-pub use crate::config::{KubeTarget, WorkloadKind};
 
 impl WorkloadKind {
     fn resource(self) -> &'static str {
