@@ -103,7 +103,7 @@ impl App {
             .await
             .context("connecting to Kubernetes")?;
         // Drills copy workloads read-only with the same credentials.
-        let drills = Arc::new(crate::drill::Drills::new(kube.client()));
+        let drills = Arc::new(crate::exec::kubernetes::drill::Drills::new(kube.client()));
         let ports = Ports {
             chat,
             executor: Arc::new(kube),

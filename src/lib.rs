@@ -26,7 +26,8 @@
 //!   and the console used by the demo and drills).
 //! - [`outbox`]: the durable, ordered queue every chat message goes through.
 //! - [`exec`]: executors; `kubernetes` plans and runs kubectl-identical
-//!   rollbacks with kube-rs.
+//!   rollbacks with kube-rs, and holds drills: a read-only copy of a
+//!   service's workload and history in an in-process simulator.
 //! - [`verify`]: the `Verifier` over HTTP health checks and Prometheus queries.
 //! - [`report`]: rendering of messages, the resolved notice, the draft
 //!   incident report and its chart.
@@ -37,8 +38,8 @@
 //!   and tests.
 //! - [`sim`]: a kubectl-compatible simulated Kubernetes API server with a
 //!   deployment controller, for drills, the demo and tests.
-//! - [`drill`]: rollback drills: a read-only copy of a service's workload
-//!   and history in an in-process simulator, and the drills in progress.
+//! - [`drill_cli`]: `rollbot drill`, a rehearsal run from the command line
+//!   (the drills themselves live behind the Kubernetes executor).
 //! - [`demo`]: `rollbot demo`, the reference incident end to end on the
 //!   simulator with a console chat.
 //! - `fuzzing` (hidden): one entry function per parser of outside input,
@@ -50,7 +51,7 @@ pub mod chat;
 pub mod config;
 pub mod demo;
 pub mod domain;
-pub mod drill;
+pub mod drill_cli;
 pub mod engine;
 pub mod exec;
 #[doc(hidden)]

@@ -50,7 +50,7 @@ enum Command {
     /// Rehearse a service's rollback: copy its workload and revision history
     /// read-only from the configured cluster into an in-process simulator
     /// and run the whole flow there (marked DRILL), with scripted approvals.
-    Drill(rollbot::drill::DrillArgs),
+    Drill(rollbot::drill_cli::DrillArgs),
     /// Print a proposal's draft incident report (Markdown).
     ///
     /// With --url it asks the running server (GET /api/v1/proposals/ID/report).
@@ -132,7 +132,7 @@ fn main() -> ExitCode {
             init_tracing();
             let result = tokio::runtime::Runtime::new()
                 .context("starting the async runtime")
-                .and_then(|rt| rt.block_on(rollbot::drill::run_cli(args)));
+                .and_then(|rt| rt.block_on(rollbot::drill_cli::run_cli(args)));
             match result {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::from(2),

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rollbot::domain::{EventKind, Origin, ServiceName, State};
-use rollbot::drill::{Drills, snapshot};
 use rollbot::engine::{DrillRequest, EngineError};
 use rollbot::exec::KubeRollback;
+use rollbot::exec::kubernetes::drill::{Drills, snapshot};
 use rollbot::exec::kubernetes::{KubeExecutor, KubeTarget, WorkloadKind};
 use rollbot::ports::ThreadNote;
 use rollbot::ports::memory::ChatCall;

@@ -37,7 +37,7 @@ use crate::domain::{
     ProposalId, Refusal, ResumeStep, ServiceName, Severity, State, UserId, VoteKind, VoteOutcome,
     VoteVia, Withdrawal, recommend,
 };
-use crate::drill::{DrillError, Drills};
+use crate::exec::kubernetes::drill::{DrillError, Drills};
 use crate::ports::{
     Chat, CheckResult, ExecError, ExecOutcome, Executor, PrivateNote, Standing, ThreadNote,
     Verdict, Verifier,

@@ -13,7 +13,7 @@ use super::kubernetes::{DrillTarget, KubeTarget};
 pub enum Target {
     Kubernetes(KubeTarget),
     /// A drill's copy of a workload, in an in-process simulator on
-    /// loopback (see [`crate::drill`]); never a real cluster.
+    /// loopback (see [`crate::exec::kubernetes::drill`]); never a real cluster.
     Drill(DrillTarget),
 }
 

@@ -23,6 +23,7 @@ use serde_json::{Map, Value, json};
 
 use crate::sim::semantic::{canonical_json, equal_ignore_hash, revision_data, strip_hash_label};
 
+pub mod drill;
 mod follow;
 mod status;
 mod target;
