@@ -102,8 +102,6 @@ impl App {
         let kube = KubeRollback::connect(config.kubernetes.as_ref())
             .await
             .context("connecting to Kubernetes")?;
-        // Drills copy workloads read-only with the same credentials.
-        let drills = Arc::new(crate::exec::kubernetes::drill::Drills::new(kube.client()));
         let ports = Ports {
             chat,
             executor: Arc::new(kube),
@@ -112,7 +110,6 @@ impl App {
         };
         let engine = Engine::new(store, config.services(), ports);
         engine.set_dedup_retention(config.store.dedup_retention());
-        engine.enable_drills(drills);
         let mut slack_routes = None;
         let mut background = Vec::new();
         let mut connection = None;

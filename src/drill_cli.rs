@@ -3,8 +3,6 @@
 //! chat), so the drills themselves, behind the Kubernetes executor
 //! ([`crate::exec::kubernetes::drill`]), never import the engine.
 
-use crate::exec::kubernetes::drill::Drills;
-
 /// Arguments of `rollbot drill`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DrillArgs {
@@ -74,7 +72,6 @@ pub async fn run_cli(args: DrillArgs) -> anyhow::Result<bool> {
     let kube = crate::exec::KubeRollback::connect(config.kubernetes.as_ref())
         .await
         .context("connecting to the Kubernetes cluster to copy from")?;
-    let source = kube.client();
     // The drill's proposals live in a throwaway store: the drill leaves no
     // trace in (and needs no lock on) the store of a running `rollbot serve`.
     let scratch = Scratch::new()?;
@@ -94,7 +91,6 @@ pub async fn run_cli(args: DrillArgs) -> anyhow::Result<bool> {
             clock: Arc::new(SystemClock),
         },
     );
-    engine.enable_drills(Arc::new(Drills::new(source)));
     let p = engine
         .drill(DrillRequest {
             service: service.clone(),
