@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{ApprovalPolicy, ServiceName, UserId};
 use crate::exec::kubernetes::{KubeTarget, KubernetesConfig};
+use crate::exec::{CustomTarget, KUBERNETES};
 // Until the engine names them from `exec`, where they live.
 pub use crate::exec::Target;
 pub use crate::exec::kubernetes::DrillTarget;
@@ -360,9 +361,36 @@ pub struct ServiceConfig {
     pub channel: Option<String>,
     pub locale: Option<String>,
     pub expires_after: Option<String>,
+    /// The service's target; a service has exactly one target table.
     pub kubernetes: Option<KubeTarget>,
+    /// A target of a kind registered by the program embedding rollbot.
+    pub custom: Option<CustomTarget>,
     /// Recovery checks; without them verification is "not configured".
     pub verify: Option<VerifyConfig>,
+}
+
+impl ServiceConfig {
+    /// The target tables that are set, by key; a valid service has exactly
+    /// one. A new target kind adds its table here.
+    pub fn targets(&self) -> Vec<(&'static str, Target)> {
+        let mut out = Vec::new();
+        if let Some(k) = &self.kubernetes {
+            out.push((KUBERNETES, Target::Kubernetes(k.clone())));
+        }
+        if let Some(c) = &self.custom {
+            out.push(("custom", Target::Custom(c.clone())));
+        }
+        out
+    }
+
+    /// The service's one target; `None` when it has none or several
+    /// (which [`Config::validate`] reports).
+    pub fn target(&self) -> Option<Target> {
+        match <[_; 1]>::try_from(self.targets()) {
+            Ok([(_, target)]) => Some(target),
+            Err(_) => None,
+        }
+    }
 }
 
 /// A secret's location. Inline values are refused by validation.
@@ -724,11 +752,30 @@ impl Config {
             if let Some(v) = &s.verify {
                 self.validate_verify(name, v, &mut problem);
             }
-            if s.kubernetes.is_none() {
-                problem(
+            let targets = s.targets();
+            match targets.as_slice() {
+                [] => problem(
                     format!("services.{name}"),
-                    "no rollback target; add a [services.NAME.kubernetes] table with namespace and name".into(),
-                );
+                    format!(
+                        "no rollback target; add one target table, e.g. [services.{name}.kubernetes] with namespace and name"
+                    ),
+                ),
+                [_] => {}
+                several => problem(
+                    format!("services.{name}"),
+                    format!(
+                        "{} rollback targets ({}); a service rolls back exactly one target, so keep one of these tables and give the other its own service",
+                        several.len(),
+                        several
+                            .iter()
+                            .map(|(key, _)| *key)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+            }
+            if let Some(c) = &s.custom {
+                check_custom_target(c, &at("custom"), &mut problem);
             }
         }
         if humantime::parse_duration(&self.progress.edit_interval).is_err() {
@@ -994,7 +1041,7 @@ impl Config {
             .iter()
             .filter_map(|(name, s)| {
                 let name = ServiceName::parse(name).ok()?;
-                let target = Target::Kubernetes(s.kubernetes.clone()?);
+                let target = s.target()?;
                 let mut approvers: BTreeSet<UserId> = s
                     .approvers
                     .iter()
@@ -1097,6 +1144,38 @@ fn check_webhook_auth(
         problem(
             path.into(),
             "no credentials: set bearer_token = { env = \"VAR\" } or a basic_auth table, so only your sender can open proposals".into(),
+        );
+    }
+}
+
+/// A custom target names a kind an executor can be registered under, and
+/// carries its settings as a table.
+fn check_custom_target(c: &CustomTarget, path: &str, problem: &mut impl FnMut(String, String)) {
+    let well_formed = !c.kind.is_empty()
+        && c.kind
+            .chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-' || ch == '_');
+    if c.kind == KUBERNETES {
+        problem(
+            format!("{path}.kind"),
+            format!(
+                "{KUBERNETES:?} is built in; write its target as a [services.NAME.kubernetes] table instead"
+            ),
+        );
+    } else if !well_formed {
+        problem(
+            format!("{path}.kind"),
+            format!(
+                "{:?} is not an executor kind; write the name its executor is registered under, in lowercase letters, digits, - and _, e.g. \"nomad\"",
+                c.kind
+            ),
+        );
+    }
+    if !c.settings.is_object() {
+        problem(
+            format!("{path}.settings"),
+            "must be a table of the executor's settings, e.g. [services.NAME.custom.settings]"
+                .into(),
         );
     }
 }
@@ -1349,6 +1428,56 @@ mod tests {
             .map(UserId::as_str)
             .collect();
         assert_eq!(approvers, ["slack:UALICE"]);
+    }
+
+    #[test]
+    fn a_service_has_exactly_one_target_table() {
+        let none = MINIMAL.replace("[services.payment-api.kubernetes]", "[other]");
+        let none = none.replace(
+            "[other]\n        namespace = \"production\"\n        name = \"prod-payment-deploy\"",
+            "",
+        );
+        assert_eq!(
+            problems(&none),
+            [
+                "services.payment-api: no rollback target; add one target table, e.g. [services.payment-api.kubernetes] with namespace and name"
+            ]
+        );
+        let several = format!("{MINIMAL}\n[services.payment-api.custom]\nkind = \"nomad\"\n");
+        assert_eq!(
+            problems(&several),
+            [
+                "services.payment-api: 2 rollback targets (kubernetes, custom); a service rolls back exactly one target, so keep one of these tables and give the other its own service"
+            ]
+        );
+        let custom = several.replace(
+            "[services.payment-api.kubernetes]\n        namespace = \"production\"\n        name = \"prod-payment-deploy\"",
+            "",
+        );
+        let c = Config::parse(&format!(
+            "{custom}[services.payment-api.custom.settings]\njob = \"payment\"\n"
+        ))
+        .unwrap();
+        let s = c.services().into_values().next().unwrap();
+        assert_eq!(s.target.kind(), "nomad");
+        assert_eq!(s.target.to_string(), r#"nomad {"job":"payment"}"#);
+        for (kind, message) in [
+            ("kubernetes", "\"kubernetes\" is built in"),
+            ("Nomad!", "\"Nomad!\" is not an executor kind"),
+            ("", "\"\" is not an executor kind"),
+        ] {
+            let p = problems(&custom.replace("\"nomad\"", &format!("{kind:?}")));
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert!(
+                p[0].starts_with(&format!("services.payment-api.custom.kind: {message}")),
+                "{p:?}"
+            );
+        }
+        let p = problems(&format!("{custom}settings = 3\n"));
+        assert!(
+            p[0].starts_with("services.payment-api.custom.settings: must be a table"),
+            "{p:?}"
+        );
     }
 
     #[test]

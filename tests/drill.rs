@@ -336,7 +336,7 @@ async fn an_executor_that_cannot_rehearse_refuses_drills() {
         );
         assert!(
             err.to_string()
-                .contains("drills are not available for deployment production/prod-payment-deploy"),
+                .contains("drills are not available for kubernetes targets"),
             "{err}"
         );
         assert!(t.engine.store().list().unwrap().is_empty());

@@ -24,7 +24,7 @@ use crate::domain::{ContainerImage, Plan, ProposalId, RevisionInfo};
 use crate::ports::{ExecError, ExecErrorKind, ExecOutcome, Executor, Standing};
 use kubernetes::drill::{DrillError, Drills};
 use kubernetes::{DrillTarget, KubeError, KubeExecutor, KubePlan, KubernetesConfig, Outcome};
-pub use target::Target;
+pub use target::{CustomTarget, KUBERNETES, Target};
 
 /// The `Executor` port over Kubernetes.
 pub struct KubeRollback {
@@ -100,6 +100,13 @@ impl KubeRollback {
     ) -> Result<(KubeExecutor, &'t kubernetes::KubeTarget), ExecError> {
         match target {
             Target::Kubernetes(k) => Ok((self.kube.clone(), k)),
+            Target::Custom(c) => Err(ExecError::new(
+                ExecErrorKind::Unsupported,
+                format!(
+                    "the Kubernetes executor cannot roll back a {} target; register an executor for that kind",
+                    c.kind
+                ),
+            )),
             Target::Drill(d) => {
                 if !is_loopback_http(&d.url) {
                     return Err(ExecError::new(

@@ -227,7 +227,8 @@ pub trait Executor: Send + Sync {
         Err(ExecError::new(
             ExecErrorKind::Unsupported,
             format!(
-                "drills are not available for {target}: its executor cannot make a copy to rehearse on; rehearse with a service that targets Kubernetes"
+                "drills are not available for {} targets: their executor cannot make a copy to rehearse on; rehearse with a service that targets Kubernetes",
+                target.kind()
             ),
         ))
     }
