@@ -76,7 +76,18 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { config } => match Config::load(&config) {
+        Command::CheckConfig { config } => match Config::load(&config).and_then(|c| {
+            // What `serve` would refuse: targets of a kind it has no executor for.
+            let problems = rollbot::app::unserved_targets(&c);
+            if problems.is_empty() {
+                Ok(c)
+            } else {
+                Err(rollbot::config::ConfigError {
+                    file: config.display().to_string(),
+                    problems,
+                })
+            }
+        }) {
             Ok(_) if let Err(e) = rollbot::report::templates() => {
                 eprintln!("message templates: {e}");
                 ExitCode::FAILURE

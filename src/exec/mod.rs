@@ -1,5 +1,8 @@
 //! Executors that carry out an approved rollback against the outside world.
 //!
+//! A service's [`Target`] names one kind; [`Executors`] routes each call to
+//! the executor registered for it.
+//!
 //! [`kubernetes::KubeExecutor`] does the Kubernetes work with kubectl's
 //! semantics; [`KubeRollback`] adapts it to the engine's `Executor` port:
 //! the kubectl-identical plan becomes the proposal's [`Plan`] (the full
@@ -12,6 +15,7 @@
 //! which it alone starts, reaches and stops.
 
 pub mod kubernetes;
+mod router;
 mod target;
 
 use std::sync::Arc;
@@ -24,6 +28,7 @@ use crate::domain::{ContainerImage, Plan, ProposalId, RevisionInfo};
 use crate::ports::{ExecError, ExecErrorKind, ExecOutcome, Executor, Standing};
 use kubernetes::drill::{DrillError, Drills};
 use kubernetes::{DrillTarget, KubeError, KubeExecutor, KubePlan, KubernetesConfig, Outcome};
+pub use router::Executors;
 pub use target::{CustomTarget, KUBERNETES, Target};
 
 /// The `Executor` port over Kubernetes.
