@@ -36,6 +36,46 @@ fn default_reject_emoji() -> String {
     "x".into()
 }
 
+impl SlackConfig {
+    /// Checks `[slack]`, at `at`.
+    pub fn validate(&self, at: &str, problems: &mut Vec<Problem>) {
+        let mut problem = push(problems);
+        check_secret(&self.bot_token, &format!("{at}.bot_token"), &mut problem);
+        check_secret(
+            &self.signing_secret,
+            &format!("{at}.signing_secret"),
+            &mut problem,
+        );
+        match &self.app_token {
+            Some(t) => check_secret(t, &format!("{at}.app_token"), &mut problem),
+            None if self.socket_mode => problem(
+                format!("{at}.app_token"),
+                "socket_mode = true needs an app-level token (xapp-…); add app_token = { env = \"SLACK_APP_TOKEN\" }".into(),
+            ),
+            None => {}
+        }
+        for (key, name) in [
+            ("approve_emoji", &self.approve_emoji),
+            ("reject_emoji", &self.reject_emoji),
+        ] {
+            if name.is_empty() || name.contains(':') || name.contains(char::is_whitespace) {
+                problem(
+                    format!("{at}.{key}"),
+                    format!(
+                        "{name:?} is not an emoji short name; write it without colons, e.g. \"white_check_mark\""
+                    ),
+                );
+            }
+        }
+        if self.approve_emoji == self.reject_emoji {
+            problem(
+                format!("{at}.reject_emoji"),
+                "must differ from approve_emoji".into(),
+            );
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiscordConfig {
@@ -47,4 +87,12 @@ pub struct DiscordConfig {
 
 fn default_discord_api() -> String {
     "https://discord.com".into()
+}
+
+impl DiscordConfig {
+    /// Checks `[discord]`, at `at`.
+    pub fn validate(&self, at: &str, problems: &mut Vec<Problem>) {
+        self.bot_token
+            .validate(&format!("{at}.bot_token"), problems);
+    }
 }

@@ -4,6 +4,14 @@
 //! Rules of the house: unknown keys are errors (`deny_unknown_fields`), a
 //! missing section means the feature is off, and secrets never appear inline
 //! — they are read from an environment variable or a file named here.
+//!
+//! Each section type lives in its own module and checks itself with a
+//! `validate(&self, at, problems)` method (`at` is its key path), so a new
+//! section brings its own checks and [`Config::validate`] only calls them;
+//! every problem is reported at once. Durations are read once, when the
+//! file is parsed, by one parser ([`parse_duration`]) into [`Span`]s; each
+//! key's default is one `DEFAULT_*` constant beside its section, which the
+//! engine uses too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -19,6 +27,7 @@ use crate::exec::{CustomTarget, KUBERNETES, Target};
 
 mod alerts;
 mod chat;
+mod duration;
 mod secret;
 mod server;
 mod service;
@@ -26,6 +35,7 @@ mod verify;
 
 pub use alerts::*;
 pub use chat::*;
+pub use duration::{LONGEST, Span, parse as parse_duration, to_chrono};
 pub use secret::*;
 pub use server::*;
 pub use service::*;
@@ -96,6 +106,15 @@ fn default_locale() -> String {
 pub struct Problem {
     pub path: String,
     pub message: String,
+}
+
+impl Problem {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
 }
 
 impl fmt::Display for Problem {
@@ -177,217 +196,59 @@ impl Config {
     /// Checks what the types cannot: references, ranges, secrets, durations.
     pub fn validate(&self) -> Vec<Problem> {
         let mut out = Vec::new();
-        let mut problem = |path: String, message: String| out.push(Problem { path, message });
-
-        if self.server.listen.parse::<SocketAddr>().is_err() {
-            problem(
-                "server.listen".into(),
-                format!(
-                    "{:?} is not an address like 0.0.0.0:8080",
-                    self.server.listen
-                ),
-            );
-        }
-        if let Some(t) = &self.server.api_token {
-            check_secret(t, "server.api_token", &mut problem);
-        }
-        match humantime::parse_duration(&self.server.shutdown_grace) {
-            Err(_) => problem(
-                "server.shutdown_grace".into(),
-                bad_duration(&self.server.shutdown_grace),
-            ),
-            Ok(d) if d.is_zero() => problem(
-                "server.shutdown_grace".into(),
-                "must be more than 0s: running rollbacks need time to reach a checkpoint; the default is 25s".into(),
-            ),
-            Ok(_) => {}
-        }
-        if self.approval.required < 2 {
-            problem(
-                "approval.required".into(),
-                "the default must be at least 2 (two-person rule); a single service may opt into 1 with allow_single_approver".into(),
-            );
-        }
-        match humantime::parse_duration(&self.store.dedup_retention) {
-            Err(_) => problem(
-                "store.dedup_retention".into(),
-                bad_duration(&self.store.dedup_retention),
-            ),
-            Ok(d) if d < Duration::from_secs(3600) => problem(
-                "store.dedup_retention".into(),
-                format!(
-                    "{:?} is shorter than senders retry (Slack for up to an hour); use at least 1h, e.g. \"7d\"",
-                    self.store.dedup_retention
-                ),
-            ),
-            Ok(_) => {}
-        }
-        if humantime::parse_duration(&self.approval.expires_after).is_err() {
-            problem(
-                "approval.expires_after".into(),
-                bad_duration(&self.approval.expires_after),
-            );
-        }
-        if let Some(c) = &self.approval.channel {
-            check_channel(c, "approval.channel", &mut problem);
-        }
-        if !LOCALES.contains(&self.locale.as_str()) {
-            problem(
-                "locale".into(),
-                format!(
-                    "unknown locale {:?}; use one of {}",
-                    self.locale,
-                    LOCALES.join(", ")
-                ),
-            );
-        }
-        for (group, members) in &self.groups {
-            for (i, m) in members.iter().enumerate() {
-                let at = format!("groups.{group}[{i}]");
-                if let Some(id) = m.strip_prefix(SLACK_GROUP_PREFIX) {
-                    if !is_slack_group_id(id) {
-                        problem(
-                            at,
-                            format!(
-                                "{id:?} is not a Slack user group id; write slack-group:S0123ABCD with the group's id (S…), not its @handle or name"
-                            ),
-                        );
-                    } else if self.slack.is_none() {
-                        problem(
-                            at,
-                            "a slack-group member is read from Slack; add a [slack] section whose bot token has the usergroups:read scope".into(),
-                        );
+        self.server.validate("server", &mut out);
+        self.store.validate("store", &mut out);
+        self.approval.validate("approval", &mut out);
+        {
+            let mut problem = push(&mut out);
+            if !LOCALES.contains(&self.locale.as_str()) {
+                problem(
+                    "locale".into(),
+                    format!(
+                        "unknown locale {:?}; use one of {}",
+                        self.locale,
+                        LOCALES.join(", ")
+                    ),
+                );
+            }
+            for (group, members) in &self.groups {
+                for (i, m) in members.iter().enumerate() {
+                    let at = format!("groups.{group}[{i}]");
+                    if let Some(id) = m.strip_prefix(SLACK_GROUP_PREFIX) {
+                        if !is_slack_group_id(id) {
+                            problem(
+                                at,
+                                format!(
+                                    "{id:?} is not a Slack user group id; write slack-group:S0123ABCD with the group's id (S…), not its @handle or name"
+                                ),
+                            );
+                        } else if self.slack.is_none() {
+                            problem(
+                                at,
+                                "a slack-group member is read from Slack; add a [slack] section whose bot token has the usergroups:read scope".into(),
+                            );
+                        }
+                    } else if let Err(e) = UserId::parse(m) {
+                        problem(at, e.to_string());
                     }
-                } else if let Err(e) = UserId::parse(m) {
-                    problem(at, e.to_string());
                 }
             }
         }
         for (name, s) in &self.services {
-            let at = |k: &str| format!("services.{name}.{k}");
-            if let Err(e) = ServiceName::parse(name) {
-                problem(format!("services.{name}"), e.to_string());
-            }
-            for (i, a) in s.approvers.iter().enumerate() {
-                if let Err(e) = UserId::parse(a) {
-                    problem(format!("{}[{i}]", at("approvers")), e.to_string());
-                }
-            }
-            for (i, g) in s.groups.iter().enumerate() {
-                if !self.groups.contains_key(g) {
-                    problem(
-                        format!("{}[{i}]", at("groups")),
-                        format!("group {g:?} is not defined under [groups]"),
-                    );
-                }
-            }
-            if s.approvers.is_empty() && s.groups.is_empty() {
-                problem(
-                    at("approvers"),
-                    "nobody may approve this service's rollbacks; list approvers or groups".into(),
-                );
-            }
-            match s.required_approvals {
-                Some(0) => problem(at("required_approvals"), "must be at least 1".into()),
-                Some(1) if !s.allow_single_approver => problem(
-                    at("required_approvals"),
-                    "1 breaks the two-person rule; set allow_single_approver = true for this service to opt in explicitly".into(),
-                ),
-                _ => {}
-            }
-            if let Some(d) = &s.expires_after
-                && humantime::parse_duration(d).is_err()
-            {
-                problem(at("expires_after"), bad_duration(d));
-            }
-            if let Some(c) = &s.channel {
-                check_channel(c, &at("channel"), &mut problem);
-            }
-            if let Some(l) = &s.locale
-                && !LOCALES.contains(&l.as_str())
-            {
-                problem(
-                    at("locale"),
-                    format!("unknown locale {l:?}; use one of {}", LOCALES.join(", ")),
-                );
-            }
-            if let Some(v) = &s.verify {
-                self.validate_verify(name, v, &mut problem);
-            }
-            let targets = s.targets();
-            match targets.as_slice() {
-                [] => problem(
-                    format!("services.{name}"),
-                    format!(
-                        "no rollback target; add one target table, e.g. [services.{name}.kubernetes] with namespace and name"
-                    ),
-                ),
-                [_] => {}
-                several => problem(
-                    format!("services.{name}"),
-                    format!(
-                        "{} rollback targets ({}); a service rolls back exactly one target, so keep one of these tables and give the other its own service",
-                        several.len(),
-                        several
-                            .iter()
-                            .map(|(key, _)| *key)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ),
-            }
-            if let Some(c) = &s.custom {
-                check_custom_target(c, &at("custom"), &mut problem);
-            }
+            s.validate(name, &format!("services.{name}"), self, &mut out);
         }
-        if humantime::parse_duration(&self.progress.edit_interval).is_err() {
-            problem(
-                "progress.edit_interval".into(),
-                bad_duration(&self.progress.edit_interval),
-            );
-        }
+        self.progress.validate("progress", &mut out);
         if let Some(prom) = &self.prometheus {
-            check_url(&prom.url, "prometheus.url", &mut problem);
-            if humantime::parse_duration(&prom.timeout).is_err() {
-                problem("prometheus.timeout".into(), bad_duration(&prom.timeout));
-            }
+            prom.validate("prometheus", &mut out);
         }
         if let Some(slack) = &self.slack {
-            check_secret(&slack.bot_token, "slack.bot_token", &mut problem);
-            check_secret(&slack.signing_secret, "slack.signing_secret", &mut problem);
-            match &slack.app_token {
-                Some(t) => check_secret(t, "slack.app_token", &mut problem),
-                None if slack.socket_mode => problem(
-                    "slack.app_token".into(),
-                    "socket_mode = true needs an app-level token (xapp-…); add app_token = { env = \"SLACK_APP_TOKEN\" }".into(),
-                ),
-                None => {}
-            }
-            for (key, name) in [
-                ("approve_emoji", &slack.approve_emoji),
-                ("reject_emoji", &slack.reject_emoji),
-            ] {
-                if name.is_empty() || name.contains(':') || name.contains(char::is_whitespace) {
-                    problem(
-                        format!("slack.{key}"),
-                        format!(
-                            "{name:?} is not an emoji short name; write it without colons, e.g. \"white_check_mark\""
-                        ),
-                    );
-                }
-            }
-            if slack.approve_emoji == slack.reject_emoji {
-                problem(
-                    "slack.reject_emoji".into(),
-                    "must differ from approve_emoji".into(),
-                );
-            }
+            slack.validate("slack", &mut out);
         }
         if let Some(discord) = &self.discord {
-            check_secret(&discord.bot_token, "discord.bot_token", &mut problem);
+            discord.validate("discord", &mut out);
         }
         if let Some(alerts) = &self.alerts {
-            self.check_alerts(alerts, &mut problem);
+            self.check_alerts(alerts, &mut push(&mut out));
         }
         out
     }
@@ -447,7 +308,7 @@ impl Config {
                 }
                 let expires = s
                     .expires_after
-                    .as_deref()
+                    .as_ref()
                     .unwrap_or(&self.approval.expires_after);
                 let service = Service {
                     target,
@@ -456,11 +317,9 @@ impl Config {
                     approvers,
                     channel: s.channel.clone().or_else(|| self.approval.channel.clone()),
                     locale: s.locale.clone().unwrap_or_else(|| self.locale.clone()),
-                    expires_after: humantime::parse_duration(expires)
-                        .unwrap_or(Duration::from_secs(1800)),
+                    expires_after: expires.or(DEFAULT_EXPIRES_AFTER),
                     verify: s.verify.as_ref().map(|v| self.verify_spec(v)),
-                    progress_interval: humantime::parse_duration(&self.progress.edit_interval)
-                        .unwrap_or(Duration::from_secs(5)),
+                    progress_interval: self.progress.edit_interval(),
                     name: name.clone(),
                 };
                 Some((name, service))
@@ -479,8 +338,10 @@ pub(super) fn check_url(url: &str, path: &str, problem: &mut impl FnMut(String, 
     }
 }
 
-pub(super) fn bad_duration(text: &str) -> String {
-    format!("{text:?} is not a duration; write one like \"30m\", \"1h\" or \"90s\"")
+/// A problem reporter over `problems`, for the checks that report through
+/// a closure.
+pub(super) fn push(problems: &mut Vec<Problem>) -> impl FnMut(String, String) + '_ {
+    |path, message| problems.push(Problem { path, message })
 }
 
 pub(super) fn check_channel(c: &str, path: &str, problem: &mut impl FnMut(String, String)) {

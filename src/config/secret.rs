@@ -12,6 +12,11 @@ pub enum Secret {
 }
 
 impl Secret {
+    /// Checks a secret's location, at `at`: never inline.
+    pub fn validate(&self, at: &str, problems: &mut Vec<Problem>) {
+        check_secret(self, at, &mut push(problems));
+    }
+
     /// Reads the secret's value.
     ///
     /// # Errors

@@ -9,7 +9,23 @@ use super::*;
 pub struct ProgressConfig {
     /// Least time between two edits of the progress message, e.g. `"5s"`.
     #[serde(default = "default_edit_interval")]
-    pub edit_interval: String,
+    pub edit_interval: Span,
+}
+
+/// The default `progress.edit_interval`.
+pub const DEFAULT_EDIT_INTERVAL: Duration = Duration::from_secs(5);
+
+impl ProgressConfig {
+    /// `edit_interval`, read once at load.
+    pub fn edit_interval(&self) -> Duration {
+        self.edit_interval.or(DEFAULT_EDIT_INTERVAL)
+    }
+
+    /// Checks `[progress]`, at `at`.
+    pub fn validate(&self, at: &str, problems: &mut Vec<Problem>) {
+        self.edit_interval
+            .check(&format!("{at}.edit_interval"), problems);
+    }
 }
 
 impl Default for ProgressConfig {
@@ -20,8 +36,8 @@ impl Default for ProgressConfig {
     }
 }
 
-fn default_edit_interval() -> String {
-    "5s".into()
+fn default_edit_interval() -> Span {
+    Span::of(DEFAULT_EDIT_INTERVAL)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -36,7 +52,7 @@ pub struct ServerConfig {
     /// or SIGINT; below Kubernetes' 30 s `terminationGracePeriodSeconds`
     /// by default, so rollbot stops on its own before it is killed.
     #[serde(default = "default_shutdown_grace")]
-    pub shutdown_grace: String,
+    pub shutdown_grace: Span,
     /// When set, `/api/v1/*` and `/metrics` answer only requests carrying
     /// `Authorization: Bearer <token>`; without it they are open (for a
     /// cluster-internal Service).
@@ -56,17 +72,41 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// `shutdown_grace` resolved (validated by [`Config::validate`]).
+    /// `shutdown_grace`, read once at load.
     pub fn shutdown_grace(&self) -> Duration {
-        humantime::parse_duration(&self.shutdown_grace).unwrap_or(DEFAULT_SHUTDOWN_GRACE)
+        self.shutdown_grace.or(DEFAULT_SHUTDOWN_GRACE)
+    }
+
+    /// Checks `[server]`, at `at`.
+    pub fn validate(&self, at: &str, problems: &mut Vec<Problem>) {
+        if self.listen.parse::<SocketAddr>().is_err() {
+            problems.push(Problem::new(
+                format!("{at}.listen"),
+                format!("{:?} is not an address like 0.0.0.0:8080", self.listen),
+            ));
+        }
+        if let Some(t) = &self.api_token {
+            t.validate(&format!("{at}.api_token"), problems);
+        }
+        let grace = format!("{at}.shutdown_grace");
+        if self
+            .shutdown_grace
+            .check(&grace, problems)
+            .is_some_and(|d| d.is_zero())
+        {
+            problems.push(Problem::new(
+                grace,
+                "must be more than 0s: running rollbacks need time to reach a checkpoint; the default is 25s",
+            ));
+        }
     }
 }
 
 /// The default `server.shutdown_grace`.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 
-fn default_shutdown_grace() -> String {
-    humantime::format_duration(DEFAULT_SHUTDOWN_GRACE).to_string()
+fn default_shutdown_grace() -> Span {
+    Span::of(DEFAULT_SHUTDOWN_GRACE)
 }
 
 fn default_listen() -> String {
@@ -87,7 +127,7 @@ pub struct StoreConfig {
     /// to hours), short enough that an alert storm does not grow the store
     /// for ever.
     #[serde(default = "default_dedup_retention")]
-    pub dedup_retention: String,
+    pub dedup_retention: Span,
 }
 
 impl Default for StoreConfig {
@@ -100,17 +140,35 @@ impl Default for StoreConfig {
 }
 
 impl StoreConfig {
-    /// [`StoreConfig::dedup_retention`] parsed (validated at load).
+    /// `dedup_retention`, read once at load.
     pub fn dedup_retention(&self) -> Duration {
-        humantime::parse_duration(&self.dedup_retention).unwrap_or(DEFAULT_DEDUP_RETENTION)
+        self.dedup_retention.or(DEFAULT_DEDUP_RETENTION)
+    }
+
+    /// Checks `[store]`, at `at`.
+    pub fn validate(&self, at: &str, problems: &mut Vec<Problem>) {
+        let key = format!("{at}.dedup_retention");
+        if self
+            .dedup_retention
+            .check(&key, problems)
+            .is_some_and(|d| d < Duration::from_secs(3600))
+        {
+            problems.push(Problem::new(
+                key,
+                format!(
+                    "{:?} is shorter than senders retry (Slack for up to an hour); use at least 1h, e.g. \"7d\"",
+                    self.dedup_retention.text()
+                ),
+            ));
+        }
     }
 }
 
 /// Seven days: longer than Alertmanager's and Slack's retry windows.
 pub const DEFAULT_DEDUP_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
-fn default_dedup_retention() -> String {
-    "7d".into()
+fn default_dedup_retention() -> Span {
+    Span::of(DEFAULT_DEDUP_RETENTION)
 }
 
 fn default_store_path() -> PathBuf {

@@ -11,11 +11,22 @@ pub struct PrometheusConfig {
     pub url: String,
     /// Per-request timeout, e.g. `"10s"`.
     #[serde(default = "default_check_timeout")]
-    pub timeout: String,
+    pub timeout: Span,
 }
 
-fn default_check_timeout() -> String {
-    "10s".into()
+/// The default `prometheus.timeout`.
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn default_check_timeout() -> Span {
+    Span::of(DEFAULT_CHECK_TIMEOUT)
+}
+
+impl PrometheusConfig {
+    /// Checks `[prometheus]`, at `at`.
+    pub fn validate(&self, at: &str, problems: &mut Vec<Problem>) {
+        check_url(&self.url, &format!("{at}.url"), &mut push(problems));
+        self.timeout.check(&format!("{at}.timeout"), problems);
+    }
 }
 
 /// A service's recovery checks, run after its rollback completes.
@@ -24,22 +35,27 @@ fn default_check_timeout() -> String {
 pub struct VerifyConfig {
     /// How long checks may take to pass before verification fails.
     #[serde(default = "default_verify_window")]
-    pub window: String,
+    pub window: Span,
     /// Time between two rounds of checks.
     #[serde(default = "default_verify_interval")]
-    pub interval: String,
+    pub interval: Span,
     #[serde(default)]
     pub http: Vec<HttpCheckConfig>,
     #[serde(default)]
     pub prometheus: Vec<PromCheckConfig>,
 }
 
-fn default_verify_window() -> String {
-    "10m".into()
+/// The default `verify.window`.
+pub const DEFAULT_VERIFY_WINDOW: Duration = Duration::from_secs(10 * 60);
+/// The default `verify.interval`.
+pub const DEFAULT_VERIFY_INTERVAL: Duration = Duration::from_secs(30);
+
+fn default_verify_window() -> Span {
+    Span::of(DEFAULT_VERIFY_WINDOW)
 }
 
-fn default_verify_interval() -> String {
-    "30s".into()
+fn default_verify_interval() -> Span {
+    Span::of(DEFAULT_VERIFY_INTERVAL)
 }
 
 /// An HTTP health check. `{target_tag}` in `url` and `json_equals` becomes
@@ -119,31 +135,29 @@ pub struct VerifySpec {
     pub timeout: Duration,
 }
 
-impl Config {
-    pub(super) fn validate_verify(
-        &self,
-        service: &str,
-        v: &VerifyConfig,
-        problem: &mut impl FnMut(String, String),
-    ) {
-        let at = |k: &str| format!("services.{service}.verify.{k}");
-        let window = humantime::parse_duration(&v.window);
-        let interval = humantime::parse_duration(&v.interval);
-        if window.is_err() {
-            problem(at("window"), bad_duration(&v.window));
-        }
-        match interval {
-            Err(_) => problem(at("interval"), bad_duration(&v.interval)),
-            Ok(i) if i.is_zero() => problem(at("interval"), "must be more than 0s".into()),
-            Ok(i) if window.as_ref().is_ok_and(|w| i > *w) => problem(
-                at("interval"),
+impl VerifyConfig {
+    /// Checks `[services.NAME.verify]` at `at`; Prometheus checks need a
+    /// `[prometheus]` section (`prometheus`).
+    pub fn validate(&self, at: &str, prometheus: bool, problems: &mut Vec<Problem>) {
+        let v = self;
+        let key = |k: &str| format!("{at}.{k}");
+        let window = v.window.check(&key("window"), problems);
+        match v.interval.check(&key("interval"), problems) {
+            Some(i) if i.is_zero() => {
+                problems.push(Problem::new(key("interval"), "must be more than 0s"))
+            }
+            Some(i) if window.is_some_and(|w| i > w) => problems.push(Problem::new(
+                key("interval"),
                 format!(
                     "{} is longer than the window {}; checks would run only once",
-                    v.interval, v.window
+                    v.interval.text(),
+                    v.window.text()
                 ),
-            ),
-            Ok(_) => {}
+            )),
+            _ => {}
         }
+        let at = key;
+        let problem = &mut push(problems);
         if v.http.is_empty() && v.prometheus.is_empty() {
             problem(
                 at("http"),
@@ -195,7 +209,7 @@ impl Config {
                 );
             }
         }
-        if !v.prometheus.is_empty() && self.prometheus.is_none() {
+        if !v.prometheus.is_empty() && !prometheus {
             problem(
                 at("prometheus"),
                 "Prometheus checks need a [prometheus] section with the server's url".into(),
@@ -207,16 +221,14 @@ impl Config {
 impl Config {
     pub(super) fn verify_spec(&self, v: &VerifyConfig) -> VerifySpec {
         VerifySpec {
-            window: humantime::parse_duration(&v.window).unwrap_or(Duration::from_secs(600)),
-            interval: humantime::parse_duration(&v.interval).unwrap_or(Duration::from_secs(30)),
+            window: v.window.or(DEFAULT_VERIFY_WINDOW),
+            interval: v.interval.or(DEFAULT_VERIFY_INTERVAL),
             http: v.http.clone(),
             prometheus: v.prometheus.clone(),
             prometheus_url: self.prometheus.as_ref().map(|p| p.url.clone()),
-            timeout: self
-                .prometheus
-                .as_ref()
-                .and_then(|p| humantime::parse_duration(&p.timeout).ok())
-                .unwrap_or(Duration::from_secs(10)),
+            timeout: self.prometheus.as_ref().map_or(DEFAULT_CHECK_TIMEOUT, |p| {
+                p.timeout.or(DEFAULT_CHECK_TIMEOUT)
+            }),
         }
     }
 }

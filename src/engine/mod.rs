@@ -223,7 +223,7 @@ impl Engine {
             r.last_sweep = Some(now);
             r.keep
         };
-        let keep = chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::days(7));
+        let keep = crate::config::to_chrono(keep);
         let removed = self.inner.store.sweep_dedup(now - keep)?;
         if removed > 0 {
             tracing::info!(removed, "forgot expired deduplication keys");

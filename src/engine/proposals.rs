@@ -157,8 +157,7 @@ impl Engine {
             })?;
         let now = self.now();
         let recommendation = recommend(&decision_input(req.alert.as_ref(), plan.migrations, now));
-        let expires = chrono::Duration::from_std(service.expires_after)
-            .unwrap_or(chrono::Duration::minutes(30));
+        let expires = crate::config::to_chrono(service.expires_after);
         let proposal = Proposal {
             id: drill.as_ref().map_or_else(
                 || ProposalId::from_random(uuid::Uuid::new_v4().as_u128()),

@@ -569,8 +569,7 @@ struct ProgressStream {
 impl ProgressStream {
     fn new(interval: std::time::Duration) -> Self {
         Self {
-            interval: chrono::Duration::from_std(interval)
-                .unwrap_or_else(|_| chrono::Duration::seconds(5)),
+            interval: crate::config::to_chrono(interval),
             message: None,
             last_shown: None,
             pending: None,
