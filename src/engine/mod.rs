@@ -18,11 +18,11 @@
 //! # Layout
 //! - this module: the engine's state, its ports, the tick and start-up
 //!   recovery, and the chat helpers every part uses;
-//! - [`proposals`]: opening proposals, binding them to chat messages, votes,
+//! - `proposals`: opening proposals, binding them to chat messages, votes,
 //!   withdrawals and cancels;
-//! - [`rollout`]: the approved proposal's rollout, step by step, and its
+//! - `rollout`: the approved proposal's rollout, step by step, and its
 //!   resumption after a restart;
-//! - [`alerts`]: alert ingestion (dedup, joins, parking, resolution).
+//! - `alerts`: alert ingestion (dedup, joins, parking, resolution).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -163,6 +163,8 @@ struct Inner {
     // Alerts for one service are handled one at a time (check, act, claim),
     // so concurrent deliveries cannot both open or both attach.
     alert_locks: Mutex<HashMap<ServiceName, Arc<tokio::sync::Mutex<()>>>>,
+    /// Runbook hooks per service (none unless set).
+    hooks: RwLock<BTreeMap<ServiceName, crate::ports::Hooks>>,
     /// How long dedup keys are kept, and when the tick last swept them.
     retention: Mutex<Retention>,
 }
@@ -187,12 +189,34 @@ impl Engine {
                 locks: Mutex::new(HashMap::new()),
                 tasks: Tasks::default(),
                 alert_locks: Mutex::new(HashMap::new()),
+                hooks: RwLock::new(BTreeMap::new()),
                 retention: Mutex::new(Retention {
                     keep: crate::config::DEFAULT_DEDUP_RETENTION,
                     last_sweep: None,
                 }),
             }),
         }
+    }
+
+    /// Sets the runbook hooks that run before and after `service`'s
+    /// rollback (replacing earlier ones).
+    pub fn set_hooks(&self, service: ServiceName, hooks: crate::ports::Hooks) {
+        self.inner
+            .hooks
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(service, hooks);
+    }
+
+    /// The runbook hooks of `service`.
+    pub(super) fn hooks_of(&self, service: &ServiceName) -> crate::ports::Hooks {
+        self.inner
+            .hooks
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(service)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// How long deduplication keys are kept (`store.dedup_retention`).
@@ -250,6 +274,14 @@ impl Engine {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id);
+    }
+
+    fn is_bot(&self, user: &UserId) -> bool {
+        self.inner
+            .bots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(user)
     }
 
     fn service(&self, name: &ServiceName) -> Result<&Service, EngineError> {
@@ -441,6 +473,12 @@ impl Engine {
         user: &UserId,
         note: PrivateNote,
     ) -> Result<(), EngineError> {
+        // rollbot's own reactions (e.g. the ✅/❌ it adds as voting hints)
+        // are refused, but telling itself why would be a private message
+        // to nobody.
+        if self.is_bot(user) {
+            return Ok(());
+        }
         if let Some(at) = p.primary_message()
             && let Err(e) = self
                 .inner

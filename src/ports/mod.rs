@@ -249,6 +249,39 @@ pub trait Executor: Send + Sync {
     fn release(&self, _over: &dyn Fn(&ProposalId) -> bool) {}
 }
 
+/// A runbook step around the rollback: a database backup, maintenance
+/// mode, draining traffic before it; restoring traffic, maintenance off,
+/// a CDN purge after it. The pipeline runs a service's hooks in order
+/// (see [`crate::domain::pipeline`]).
+///
+/// A hook interrupted by a crash is run again after the restart, so it
+/// must be safe to repeat — as a runbook step must be.
+#[async_trait]
+pub trait Hook: Send + Sync {
+    /// Short name shown in the thread and on the timeline, e.g. `db-backup`.
+    fn name(&self) -> &str;
+
+    /// Runs the hook for the rollback of `plan`, sending progress lines;
+    /// returns what it did, for the timeline.
+    ///
+    /// # Errors
+    /// The hook failed: before the rollback, nothing is rolled back; after
+    /// it, people are told to finish the step by hand.
+    async fn run(
+        &self,
+        service: &ServiceName,
+        plan: &Plan,
+        progress: mpsc::Sender<String>,
+    ) -> Result<String, ExecError>;
+}
+
+/// The hooks of one service, before and after its rollback.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    pub before: Vec<std::sync::Arc<dyn Hook>>,
+    pub after: Vec<std::sync::Arc<dyn Hook>>,
+}
+
 /// One verification check's result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckResult {

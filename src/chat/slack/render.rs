@@ -10,10 +10,11 @@
 use serde::Serialize;
 use slack_morphism::prelude::SlackMessageContent;
 
-use crate::chat::commands::CommandError;
-use crate::domain::{Proposal, ResumeStep, State, UserId};
+use crate::domain::{Proposal, State, UserId};
 use crate::ports::{PrivateNote, ThreadNote};
 use crate::templates::{TemplateError, Templates};
+
+pub use crate::chat::reply::{Reply, Summary};
 
 /// A rendering failure: a template bug, never a person's mistake.
 #[derive(Debug, thiserror::Error)]
@@ -228,11 +229,7 @@ pub fn thread(t: &Templates, p: &Proposal, note: &ThreadNote) -> Result<Rendered
             "unverified"
         }
         ThreadNote::Resumed { step } => {
-            v.step = match step {
-                ResumeStep::Apply => "apply",
-                ResumeStep::Follow => "follow",
-                ResumeStep::Verify => "verify",
-            };
+            v.step = step.name();
             "resumed"
         }
         ThreadNote::Resolved => "resolved",
@@ -295,61 +292,6 @@ pub fn private(
         minijinja::context! { text => text },
     )?;
     finish("private.json", out)
-}
-
-/// One line of `/rollback status|list|history`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Summary {
-    pub id: String,
-    pub service: String,
-    pub state: State,
-    pub approvals: usize,
-    pub required: u8,
-    pub created_at: String,
-}
-
-impl Summary {
-    pub fn of(p: &Proposal) -> Self {
-        Self {
-            id: p.id.to_string(),
-            service: p.service.to_string(),
-            state: p.state,
-            approvals: p.approvals.len(),
-            required: p.required,
-            created_at: p.created_at.to_rfc3339(),
-        }
-    }
-}
-
-/// An answer to a `/rollback` command, shown only to the person who typed it.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "reply", rename_all = "snake_case")]
-pub enum Reply {
-    Help {
-        services: Vec<String>,
-    },
-    Error {
-        error: CommandError,
-    },
-    /// A failure reported by the engine (already phrased for people).
-    Failed {
-        text: String,
-    },
-    Accepted {
-        service: String,
-    },
-    /// `/rollback drill SERVICE` was accepted; the copy is being made.
-    DrillAccepted {
-        service: String,
-    },
-    Cancelled {
-        id: String,
-    },
-    Proposals {
-        title: &'static str,
-        service: Option<String>,
-        items: Vec<Summary>,
-    },
 }
 
 /// Renders a command reply.
