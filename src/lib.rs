@@ -16,7 +16,8 @@
 //!   (before-hooks, rollback, after-hooks, verify, report).
 //! - [`ports`]: the small traits the engine talks through (`Chat`,
 //!   `Executor`, `Hook`, `Verifier`) and their in-memory doubles.
-//! - [`config`]: the TOML configuration, its loading and validation.
+//! - [`config`]: the TOML configuration, one module per section, each
+//!   validating itself; durations parsed once, one default per key.
 //! - [`tasks`]: the one tracker of background tasks (wait for idle, panics).
 //!
 //! Inputs and outputs:
@@ -31,7 +32,8 @@
 //!   user/internal error split; and the adapters (Slack, the console used
 //!   by the demo and drills, none), which only decode and render.
 //! - [`outbox`]: the durable, ordered queue every chat message goes through.
-//! - [`exec`]: executors; `kubernetes` plans and runs kubectl-identical
+//! - [`exec`]: targets and executors; the router picks the executor by the
+//!   target's kind; `kubernetes` plans and runs kubectl-identical
 //!   rollbacks with kube-rs, and holds drills: a read-only copy of a
 //!   service's workload and history in an in-process simulator.
 //! - [`verify`]: the `Verifier` over HTTP health checks and Prometheus queries.
