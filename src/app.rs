@@ -1,8 +1,8 @@
 //! Wiring for `rollbot serve`: config → store → adapters → engine → HTTP.
 //! Kept in the library so tests start the same application `main` does.
 //!
-//! Start-up waits for nothing outside rollbot but the store and the
-//! Kubernetes client's configuration: chat platforms connect in the
+//! Start-up waits for nothing outside rollbot but the store and, when a
+//! service targets Kubernetes, the Kubernetes client's configuration: chat platforms connect in the
 //! background (see [`crate::chat::slack`]) so alerts are taken during a
 //! chat outage. Stopping ([`App::serve`]) is bounded by
 //! `server.shutdown_grace`.
@@ -19,10 +19,10 @@ use tokio::time::Instant;
 use crate::chat::handler::CommandHandler;
 use crate::chat::router::ChatRouter;
 use crate::chat::slack::{ConnectPolicy, Connection, Slack};
-use crate::config::Config;
+use crate::config::{Config, Problem};
 use crate::domain::SystemClock;
 use crate::engine::{Engine, Ports};
-use crate::exec::KubeRollback;
+use crate::exec::{Executors, KUBERNETES, KubeRollback};
 use crate::http::{self, AppState, ChatStatus};
 use crate::outbox::RetryPolicy;
 use crate::ports::Chat;
@@ -114,20 +114,15 @@ impl App {
             }
             None => chats,
         });
-        let kube = KubeRollback::connect(config.kubernetes.as_ref())
-            .await
-            .context("connecting to Kubernetes")?;
-        // Drills copy workloads read-only with the same credentials.
-        let drills = Arc::new(crate::drill::Drills::new(kube.client()));
+        let executors = executors(config).await?;
         let ports = Ports {
             chat: chats.clone(),
-            executor: Arc::new(kube),
+            executor: Arc::new(executors),
             verifier: Arc::new(HttpVerifier::new(&config.services())),
             clock: Arc::new(SystemClock),
         };
         let engine = Engine::new(store, config.services(), ports);
         engine.set_dedup_retention(config.store.dedup_retention());
-        engine.enable_drills(drills);
         let mut slack_routes = None;
         let mut background = Vec::new();
         let mut connection = None;
@@ -287,6 +282,54 @@ impl App {
             _ => Ok(()),
         }
     }
+}
+
+/// The target kinds `rollbot serve` has executors for.
+pub const SERVED_KINDS: &[&str] = &[KUBERNETES];
+
+/// The services whose target kind `rollbot serve` has no executor for, as
+/// problems of the target's table (`rollbot check-config` reports them).
+pub fn unserved_targets(config: &Config) -> Vec<Problem> {
+    config
+        .services
+        .iter()
+        .flat_map(|(name, s)| s.targets().into_iter().map(move |(key, t)| (name, key, t)))
+        .filter(|(_, _, target)| !SERVED_KINDS.contains(&target.kind()))
+        .map(|(name, key, target)| Problem {
+            path: format!("services.{name}.{key}"),
+            message: format!(
+                "rollbot serve has no executor for {:?} targets (it has: {}); such a kind runs only in a program that embeds rollbot and registers an executor for it",
+                target.kind(),
+                SERVED_KINDS.join(", ")
+            ),
+        })
+        .collect()
+}
+
+/// The executors of the configured services' target kinds. The Kubernetes
+/// client is created only when some service targets Kubernetes, so a
+/// rollbot without one starts with no kubeconfig.
+///
+/// # Errors
+/// A service of a kind with no executor here, or a Kubernetes client that
+/// cannot be configured.
+async fn executors(config: &Config) -> anyhow::Result<Executors> {
+    if let Some(p) = unserved_targets(config).first() {
+        bail!("{p}");
+    }
+    let mut executors = Executors::new();
+    let kinds: std::collections::BTreeSet<String> = config
+        .services()
+        .values()
+        .map(|s| s.target.kind().to_string())
+        .collect();
+    if kinds.contains(KUBERNETES) {
+        let kube = KubeRollback::connect(config.kubernetes.as_ref())
+            .await
+            .context("connecting to Kubernetes")?;
+        executors = executors.register(KUBERNETES, Arc::new(kube));
+    }
+    Ok(executors)
 }
 
 /// Logs the work the grace period did not cover: rollbacks approved, under

@@ -16,7 +16,8 @@
 //!   (before-hooks, rollback, after-hooks, verify, report).
 //! - [`ports`]: the small traits the engine talks through (`Chat`,
 //!   `Executor`, `Hook`, `Verifier`) and their in-memory doubles.
-//! - [`config`]: the TOML configuration, its loading and validation.
+//! - [`config`]: the TOML configuration, one module per section, each
+//!   validating itself; durations parsed once, one default per key.
 //! - [`tasks`]: the one tracker of background tasks (wait for idle, panics).
 //!
 //! Inputs and outputs:
@@ -31,8 +32,10 @@
 //!   user/internal error split; and the adapters (Slack, the console used
 //!   by the demo and drills, none), which only decode and render.
 //! - [`outbox`]: the durable, ordered queue every chat message goes through.
-//! - [`exec`]: executors; `kubernetes` plans and runs kubectl-identical
-//!   rollbacks with kube-rs.
+//! - [`exec`]: targets and executors; the router picks the executor by the
+//!   target's kind; `kubernetes` plans and runs kubectl-identical
+//!   rollbacks with kube-rs, and holds drills: a read-only copy of a
+//!   service's workload and history in an in-process simulator.
 //! - [`verify`]: the `Verifier` over HTTP health checks and Prometheus queries.
 //! - [`report`]: rendering of messages, the resolved notice, the draft
 //!   incident report and its chart.
@@ -43,8 +46,8 @@
 //!   and tests.
 //! - [`sim`]: a kubectl-compatible simulated Kubernetes API server with a
 //!   deployment controller, for drills, the demo and tests.
-//! - [`drill`]: rollback drills: a read-only copy of a service's workload
-//!   and history in an in-process simulator, and the drills in progress.
+//! - [`drill_cli`]: `rollbot drill`, a rehearsal run from the command line
+//!   (the drills themselves live behind the Kubernetes executor).
 //! - [`demo`]: `rollbot demo`, the reference incident end to end on the
 //!   simulator with a console chat.
 //! - `fuzzing` (hidden): one entry function per parser of outside input,
@@ -56,7 +59,7 @@ pub mod chat;
 pub mod config;
 pub mod demo;
 pub mod domain;
-pub mod drill;
+pub mod drill_cli;
 pub mod engine;
 pub mod exec;
 #[doc(hidden)]

@@ -50,7 +50,7 @@ enum Command {
     /// Rehearse a service's rollback: copy its workload and revision history
     /// read-only from the configured cluster into an in-process simulator
     /// and run the whole flow there (marked DRILL), with scripted approvals.
-    Drill(rollbot::drill::DrillArgs),
+    Drill(rollbot::drill_cli::DrillArgs),
     /// Print a proposal's draft incident report (Markdown).
     ///
     /// With --url it asks the running server (GET /api/v1/proposals/ID/report).
@@ -76,7 +76,18 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { config } => match Config::load(&config) {
+        Command::CheckConfig { config } => match Config::load(&config).and_then(|c| {
+            // What `serve` would refuse: targets of a kind it has no executor for.
+            let problems = rollbot::app::unserved_targets(&c);
+            if problems.is_empty() {
+                Ok(c)
+            } else {
+                Err(rollbot::config::ConfigError {
+                    file: config.display().to_string(),
+                    problems,
+                })
+            }
+        }) {
             Ok(_) if let Err(e) = rollbot::report::templates() => {
                 eprintln!("message templates: {e}");
                 ExitCode::FAILURE
@@ -132,7 +143,7 @@ fn main() -> ExitCode {
             init_tracing();
             let result = tokio::runtime::Runtime::new()
                 .context("starting the async runtime")
-                .and_then(|rt| rt.block_on(rollbot::drill::run_cli(args)));
+                .and_then(|rt| rt.block_on(rollbot::drill_cli::run_cli(args)));
             match result {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::from(2),
@@ -287,7 +298,7 @@ struct ReadOnly;
 impl rollbot::ports::Executor for ReadOnly {
     async fn plan(
         &self,
-        _t: &rollbot::config::Target,
+        _t: &rollbot::exec::Target,
         _to: Option<u64>,
     ) -> Result<rollbot::domain::Plan, rollbot::ports::ExecError> {
         Err(read_only())
@@ -295,7 +306,7 @@ impl rollbot::ports::Executor for ReadOnly {
 
     async fn execute(
         &self,
-        _t: &rollbot::config::Target,
+        _t: &rollbot::exec::Target,
         _plan: &rollbot::domain::Plan,
         _progress: tokio::sync::mpsc::Sender<String>,
     ) -> Result<rollbot::ports::ExecOutcome, rollbot::ports::ExecError> {

@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rollbot::domain::{EventKind, Origin, ServiceName, State};
-use rollbot::drill::{Drills, snapshot};
 use rollbot::engine::{DrillRequest, EngineError};
 use rollbot::exec::KubeRollback;
+use rollbot::exec::kubernetes::drill::{Drills, snapshot};
 use rollbot::exec::kubernetes::{KubeExecutor, KubeTarget, WorkloadKind};
-use rollbot::ports::ThreadNote;
 use rollbot::ports::memory::ChatCall;
+use rollbot::ports::{ExecErrorKind, ThreadNote};
 use rollbot::sim::{self, Kind, seed::Seed};
 use support::*;
 
@@ -80,11 +80,9 @@ fn payment() -> KubeTarget {
 
 /// A tester whose "real cluster" is `source`, with drills enabled.
 fn tester(source: &sim::SimHandle) -> (Tester, Arc<Drills>) {
-    let kube = KubeExecutor::for_url(&source.url()).unwrap();
-    let client = kube.client();
-    let t = Tester::with_executor(CONFIG, Arc::new(KubeRollback::new(kube)));
-    let drills = Arc::new(Drills::new(client));
-    t.engine.enable_drills(drills.clone());
+    let kube = KubeRollback::new(KubeExecutor::for_url(&source.url()).unwrap());
+    let drills = kube.drills().clone();
+    let t = Tester::with_executor(CONFIG, Arc::new(kube));
     (t, drills)
 }
 
@@ -323,16 +321,49 @@ async fn a_drill_interrupted_by_a_restart_keeps_its_clear_message() {
 }
 
 #[tokio::test]
-async fn drills_need_a_cluster_to_copy_from() {
+async fn an_executor_that_cannot_rehearse_refuses_drills() {
     bounded(async {
+        // The scripted executor stands for a kind with no drills.
         let t = Tester::new();
         let err = t
             .engine
             .drill(drill_request("slack:UALICE"))
             .await
             .unwrap_err();
-        assert!(matches!(err, EngineError::DrillsOff), "{err}");
-        assert!(err.to_string().contains("[kubernetes]"), "{err}");
+        assert!(
+            matches!(&err, EngineError::Drill { source, .. } if source.kind == ExecErrorKind::Unsupported),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("drills are not available for kubernetes targets"),
+            "{err}"
+        );
+        assert!(t.engine.store().list().unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_drill_of_a_missing_workload_says_what_to_check_and_keeps_nothing() {
+    bounded(async {
+        let source = source().await;
+        let (t, drills) = tester(&source);
+        // `search` is configured but its Deployment is not in the cluster.
+        let mut req = drill_request("slack:UALICE");
+        req.service = ServiceName::parse("search").unwrap();
+        let err = t.engine.drill(req).await.unwrap_err();
+        assert!(
+            matches!(&err, EngineError::Drill { source, .. } if source.kind == ExecErrorKind::NotFound),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("\"search\" not found in namespace \"production\""),
+            "{err}"
+        );
+        assert!(drills.running().is_empty());
+        assert!(t.engine.store().list().unwrap().is_empty());
     })
     .await;
 }

@@ -7,10 +7,11 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rollbot::config::{Config, Target};
+use rollbot::config::Config;
 use rollbot::domain::{EventKind, ManualClock, Plan, ResumeStep, ServiceName, State};
 use rollbot::engine::{Engine, Ports};
 use rollbot::exec::KubeRollback;
+use rollbot::exec::Target;
 use rollbot::exec::kubernetes::KubeExecutor;
 use rollbot::ports::memory::{ChatCall, MemoryChat, ScriptedExecutor, ScriptedVerifier};
 use rollbot::ports::{

@@ -14,11 +14,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use rollbot::config::{Config, Target};
+use rollbot::config::Config;
 use rollbot::domain::{
     AlertRef, Clock, ManualClock, Origin, Plan, Proposal, ServiceName, State, VoteKind, VoteVia,
 };
 use rollbot::engine::{Engine, Ports, ProposeRequest};
+use rollbot::exec::Target;
 use rollbot::ports::memory::{ChatCall, MemoryChat};
 use rollbot::ports::{
     CheckEvidence, CheckResult, Evidence, ExecError, ExecOutcome, Executor, IncidentWindow, Series,

@@ -33,7 +33,6 @@ impl Failure {
             | EngineError::NotFound(_)
             | EngineError::NotAllowed { .. }
             | EngineError::NotCancellable { .. }
-            | EngineError::DrillsOff
             | EngineError::Drill { .. }
             | EngineError::DrillOpen { .. } => Self::User(e.to_string()),
             EngineError::Store(_) | EngineError::Report(_) | EngineError::AlertNotHandled(_) => {

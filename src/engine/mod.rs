@@ -25,19 +25,19 @@
 //! - `alerts`: alert ingestion (dedup, joins, parking, resolution).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
-use crate::config::{DrillTarget, Service, Target};
+use crate::config::Service;
 use crate::domain::decision::{DataImpact, Scope};
 use crate::domain::{
     AlertRef, ApprovalPolicy, Clock, DecisionInput, EventKind, MessageRef, Origin, Proposal,
     ProposalId, Refusal, ResumeStep, ServiceName, Severity, State, UserId, VoteKind, VoteOutcome,
     VoteVia, Withdrawal, recommend,
 };
-use crate::drill::{DrillError, Drills};
+use crate::exec::Target;
 use crate::ports::{
     Chat, CheckResult, ExecError, ExecOutcome, Executor, PrivateNote, Standing, ThreadNote,
     Verdict, Verifier,
@@ -86,15 +86,13 @@ pub enum EngineError {
     /// of the write it was part of); the sender should retry.
     #[error("the alert was not handled: {0}")]
     AlertNotHandled(String),
-    #[error(
-        "drills are not enabled in this rollbot: it has no Kubernetes cluster to copy from; configure [kubernetes] and restart"
-    )]
-    DrillsOff,
+    /// The service's executor could not prepare a copy to rehearse on
+    /// (or its kind cannot rehearse: [`crate::ports::ExecErrorKind::Unsupported`]).
     #[error("cannot start a drill of {service}: {source}")]
     Drill {
         service: ServiceName,
         #[source]
-        source: Box<DrillError>,
+        source: ExecError,
     },
     #[error(
         "{service} already has a drill in progress, {existing} ({state}); finish it, or cancel it with `/rollback cancel {existing}` first"
@@ -165,7 +163,6 @@ struct Inner {
     // Alerts for one service are handled one at a time (check, act, claim),
     // so concurrent deliveries cannot both open or both attach.
     alert_locks: Mutex<HashMap<ServiceName, Arc<tokio::sync::Mutex<()>>>>,
-    drills: OnceLock<Arc<Drills>>,
     /// Runbook hooks per service (none unless set).
     hooks: RwLock<BTreeMap<ServiceName, crate::ports::Hooks>>,
     /// How long dedup keys are kept, and when the tick last swept them.
@@ -192,21 +189,12 @@ impl Engine {
                 locks: Mutex::new(HashMap::new()),
                 tasks: Tasks::default(),
                 alert_locks: Mutex::new(HashMap::new()),
-                drills: OnceLock::new(),
                 hooks: RwLock::new(BTreeMap::new()),
                 retention: Mutex::new(Retention {
                     keep: crate::config::DEFAULT_DEDUP_RETENTION,
                     last_sweep: None,
                 }),
             }),
-        }
-    }
-
-    /// Enables `/rollback drill`: drills copy from the cluster `drills`
-    /// reads. Without it, drill requests are refused.
-    pub fn enable_drills(&self, drills: Arc<Drills>) {
-        if self.inner.drills.set(drills).is_err() {
-            tracing::warn!("drills were already enabled; keeping the first source");
         }
     }
 
@@ -259,17 +247,12 @@ impl Engine {
             r.last_sweep = Some(now);
             r.keep
         };
-        let keep = chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::days(7));
+        let keep = crate::config::to_chrono(keep);
         let removed = self.inner.store.sweep_dedup(now - keep)?;
         if removed > 0 {
             tracing::info!(removed, "forgot expired deduplication keys");
         }
         Ok(removed)
-    }
-
-    /// The drills in progress, when enabled.
-    pub fn drills(&self) -> Option<&Arc<Drills>> {
-        self.inner.drills.get()
     }
 
     pub fn store(&self) -> &Store {

@@ -60,13 +60,14 @@ impl Engine {
         }
     }
 
-    /// Starts a drill: copies the service's workload and its history from
-    /// the cluster (read-only) into a new simulator, then opens a proposal
-    /// marked DRILL that runs only there. The two-person rule applies as in
-    /// a real incident.
+    /// Starts a drill: the service's executor prepares a copy of its target
+    /// to rehearse on (for Kubernetes, the workload and its history copied
+    /// read-only into a new simulator), then a proposal marked DRILL opens
+    /// that runs only there. The two-person rule applies as in a real
+    /// incident.
     ///
     /// # Errors
-    /// Drills not enabled, unknown service, a drill already in progress for
+    /// A kind that cannot rehearse, unknown service, a drill already in progress for
     /// the service, a copy that cannot be read or started, or any error of
     /// [`Engine::propose`].
     pub async fn drill(&self, req: DrillRequest) -> Result<Proposal, EngineError> {
@@ -78,7 +79,6 @@ impl Engine {
         req: DrillRequest,
         claims: &[String],
     ) -> Result<Proposal, EngineError> {
-        let drills = self.drills().ok_or(EngineError::DrillsOff)?.clone();
         let service = self.service(&req.service)?.clone();
         if let Some(open) = self.inner.store.open_drill_for(&req.service)? {
             return Err(EngineError::DrillOpen {
@@ -87,21 +87,15 @@ impl Engine {
                 state: open.state,
             });
         }
-        let workload = match &service.target {
-            Target::Kubernetes(k) => k.clone(),
-            Target::Drill(d) => d.workload.clone(),
-        };
-        let lab = drills
-            .open(&workload)
+        let id = ProposalId::from_random(uuid::Uuid::new_v4().as_u128());
+        let executor = &self.inner.ports.executor;
+        let target = executor
+            .rehearse(&service.target, &id)
             .await
             .map_err(|source| EngineError::Drill {
                 service: req.service.clone(),
-                source: Box::new(source),
+                source,
             })?;
-        let target = Target::Drill(DrillTarget {
-            url: lab.url(),
-            workload,
-        });
         let req = ProposeRequest {
             service: req.service,
             origin: Origin::Drill,
@@ -111,13 +105,20 @@ impl Engine {
             alert: None,
             channel: req.channel,
         };
-        self.propose_on(req, Some((target, lab, drills)), claims)
-            .await
+        let proposed = self
+            .propose_on(req, Some((id.clone(), target)), claims)
+            .await;
+        // A drill that was never stored has nothing to run its copy for.
+        if proposed.is_err() && !matches!(self.inner.store.get(&id), Ok(Some(_))) {
+            executor.release(&|drill| *drill == id);
+        }
+        proposed
     }
 
-    /// Plans against the service's target, or against a drill's copy, then
-    /// records and posts the proposal. A drill's simulator is registered
-    /// before the proposal is posted, so no vote can find it missing.
+    /// Plans against the service's target, or against a drill's copy (with
+    /// the id the copy was prepared for), then records and posts the
+    /// proposal. A drill's copy is prepared before the proposal is posted,
+    /// so no vote can find it missing.
     ///
     /// `claims` are deduplication keys of the input that opens it (an
     /// alert's), stored in the same write as the proposal, with the
@@ -130,7 +131,7 @@ impl Engine {
     pub(super) async fn propose_on(
         &self,
         req: ProposeRequest,
-        drill: Option<(Target, crate::sim::SimHandle, Arc<Drills>)>,
+        drill: Option<(ProposalId, Target)>,
         claims: &[String],
     ) -> Result<Proposal, EngineError> {
         let service = self.service(&req.service)?.clone();
@@ -143,9 +144,7 @@ impl Engine {
                 state: open.state,
             });
         }
-        let target = drill
-            .as_ref()
-            .map_or(&service.target, |(target, _, _)| target);
+        let target = drill.as_ref().map_or(&service.target, |(_, target)| target);
         let plan = self
             .inner
             .ports
@@ -158,10 +157,12 @@ impl Engine {
             })?;
         let now = self.now();
         let recommendation = recommend(&decision_input(req.alert.as_ref(), plan.migrations, now));
-        let expires = chrono::Duration::from_std(service.expires_after)
-            .unwrap_or(chrono::Duration::minutes(30));
+        let expires = crate::config::to_chrono(service.expires_after);
         let proposal = Proposal {
-            id: ProposalId::from_random(uuid::Uuid::new_v4().as_u128()),
+            id: drill.as_ref().map_or_else(
+                || ProposalId::from_random(uuid::Uuid::new_v4().as_u128()),
+                |(id, _)| id.clone(),
+            ),
             service: req.service.clone(),
             origin: req.origin,
             proposer: req.proposer.clone(),
@@ -228,9 +229,6 @@ impl Engine {
                 },
                 other => EngineError::Store(other),
             })?;
-        if let Some((_, lab, drills)) = drill {
-            drills.keep(proposal.id.clone(), lab);
-        }
         self.inner.store.flush().await?;
         tracing::info!(proposal = %proposal.id, service = %proposal.service, drill = proposal.drill, "proposed");
 

@@ -49,36 +49,37 @@ impl Engine {
         }
     }
 
-    /// Stops the simulators of drills that are over (cancelled, expired,
-    /// rejected, finished).
+    /// Releases the copies of drills that are over (cancelled, expired,
+    /// rejected, finished). A drill not stored yet is being opened: its
+    /// copy is kept.
     pub(super) fn reap_drills(&self) {
-        if let Some(drills) = self.drills() {
-            let store = &self.inner.store;
-            drills.reap(|id| store.get(id).ok().flatten().is_none_or(|p| !p.is_open()));
-        }
+        let store = &self.inner.store;
+        self.inner
+            .ports
+            .executor
+            .release(&|id| matches!(store.get(id), Ok(Some(p)) if !p.is_open()));
     }
 
-    /// What `p` runs against: the service's target, or for a drill only its
-    /// own simulator. A drill whose simulator is gone fails; it never falls
-    /// back to the service's real target.
+    /// What `p` runs against: the service's target, or for a drill only the
+    /// copy its executor keeps for it. A drill whose copy is gone fails; it
+    /// never falls back to the service's real target.
     fn execution_target(&self, p: &Proposal, service: &Service) -> Result<Target, ExecError> {
         if !p.drill {
             return Ok(service.target.clone());
         }
-        let url = self.drills().and_then(|d| d.url(&p.id)).ok_or_else(|| {
-            ExecError::new(
-                crate::ports::ExecErrorKind::Unsupported,
-                format!(
-                    "DRILL: this drill's simulator is no longer running (rollbot restarted?); nothing was changed. Start a new drill with `/rollback drill {}`",
-                    p.service
-                ),
-            )
-        })?;
-        let workload = match &service.target {
-            Target::Kubernetes(k) => k.clone(),
-            Target::Drill(d) => d.workload.clone(),
-        };
-        Ok(Target::Drill(DrillTarget { url, workload }))
+        self.inner
+            .ports
+            .executor
+            .rehearsal(&service.target, &p.id)
+            .map_err(|e| {
+                ExecError::new(
+                    e.kind,
+                    format!(
+                        "DRILL: {}. Start a new drill with `/rollback drill {}`",
+                        e.message, p.service
+                    ),
+                )
+            })
     }
 
     /// A drill's stand-in for verification: its checks would measure
@@ -788,8 +789,7 @@ struct ProgressStream {
 impl ProgressStream {
     fn new(interval: std::time::Duration) -> Self {
         Self {
-            interval: chrono::Duration::from_std(interval)
-                .unwrap_or_else(|_| chrono::Duration::seconds(5)),
+            interval: crate::config::to_chrono(interval),
             message: None,
             last_shown: None,
             pending: None,

@@ -1,5 +1,8 @@
 //! Executors that carry out an approved rollback against the outside world.
 //!
+//! A service's [`Target`] names one kind; [`Executors`] routes each call to
+//! the executor registered for it.
+//!
 //! [`kubernetes::KubeExecutor`] does the Kubernetes work with kubectl's
 //! semantics; [`KubeRollback`] adapts it to the engine's `Executor` port:
 //! the kubectl-identical plan becomes the proposal's [`Plan`] (the full
@@ -7,33 +10,58 @@
 //! approved is what runs), and the rollout is followed to the end with
 //! kubectl's own status lines as progress. After a restart the workload
 //! itself says where an interrupted rollback stands, so it is finished
-//! without a second patch.
+//! without a second patch. Drills rehearse behind it: a drill's target is a
+//! copy of the workload in a loopback simulator ([`kubernetes::drill`]),
+//! which it alone starts, reaches and stops.
 
 pub mod kubernetes;
+mod router;
+mod target;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use crate::config::{KubernetesConfig, Target};
-use crate::domain::{ContainerImage, Plan, RevisionInfo};
+use crate::domain::{ContainerImage, Plan, ProposalId, RevisionInfo};
 use crate::ports::{ExecError, ExecErrorKind, ExecOutcome, Executor, Standing};
-use kubernetes::{KubeError, KubeExecutor, KubePlan, Outcome};
+use kubernetes::drill::{DrillError, Drills};
+use kubernetes::{DrillTarget, KubeError, KubeExecutor, KubePlan, KubernetesConfig, Outcome};
+pub use router::Executors;
+pub use target::{CustomTarget, KUBERNETES, Target};
 
 /// The `Executor` port over Kubernetes.
 pub struct KubeRollback {
     kube: KubeExecutor,
+    /// Drills copy from the same cluster, read-only, with the same
+    /// credentials.
+    drills: Arc<Drills>,
     /// Longest wait for a rollout to finish after the patch.
     pub follow_timeout: Duration,
 }
 
 impl KubeRollback {
     pub fn new(kube: KubeExecutor) -> Self {
+        let drills = Arc::new(Drills::new(kube.client()));
         Self {
             kube,
+            drills,
             follow_timeout: Duration::from_secs(15 * 60),
         }
+    }
+
+    /// Uses `drills` (e.g. with other simulated pod behaviour) instead of
+    /// drills copying from this executor's cluster.
+    #[must_use]
+    pub fn with_drills(mut self, drills: Arc<Drills>) -> Self {
+        self.drills = drills;
+        self
+    }
+
+    /// The drills in progress.
+    pub fn drills(&self) -> &Arc<Drills> {
+        &self.drills
     }
 
     /// Connects like kubectl: the kubeconfig (and context) named in config,
@@ -77,6 +105,13 @@ impl KubeRollback {
     ) -> Result<(KubeExecutor, &'t kubernetes::KubeTarget), ExecError> {
         match target {
             Target::Kubernetes(k) => Ok((self.kube.clone(), k)),
+            Target::Custom(c) => Err(ExecError::new(
+                ExecErrorKind::Unsupported,
+                format!(
+                    "the Kubernetes executor cannot roll back a {} target; register an executor for that kind",
+                    c.kind
+                ),
+            )),
             Target::Drill(d) => {
                 if !is_loopback_http(&d.url) {
                     return Err(ExecError::new(
@@ -219,6 +254,54 @@ impl Executor for KubeRollback {
         followed.map_err(exec_error)?;
         Ok(ExecOutcome::RolledBack { detail: last })
     }
+
+    /// Copies the workload and its history from the cluster, read-only,
+    /// into a new simulator on loopback, kept for drill `drill`.
+    async fn rehearse(&self, target: &Target, drill: &ProposalId) -> Result<Target, ExecError> {
+        let Target::Kubernetes(workload) = target else {
+            return Err(ExecError::new(
+                ExecErrorKind::Unsupported,
+                format!("cannot rehearse on {target}: drills copy a service's Kubernetes workload"),
+            ));
+        };
+        let lab = self.drills.open(workload).await.map_err(drill_error)?;
+        let url = lab.url();
+        self.drills.keep(drill.clone(), lab);
+        Ok(Target::Drill(DrillTarget {
+            url,
+            workload: workload.clone(),
+        }))
+    }
+
+    fn rehearsal(&self, target: &Target, drill: &ProposalId) -> Result<Target, ExecError> {
+        let gone = || {
+            ExecError::new(
+                ExecErrorKind::Unsupported,
+                "this drill's simulator is no longer running (rollbot restarted?); nothing was changed",
+            )
+        };
+        let Target::Kubernetes(workload) = target else {
+            return Err(gone());
+        };
+        let url = self.drills.url(drill).ok_or_else(gone)?;
+        Ok(Target::Drill(DrillTarget {
+            url,
+            workload: workload.clone(),
+        }))
+    }
+
+    fn release(&self, over: &dyn Fn(&ProposalId) -> bool) {
+        self.drills.reap(over);
+    }
+}
+
+fn drill_error(e: DrillError) -> ExecError {
+    let kind = match &e {
+        DrillError::NotFound { .. } => ExecErrorKind::NotFound,
+        DrillError::Read { .. } => ExecErrorKind::Unreachable,
+        DrillError::Simulator(_) => ExecErrorKind::Other,
+    };
+    ExecError::new(kind, e.to_string())
 }
 
 impl KubeRollback {

@@ -20,8 +20,8 @@ use super::{
     Chat, ChatError, CheckResult, ExecError, ExecOutcome, Executor, PrivateNote, Standing,
     ThreadNote, Verdict, Verifier,
 };
-use crate::config::Target;
 use crate::domain::{MessageRef, Plan, Proposal, ProposalId, ServiceName, State, UserId};
+use crate::exec::Target;
 
 /// One call the engine made to the chat.
 #[derive(Debug, Clone, PartialEq)]

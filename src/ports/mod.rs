@@ -10,8 +10,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::config::Target;
-use crate::domain::{MessageRef, Plan, Proposal, Refusal, ResumeStep, ServiceName, UserId};
+use crate::domain::{
+    MessageRef, Plan, Proposal, ProposalId, Refusal, ResumeStep, ServiceName, UserId,
+};
+use crate::exec::Target;
 
 /// A chat delivery failure.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -212,6 +214,39 @@ pub trait Executor: Send + Sync {
             "this executor cannot follow a rollout it did not start; check the workload (e.g. `kubectl rollout status`)",
         ))
     }
+
+    /// Prepares a rehearsal of `target` for drill proposal `drill`: a copy
+    /// that only this executor reaches (the Kubernetes executor starts a
+    /// simulator holding the workload's history), kept until
+    /// [`Executor::release`]. Returns the target the drill runs against.
+    ///
+    /// # Errors
+    /// The copy cannot be made; by default, this kind cannot rehearse
+    /// ([`ExecErrorKind::Unsupported`]).
+    async fn rehearse(&self, target: &Target, _drill: &ProposalId) -> Result<Target, ExecError> {
+        Err(ExecError::new(
+            ExecErrorKind::Unsupported,
+            format!(
+                "drills are not available for {} targets: their executor cannot make a copy to rehearse on; rehearse with a service that targets Kubernetes",
+                target.kind()
+            ),
+        ))
+    }
+
+    /// The target prepared for drill `drill` of the service targeting
+    /// `target`, while it is kept. A drill never falls back to `target`.
+    ///
+    /// # Errors
+    /// The copy is gone (e.g. rollbot restarted); nothing was changed.
+    fn rehearsal(&self, _target: &Target, _drill: &ProposalId) -> Result<Target, ExecError> {
+        Err(ExecError::new(
+            ExecErrorKind::Unsupported,
+            "this drill's copy is no longer kept; nothing was changed",
+        ))
+    }
+
+    /// Releases the copies of the drills `over` says are over (idempotent).
+    fn release(&self, _over: &dyn Fn(&ProposalId) -> bool) {}
 }
 
 /// A runbook step around the rollback: a database backup, maintenance

@@ -54,7 +54,7 @@
 //! revisions become ControllerRevisions.
 //!
 //! `objects` are copies of real objects (a drill's snapshot, see
-//! [`crate::drill`]): kept as given (annotations, revisions, templates,
+//! [`crate::exec::kubernetes::drill`]): kept as given (annotations, revisions, templates,
 //! status), except that the simulator assigns new uids, resourceVersions and
 //! creation times, and rewrites `ownerReferences` to the new uids so
 //! ownership (and with it `rollout history`) survives the copy.

@@ -14,7 +14,6 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
@@ -23,6 +22,15 @@ use kube::runtime::watcher;
 use serde_json::{Map, Value, json};
 
 use crate::sim::semantic::{canonical_json, equal_ignore_hash, revision_data, strip_hash_label};
+
+pub mod drill;
+mod follow;
+mod status;
+mod target;
+
+use follow::{DEFAULT_PROGRESS_DEADLINE, follow_stream, progress_deadline};
+pub use status::{daemonset_status_line, deployment_status_line, statefulset_status_line};
+pub use target::{DrillTarget, KubeTarget, KubernetesConfig, WorkloadKind};
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
 const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
@@ -34,8 +42,6 @@ const ANNOTATIONS_TO_SKIP: [&str; 6] = [
     "deployment.kubernetes.io/max-replicas",
     "deprecated.deployment.rollback.to",
 ];
-
-pub use crate::config::{KubeTarget, WorkloadKind};
 
 impl WorkloadKind {
     fn resource(self) -> &'static str {
@@ -246,7 +252,7 @@ fn api_err(
     }
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Value {
+pub(super) fn to_json<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
@@ -321,200 +327,6 @@ pub(crate) fn selector_string(obj: &Value) -> String {
         }
     }
     parts.join(",")
-}
-
-/// kubectl's `DeploymentStatusViewer.Status`: (message, done) or an error.
-pub fn deployment_status_line(d: &Value) -> Result<(String, bool), KubeError> {
-    let name = d
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let int = |p: &str| d.pointer(p).and_then(Value::as_i64).unwrap_or(0);
-    if int("/metadata/generation") <= int("/status/observedGeneration") {
-        let timed_out = d
-            .pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .is_some_and(|cs| {
-                cs.iter().any(|c| {
-                    c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded"
-                })
-            });
-        if timed_out {
-            return Err(KubeError::ProgressDeadlineExceeded(name.to_owned()));
-        }
-        let updated = int("/status/updatedReplicas");
-        if let Some(spec) = d.pointer("/spec/replicas").and_then(Value::as_i64)
-            && updated < spec
-        {
-            return Ok((
-                format!(
-                    "Waiting for deployment {name:?} rollout to finish: {updated} out of {spec} new replicas have been updated...\n"
-                ),
-                false,
-            ));
-        }
-        let replicas = int("/status/replicas");
-        if replicas > updated {
-            return Ok((
-                format!(
-                    "Waiting for deployment {name:?} rollout to finish: {} old replicas are pending termination...\n",
-                    replicas - updated
-                ),
-                false,
-            ));
-        }
-        let available = int("/status/availableReplicas");
-        if available < updated {
-            return Ok((
-                format!(
-                    "Waiting for deployment {name:?} rollout to finish: {available} of {updated} updated replicas are available...\n"
-                ),
-                false,
-            ));
-        }
-        return Ok((
-            format!("deployment {name:?} successfully rolled out\n"),
-            true,
-        ));
-    }
-    Ok((
-        "Waiting for deployment spec update to be observed...\n".into(),
-        false,
-    ))
-}
-
-/// kubectl's `DaemonSetStatusViewer.Status`.
-pub fn daemonset_status_line(ds: &Value) -> Result<(String, bool), KubeError> {
-    let name = ds
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let int = |p: &str| ds.pointer(p).and_then(Value::as_i64).unwrap_or(0);
-    if ds
-        .pointer("/spec/updateStrategy/type")
-        .and_then(Value::as_str)
-        != Some("RollingUpdate")
-    {
-        return Err(KubeError::Unsupported(
-            "rollout status is only available for RollingUpdate strategy type".into(),
-        ));
-    }
-    if int("/metadata/generation") <= int("/status/observedGeneration") {
-        let (updated, desired, available) = (
-            int("/status/updatedNumberScheduled"),
-            int("/status/desiredNumberScheduled"),
-            int("/status/numberAvailable"),
-        );
-        if updated < desired {
-            return Ok((
-                format!(
-                    "Waiting for daemon set {name:?} rollout to finish: {updated} out of {desired} new pods have been updated...\n"
-                ),
-                false,
-            ));
-        }
-        if available < desired {
-            return Ok((
-                format!(
-                    "Waiting for daemon set {name:?} rollout to finish: {available} of {desired} updated pods are available...\n"
-                ),
-                false,
-            ));
-        }
-        return Ok((
-            format!("daemon set {name:?} successfully rolled out\n"),
-            true,
-        ));
-    }
-    Ok((
-        "Waiting for daemon set spec update to be observed...\n".into(),
-        false,
-    ))
-}
-
-/// kubectl's `StatefulSetStatusViewer.Status`.
-pub fn statefulset_status_line(sts: &Value) -> Result<(String, bool), KubeError> {
-    let int = |p: &str| sts.pointer(p).and_then(Value::as_i64).unwrap_or(0);
-    let s = |p: &str| {
-        sts.pointer(p)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    if sts
-        .pointer("/spec/updateStrategy/type")
-        .and_then(Value::as_str)
-        != Some("RollingUpdate")
-    {
-        return Err(KubeError::Unsupported(
-            "rollout status is only available for RollingUpdate strategy type".into(),
-        ));
-    }
-    if int("/status/observedGeneration") == 0
-        || int("/metadata/generation") > int("/status/observedGeneration")
-    {
-        return Ok((
-            "Waiting for statefulset spec update to be observed...\n".into(),
-            false,
-        ));
-    }
-    let replicas = sts.pointer("/spec/replicas").and_then(Value::as_i64);
-    if let Some(r) = replicas
-        && int("/status/readyReplicas") < r
-    {
-        return Ok((
-            format!(
-                "Waiting for {} pods to be ready...\n",
-                r - int("/status/readyReplicas")
-            ),
-            false,
-        ));
-    }
-    if sts
-        .pointer("/spec/updateStrategy/rollingUpdate")
-        .is_some_and(|v| !v.is_null())
-    {
-        if let (Some(r), Some(p)) = (
-            replicas,
-            sts.pointer("/spec/updateStrategy/rollingUpdate/partition")
-                .and_then(Value::as_i64),
-        ) && int("/status/updatedReplicas") < r - p
-        {
-            return Ok((
-                format!(
-                    "Waiting for partitioned roll out to finish: {} out of {} new pods have been updated...\n",
-                    int("/status/updatedReplicas"),
-                    r - p
-                ),
-                false,
-            ));
-        }
-        return Ok((
-            format!(
-                "partitioned roll out complete: {} new pods have been updated...\n",
-                int("/status/updatedReplicas")
-            ),
-            true,
-        ));
-    }
-    if s("/status/updateRevision") != s("/status/currentRevision") {
-        return Ok((
-            format!(
-                "waiting for statefulset rolling update to complete {} pods at revision {}...\n",
-                int("/status/updatedReplicas"),
-                s("/status/updateRevision")
-            ),
-            false,
-        ));
-    }
-    Ok((
-        format!(
-            "statefulset rolling update complete {} pods at revision {}...\n",
-            int("/status/currentReplicas"),
-            s("/status/currentRevision")
-        ),
-        true,
-    ))
 }
 
 impl KubeExecutor {
@@ -928,100 +740,4 @@ impl KubeExecutor {
             .await
             .map_err(|_| KubeError::Timeout)?
     }
-}
-
-/// First wait after a failed watch or list; doubled per failure in a row.
-const RETRY_FIRST: Duration = Duration::from_millis(100);
-/// Longest wait between retries.
-const RETRY_MAX: Duration = Duration::from_secs(5);
-/// `progressDeadlineSeconds` when the Deployment was never seen (the
-/// API server's default).
-const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
-
-/// Whether a watch or list failure may pass: server errors, throttling,
-/// an expired resourceVersion and network failures are retried; a refusal
-/// (403, 404, 400…) will not change by retrying.
-fn transient(e: &watcher::Error) -> bool {
-    let retryable = |code: u16| code >= 500 || code == 429 || code == 410;
-    match e {
-        watcher::Error::InitialListFailed(e)
-        | watcher::Error::WatchStartFailed(e)
-        | watcher::Error::WatchFailed(e) => match e {
-            kube::Error::Api(s) => retryable(s.code),
-            _ => true,
-        },
-        watcher::Error::WatchError(s) => retryable(s.code),
-        watcher::Error::NoResourceVersion => false,
-    }
-}
-
-/// How long a rollout may go without progress before it counts as failed:
-/// a Deployment's `spec.progressDeadlineSeconds`. StatefulSets and
-/// DaemonSets have none; only the overall timeout bounds them.
-fn progress_deadline(obj: &Value) -> Option<Duration> {
-    obj.pointer("/spec/progressDeadlineSeconds")
-        .and_then(Value::as_u64)
-        .map(Duration::from_secs)
-}
-
-async fn follow_stream<K, S>(
-    stream: S,
-    target: &KubeTarget,
-    mut deadline: Option<Duration>,
-    on_line: &mut impl FnMut(String),
-    status: fn(&Value) -> Result<(String, bool), KubeError>,
-) -> Result<(), KubeError>
-where
-    K: serde::Serialize,
-    S: futures_util::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
-{
-    let mut stream = std::pin::pin!(stream);
-    // Progress as the controller counts it: a new status line.
-    let mut last_line = String::new();
-    let mut last_progress = tokio::time::Instant::now();
-    let mut wait = RETRY_FIRST;
-    while let Some(ev) = stream.next().await {
-        match ev {
-            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
-                wait = RETRY_FIRST;
-                let obj = to_json(&o);
-                if target.kind == WorkloadKind::Deployment {
-                    deadline = progress_deadline(&obj).or(deadline);
-                }
-                let (line, done) = status(&obj)?;
-                let line = line.trim_end_matches('\n').to_owned();
-                if line != last_line {
-                    last_progress = tokio::time::Instant::now();
-                    last_line.clone_from(&line);
-                }
-                on_line(line);
-                if done {
-                    return Ok(());
-                }
-            }
-            Ok(watcher::Event::Delete(_)) => return Err(KubeError::Deleted),
-            Ok(watcher::Event::Init | watcher::Event::InitDone) => wait = RETRY_FIRST,
-            Err(e) if !transient(&e) => return Err(KubeError::Watch(e)),
-            Err(e) => {
-                let blind = last_progress.elapsed();
-                if let Some(d) = deadline
-                    && blind >= d
-                {
-                    return Err(KubeError::LostTrack {
-                        seconds: blind.as_secs(),
-                        resource: "deployment",
-                        name: target.name.clone(),
-                        namespace: target.namespace.clone(),
-                        error: e.to_string(),
-                    });
-                }
-                tracing::warn!(workload = %target, error = %e, retry_in = ?wait, "watching the rollout failed; retrying");
-                // Never sleep past the deadline: the verdict is due then.
-                let pause = deadline.map_or(wait, |d| wait.min(d.saturating_sub(blind)));
-                tokio::time::sleep(pause).await;
-                wait = (wait * 2).min(RETRY_MAX);
-            }
-        }
-    }
-    Err(KubeError::Timeout)
 }
