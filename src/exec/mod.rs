@@ -16,7 +16,7 @@
 
 pub mod kubernetes;
 mod router;
-mod target;
+pub mod target;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -15,7 +15,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::kubernetes::{DrillTarget, KubeTarget};
+use super::kubernetes::target::{DrillTarget, KubeTarget};
 
 /// The kind of Kubernetes targets (and of their drill copies).
 pub const KUBERNETES: &str = "kubernetes";

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use crate::domain::{
     MessageRef, Plan, Proposal, ProposalId, Refusal, ResumeStep, ServiceName, UserId,
 };
-use crate::exec::Target;
+use crate::exec::target::Target;
 
 /// A chat delivery failure.
 #[derive(Debug, Clone, thiserror::Error)]

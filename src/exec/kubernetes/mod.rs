@@ -26,7 +26,7 @@ use crate::sim::semantic::{canonical_json, equal_ignore_hash, revision_data, str
 pub mod drill;
 mod follow;
 mod status;
-mod target;
+pub mod target;
 
 use follow::{DEFAULT_PROGRESS_DEADLINE, follow_stream, progress_deadline};
 pub use status::{daemonset_status_line, deployment_status_line, statefulset_status_line};
