@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::domain::{EventKind, Origin, Proposal, ResumeStep, State, TimelineEvent, VoteKind};
-use crate::ports::{Evidence, IncidentWindow, Series, ThreadNote};
+use crate::ports::{CheckResult, Evidence, IncidentWindow, PrivateNote, Series, ThreadNote};
 use crate::templates::{TemplateError, Templates};
 
 /// Chart size in pixels (width, height).
@@ -181,8 +181,8 @@ struct Durations {
 #[derive(Serialize)]
 struct ReportContext<'a> {
     p: &'a Proposal,
-    from: String,
-    to: String,
+    old: String,
+    new: String,
     approvers: Vec<String>,
     alerts: Vec<AlertRow>,
     timeline: Vec<TimelineRow>,
@@ -197,12 +197,28 @@ struct ReportContext<'a> {
     chart_name: Option<&'a str>,
 }
 
-fn images(rev: &crate::domain::RevisionInfo) -> String {
+/// A revision in words, e.g. `payment-api:v1.2.0 (revision 2)`, in `locale`.
+///
+/// # Errors
+/// A catalogue entry that fails to render.
+pub fn version(
+    t: &Templates,
+    locale: &str,
+    rev: &crate::domain::RevisionInfo,
+) -> Result<String, TemplateError> {
     let list: Vec<_> = rev.images.iter().map(|i| i.image.as_str()).collect();
     if list.is_empty() {
-        format!("revision {}", rev.revision)
+        t.text(
+            locale,
+            "revision.bare",
+            minijinja::context! { revision => rev.revision },
+        )
     } else {
-        format!("{} (revision {})", list.join(", "), rev.revision)
+        t.text(
+            locale,
+            "revision.version",
+            minijinja::context! { images => list.join(", "), revision => rev.revision },
+        )
     }
 }
 
@@ -358,8 +374,8 @@ pub fn draft(
     let end = m.resolved;
     let ctx = ReportContext {
         p,
-        from: images(&p.plan.current),
-        to: images(&p.plan.target),
+        old: version(t, locale, &p.plan.current)?,
+        new: version(t, locale, &p.plan.target)?,
         approvers: p.approvers().map(ToString::to_string).collect(),
         alerts: p
             .alerts
@@ -387,7 +403,7 @@ pub fn draft(
         chart: chart_png.is_some(),
         chart_name: evidence.series.as_ref().map(|s| s.name.as_str()),
     };
-    let markdown = t.render(locale, "report.md", &ctx)?;
+    let markdown = t.render(locale, "markdown/report.md", &ctx)?;
     Ok(Draft {
         markdown,
         chart_png,
@@ -398,22 +414,18 @@ pub fn draft(
 struct NoteContext<'a> {
     p: &'a Proposal,
     note: &'a ThreadNote,
-    from: String,
-    to: String,
+    old: String,
+    new: String,
     approvers: Vec<String>,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     impact_seconds: i64,
 }
 
-/// Plain-text rendering of a thread note in `p`'s locale, usable by any
-/// chat. The resolved notice needs only the proposal: the impact window
-/// runs from the first alert's start (or the proposal) to the alert's
-/// resolution (or, for a manual proposal, its last update — verification).
-///
-/// # Errors
-/// A template that fails to render.
-pub fn render_note(t: &Templates, p: &Proposal, note: &ThreadNote) -> Result<String, ReportError> {
+/// The impact window the resolved notice shows: from the first alert's
+/// start (or the proposal) to the alert's resolution (or, for a manual
+/// proposal, its last update — verification), and its length in seconds.
+pub fn impact(p: &Proposal) -> (DateTime<Utc>, DateTime<Utc>, i64) {
     let start = p
         .alerts
         .iter()
@@ -421,29 +433,110 @@ pub fn render_note(t: &Templates, p: &Proposal, note: &ThreadNote) -> Result<Str
         .min()
         .unwrap_or(p.created_at);
     let end = p.alert_resolved_at.unwrap_or(p.updated_at);
+    (start, end, (end - start).num_seconds().max(0))
+}
+
+/// The current value of the first verification check on `timeline`: the
+/// check recorded first, with the last value recorded for it. The resolved
+/// notice shows it, as the runbooks' `[RESOLVED]` message does.
+pub fn first_check(timeline: &[TimelineEvent]) -> Option<CheckResult> {
+    let mut first: Option<CheckResult> = None;
+    for e in timeline {
+        if let EventKind::Check {
+            name,
+            passed,
+            value,
+        } = &e.kind
+            && first.as_ref().is_none_or(|c| &c.name == name)
+        {
+            first = Some(CheckResult {
+                name: name.clone(),
+                passed: *passed,
+                value: value.clone(),
+            });
+        }
+    }
+    first
+}
+
+/// Plain-text rendering of a thread note in `p`'s locale, usable by any
+/// chat (`templates/text/thread.txt.j2`). The resolved notice needs only
+/// the proposal and the note (see [`impact`]); the report note is its
+/// Markdown.
+///
+/// # Errors
+/// A template that fails to render.
+pub fn render_note(t: &Templates, p: &Proposal, note: &ThreadNote) -> Result<String, ReportError> {
+    if let ThreadNote::Report { markdown, .. } = note {
+        return Ok(markdown.clone());
+    }
+    let (start, end, impact_seconds) = impact(p);
     let ctx = NoteContext {
         p,
         note,
-        from: images(&p.plan.current),
-        to: images(&p.plan.target),
+        old: version(t, &p.locale, &p.plan.current)?,
+        new: version(t, &p.locale, &p.plan.target)?,
         approvers: p.approvers().map(ToString::to_string).collect(),
         start,
         end,
-        impact_seconds: (end - start).num_seconds().max(0),
+        impact_seconds,
     };
-    let name = match note {
-        ThreadNote::Resolved => "resolved.txt",
-        ThreadNote::Report { markdown, .. } => return Ok(markdown.clone()),
-        _ => "thread_note.txt",
+    Ok(t.render(&p.locale, "text/thread.txt", &ctx)?)
+}
+
+/// Plain-text rendering of what one person alone is told about proposal
+/// `id`, in `locale` (`templates/text/private.txt.j2`).
+///
+/// # Errors
+/// A template that fails to render.
+pub fn render_private(
+    t: &Templates,
+    locale: &str,
+    id: &str,
+    note: &PrivateNote,
+) -> Result<String, TemplateError> {
+    t.render(
+        locale,
+        "text/private.txt",
+        minijinja::context! { id => id, note => minijinja::Value::from(minijinja::value::Serde(note)) },
+    )
+}
+
+/// The names and titles under which the report and its chart are attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachments {
+    pub report_file: String,
+    pub report_title: String,
+    pub chart_file: String,
+    pub chart_title: String,
+}
+
+/// Where the report of `p` goes: a drill's files are named and titled as a
+/// drill's, so nobody mistakes one for a real incident's.
+///
+/// # Errors
+/// A catalogue entry that fails to render.
+pub fn attachments(t: &Templates, p: &Proposal) -> Result<Attachments, TemplateError> {
+    let kind = if p.drill { "drill" } else { "incident" };
+    let mark = if p.drill {
+        format!("[{}] ", t.text(&p.locale, "drill.tag", ())?)
+    } else {
+        String::new()
     };
-    Ok(t.render(&p.locale, name, &ctx)?)
+    let id = minijinja::context! { id => p.id.as_str() };
+    Ok(Attachments {
+        report_file: format!("{kind}-report-{}.md", p.id),
+        report_title: format!("{mark}{}", t.text(&p.locale, "report.upload_title", &id)?),
+        chart_file: format!("{kind}-chart-{}.png", p.id),
+        chart_title: format!("{mark}{}", t.text(&p.locale, "report.chart_title", &id)?),
+    })
 }
 
 #[derive(Serialize)]
 struct ProposalContext<'a> {
     p: &'a Proposal,
-    from: String,
-    to: String,
+    old: String,
+    new: String,
     approvers: Vec<String>,
 }
 
@@ -453,7 +546,7 @@ struct ProposalContext<'a> {
 /// # Errors
 /// A template that fails to render.
 pub fn render_proposal(t: &Templates, p: &Proposal) -> Result<String, ReportError> {
-    render_proposal_part(t, p, "proposal.txt")
+    render_proposal_part(t, p, "text/proposal.txt")
 }
 
 /// The proposal's votes and status lines alone (the end of
@@ -462,14 +555,14 @@ pub fn render_proposal(t: &Templates, p: &Proposal) -> Result<String, ReportErro
 /// # Errors
 /// A template that fails to render.
 pub fn render_status_line(t: &Templates, p: &Proposal) -> Result<String, ReportError> {
-    render_proposal_part(t, p, "status_line.txt")
+    render_proposal_part(t, p, "text/status_line.txt")
 }
 
 fn render_proposal_part(t: &Templates, p: &Proposal, name: &str) -> Result<String, ReportError> {
     let ctx = ProposalContext {
         p,
-        from: images(&p.plan.current),
-        to: images(&p.plan.target),
+        old: version(t, &p.locale, &p.plan.current)?,
+        new: version(t, &p.locale, &p.plan.target)?,
         approvers: p.approvers().map(ToString::to_string).collect(),
     };
     Ok(t.render(&p.locale, name, &ctx)?)
@@ -767,19 +860,12 @@ mod tests {
             series: None,
             notes: vec!["Prometheus was slow".into()],
         };
-        let mut rendered = BTreeSet::new();
         for locale in LOCALES {
             let mut p = p.clone();
             p.locale = locale.to_string();
             for note in notes() {
                 let text = render_note(t, &p, &note).unwrap();
                 assert!(!text.trim().is_empty(), "{locale} {note:?}");
-                let name = if note == ThreadNote::Resolved {
-                    "resolved"
-                } else {
-                    "thread_note"
-                };
-                rendered.insert(format!("{locale}/{name}.txt"));
             }
             // With no timeline, no alerts and nothing configured, too.
             for (p, timeline) in [
@@ -790,6 +876,7 @@ mod tests {
                         alert_resolved_at: None,
                         origin: Origin::Command,
                         state: State::VerificationFailed,
+                        drill: false,
                         ..p.clone()
                     },
                     vec![],
@@ -801,37 +888,69 @@ mod tests {
                 }
             }
             for state in crate::domain::State::ALL {
-                let mut p = p.clone();
-                p.state = state;
-                let text = render_proposal(t, &p).unwrap();
-                assert!(text.contains("RB-7K3M9Q"), "{locale} {state}: {text}");
-                let status = render_status_line(t, &p).unwrap();
-                assert!(text.ends_with(&status), "{locale} {state}: {text}");
+                for no_checks in [false, true] {
+                    let mut p = p.clone();
+                    p.state = state;
+                    p.no_checks = no_checks;
+                    let text = render_proposal(t, &p).unwrap();
+                    assert!(text.contains("RB-7K3M9Q"), "{locale} {state}: {text}");
+                    let status = render_status_line(t, &p).unwrap();
+                    assert!(text.ends_with(&status), "{locale} {state}: {text}");
+                }
             }
-            rendered.insert(format!("{locale}/proposal.txt"));
-            rendered.insert(format!("{locale}/status_line.txt"));
-            rendered.insert(format!("{locale}/report.md"));
-            rendered.insert(format!("{locale}/vote_refused.txt"));
-            let text = t
-                .render(
+            let refusals = [
+                crate::domain::Refusal::Closed {
+                    state: State::Executing,
+                },
+                crate::domain::Refusal::Expired,
+                crate::domain::Refusal::Bot,
+                crate::domain::Refusal::NotAuthorised {
+                    service: "payment-api".into(),
+                },
+                crate::domain::Refusal::SelfApproval,
+            ];
+            for refusal in refusals {
+                let text = render_private(
+                    t,
                     locale,
-                    "already_counted.txt",
-                    minijinja::context! { id => "RB-7K3M9Q", approvals => 1, required => 2 },
+                    "RB-7K3M9Q",
+                    &PrivateNote::VoteRefused { refusal },
                 )
                 .unwrap();
+                assert!(!text.trim().is_empty(), "{locale}");
+            }
+            let text = render_private(
+                t,
+                locale,
+                "RB-7K3M9Q",
+                &PrivateNote::AlreadyCounted {
+                    approvals: 1,
+                    required: 2,
+                },
+            )
+            .unwrap();
             assert!(text.contains("RB-7K3M9Q") && text.contains('2'), "{text}");
-            rendered.insert(format!("{locale}/already_counted.txt"));
         }
-        // Chat-specific templates (templates/<locale>/slack/) have their own
-        // snapshot tests with their adapters.
+        // Every layout outside slack/ (which has its own snapshot tests with
+        // its adapter) is rendered above.
         let all: BTreeSet<String> = t
             .names()
             .into_iter()
-            .filter(|n| !n.contains("/slack/"))
+            .filter(|n| !n.starts_with("slack/"))
             .collect();
+        let rendered: BTreeSet<String> = [
+            "markdown/report.md",
+            "text/private.txt",
+            "text/proposal.txt",
+            "text/status_line.txt",
+            "text/thread.txt",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
         assert_eq!(
             all, rendered,
-            "every template needs a representative render here"
+            "every layout needs a representative render here"
         );
     }
 
