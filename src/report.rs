@@ -823,9 +823,16 @@ mod tests {
                     error: "Connection refused (os error 111)".into(),
                 }],
             },
-            ThreadNote::Resolved,
-            ThreadNote::Text {
-                text: "hello".into(),
+            ThreadNote::ExecutionFailed {
+                error: crate::ports::ExecError::new(
+                    crate::ports::ExecErrorKind::Forbidden,
+                    "deployments.apps \"prod-payment-deploy\" is forbidden: User \"rollbot\" cannot patch",
+                ),
+            },
+            ThreadNote::DrillChecksSkipped,
+            ThreadNote::Resolved { check: None },
+            ThreadNote::Resolved {
+                check: Some(check(true)),
             },
         ]
     }

@@ -87,6 +87,8 @@ impl Engine {
     /// which the drill did not change, so they are not run; the report is
     /// drafted at once.
     async fn finish_drill(&self, p: Proposal) -> Result<(), EngineError> {
+        // The timeline keeps an English line for operators; people in the
+        // thread get the note in their locale.
         let text = "DRILL: verification checks were not run; they measure production, which this drill did not change";
         let (_, p) = self
             .inner
@@ -97,13 +99,21 @@ impl Engine {
             })
             .map_err(store_only)?;
         self.inner.store.flush().await?;
-        self.post_thread(&p, ThreadNote::Text { text: text.into() })
-            .await?;
+        self.post_thread(&p, ThreadNote::DrillChecksSkipped).await?;
         self.update_message(&p).await?;
         // The copy stays up until the next tick reaps it, so people (and
         // tests) can look at the rolled-back copy meanwhile.
         self.post_report(&p).await?;
         Ok(())
+    }
+
+    /// The resolved notice of `p`, with the current value of its first
+    /// verification check read from the timeline.
+    pub(super) fn resolved_note(&self, p: &Proposal) -> Result<ThreadNote, EngineError> {
+        let timeline = self.inner.store.timeline(&p.id)?;
+        Ok(ThreadNote::Resolved {
+            check: crate::report::first_check(&timeline),
+        })
     }
 
     async fn run_verification(&self, p: Proposal) -> Result<(), EngineError> {
@@ -192,7 +202,7 @@ impl Engine {
         // its resolution. Alert proposals get the notice from `alert_resolved`.
         if p.state == State::Verified && p.origin != Origin::Alert && p.alert_resolved_at.is_none()
         {
-            self.post_thread(&p, ThreadNote::Resolved).await?;
+            self.post_thread(&p, self.resolved_note(&p)?).await?;
         }
         // Exactly one of this and `alert_resolved` sees both "verification
         // over" and "resolved" (each reads the proposal its own atomic update
@@ -438,10 +448,7 @@ impl Engine {
                     ok: false,
                     detail: e.message.clone(),
                 }],
-                ThreadNote::ExecutionFinished {
-                    ok: false,
-                    detail: e.message,
-                },
+                ThreadNote::ExecutionFailed { error: e },
             ),
         };
         let p = self.finish(&p.id, now, to, events)?;
