@@ -484,21 +484,24 @@ pub fn render_note(t: &Templates, p: &Proposal, note: &ThreadNote) -> Result<Str
     Ok(t.render(&p.locale, "text/thread.txt", &ctx)?)
 }
 
-/// Plain-text rendering of what one person alone is told about proposal
-/// `id`, in `locale` (`templates/text/private.txt.j2`).
+/// Plain-text rendering of what one person alone is told about `p`, in
+/// its locale (`templates/text/private.txt.j2`); a drill's notes say so.
 ///
 /// # Errors
 /// A template that fails to render.
 pub fn render_private(
     t: &Templates,
-    locale: &str,
-    id: &str,
+    p: &Proposal,
     note: &PrivateNote,
 ) -> Result<String, TemplateError> {
     t.render(
-        locale,
+        &p.locale,
         "text/private.txt",
-        minijinja::context! { id => id, note => minijinja::Value::from(minijinja::value::Serde(note)) },
+        minijinja::context! {
+            id => p.id.as_str(),
+            drill => p.drill,
+            note => minijinja::Value::from(minijinja::value::Serde(note)),
+        },
     )
 }
 
@@ -917,19 +920,12 @@ mod tests {
                 crate::domain::Refusal::SelfApproval,
             ];
             for refusal in refusals {
-                let text = render_private(
-                    t,
-                    locale,
-                    "RB-7K3M9Q",
-                    &PrivateNote::VoteRefused { refusal },
-                )
-                .unwrap();
+                let text = render_private(t, &p, &PrivateNote::VoteRefused { refusal }).unwrap();
                 assert!(!text.trim().is_empty(), "{locale}");
             }
             let text = render_private(
                 t,
-                locale,
-                "RB-7K3M9Q",
+                &p,
                 &PrivateNote::AlreadyCounted {
                     approvals: 1,
                     required: 2,

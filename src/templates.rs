@@ -395,7 +395,7 @@ mod tests {
                     .render(
                         locale,
                         "text/private.txt",
-                        minijinja::context! { id => "RB-7K3M9Q", note => minijinja::context! { note => "vote_refused", refusal => minijinja::Value::from(minijinja::value::Serde(r)) } },
+                        minijinja::context! { id => "RB-7K3M9Q", drill => false, note => minijinja::context! { note => "vote_refused", refusal => minijinja::Value::from(minijinja::value::Serde(r)) } },
                     )
                     .unwrap();
                 assert!(!text.trim().is_empty(), "{locale} {r:?}");

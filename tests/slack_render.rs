@@ -136,12 +136,7 @@ fn every_slack_message_renders_as_block_kit() {
                 required: 2,
             },
         ] {
-            out.push((
-                "private",
-                render::private(&t, locale, Some("RB-7K3M9Q"), &note)
-                    .unwrap()
-                    .json,
-            ));
+            out.push(("private", render::private(&t, &p, &note).unwrap().json));
         }
         let replies = [
             Reply::Help {

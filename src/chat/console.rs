@@ -171,8 +171,7 @@ impl Chat for ConsoleChat {
         user: &UserId,
         note: &PrivateNote,
     ) -> Result<(), ChatError> {
-        let text = report::render_private(Self::templates()?, &p.locale, p.id.as_str(), note)
-            .map_err(Self::error)?;
+        let text = report::render_private(Self::templates()?, p, note).map_err(Self::error)?;
         self.write(&format!("{} (only visible to {user}):", stamp()), &text);
         Ok(())
     }

@@ -411,7 +411,7 @@ impl Chat for SlackChat {
             )));
         };
         let ch = bare_channel(channel);
-        let content = render::private(&self.templates, &p.locale, Some(p.id.as_str()), note)?.json;
+        let content = render::private(&self.templates, p, note)?.json;
         self.ephemeral(ch, uid, content).await
     }
 }

@@ -236,13 +236,9 @@ pub fn thread(t: &Templates, p: &Proposal, note: &ThreadNote) -> Result<Rendered
 ///
 /// # Errors
 /// A template bug.
-pub fn private(
-    t: &Templates,
-    locale: &str,
-    id: Option<&str>,
-    note: &PrivateNote,
-) -> Result<Rendered, RenderError> {
-    let text = crate::report::render_private(t, locale, id.unwrap_or("?"), note)?;
+pub fn private(t: &Templates, p: &Proposal, note: &PrivateNote) -> Result<Rendered, RenderError> {
+    let locale = p.locale.as_str();
+    let text = crate::report::render_private(t, p, note)?;
     let out = t.render(
         locale,
         "slack/private.json",
