@@ -108,6 +108,13 @@ impl ConsoleChat {
         report::render_note(t, p, note).map_err(Self::error)
     }
 
+    /// A header line's words (`console.<key>` in the catalogue), in `p`'s locale.
+    fn header(p: &Proposal, key: &str, args: minijinja::Value) -> Result<String, ChatError> {
+        Self::templates()?
+            .text(&p.locale, &format!("console.{key}"), args)
+            .map_err(Self::error)
+    }
+
     /// `[DRILL] ` before a drill's headers, so every line of its transcript
     /// says what it is.
     fn drill_mark(p: &Proposal) -> Result<String, ChatError> {
@@ -131,14 +138,16 @@ impl Chat for ConsoleChat {
         let text = report::render_proposal(Self::templates()?, p).map_err(Self::error)?;
         let at = self.next_ref(channel);
         let name = channel.strip_prefix("console:").unwrap_or(channel);
-        self.write(&format!("{} rollbot in {name}:", stamp()), &text);
+        let head = Self::header(p, "posted", minijinja::context! { channel => name })?;
+        self.write(&format!("{} {head}", stamp()), &text);
         Ok(at)
     }
 
     async fn update_proposal(&self, _at: &MessageRef, p: &Proposal) -> Result<(), ChatError> {
         let text = report::render_status_line(Self::templates()?, p).map_err(Self::error)?;
         let mark = Self::drill_mark(p)?;
-        self.write(&format!("{} ✎ {mark}{} updated:", stamp(), p.id), &text);
+        let head = Self::header(p, "updated", minijinja::context! { id => p.id.as_str() })?;
+        self.write(&format!("{} ✎ {mark}{head}", stamp()), &text);
         Ok(())
     }
 
@@ -149,7 +158,8 @@ impl Chat for ConsoleChat {
         note: &ThreadNote,
     ) -> Result<MessageRef, ChatError> {
         let text = self.thread_text(p, note)?;
-        self.write(&format!("{} ↳ rollbot in thread {}:", stamp(), p.id), &text);
+        let head = Self::header(p, "thread", minijinja::context! { id => p.id.as_str() })?;
+        self.write(&format!("{} ↳ {head}", stamp()), &text);
         Ok(self.next_ref(&at.channel))
     }
 
@@ -160,7 +170,12 @@ impl Chat for ConsoleChat {
         note: &ThreadNote,
     ) -> Result<(), ChatError> {
         let text = self.thread_text(p, note)?;
-        self.write(&format!("{} ↳ ✎ thread {}:", stamp(), p.id), &text);
+        let head = Self::header(
+            p,
+            "thread_edited",
+            minijinja::context! { id => p.id.as_str() },
+        )?;
+        self.write(&format!("{} ↳ ✎ {head}", stamp()), &text);
         Ok(())
     }
 
@@ -172,7 +187,8 @@ impl Chat for ConsoleChat {
         note: &PrivateNote,
     ) -> Result<(), ChatError> {
         let text = report::render_private(Self::templates()?, p, note).map_err(Self::error)?;
-        self.write(&format!("{} (only visible to {user}):", stamp()), &text);
+        let head = Self::header(p, "private", minijinja::context! { user => user.as_str() })?;
+        self.write(&format!("{} {head}", stamp()), &text);
         Ok(())
     }
 }
