@@ -144,36 +144,7 @@ impl Templates {
             }
             catalogues.insert(*locale, entries);
         }
-        let reference = &catalogues[REFERENCE];
-        for (locale, entries) in &catalogues {
-            if let Some(key) = reference.keys().find(|k| !entries.contains_key(*k)) {
-                return Err(TemplateError::Missing {
-                    locale: locale.to_string(),
-                    key: key.clone(),
-                });
-            }
-            if let Some(key) = entries.keys().find(|k| !reference.contains_key(*k)) {
-                return Err(TemplateError::Unexpected {
-                    locale: locale.to_string(),
-                    key: key.clone(),
-                });
-            }
-        }
-        for (template, source) in &sources {
-            for (key, prefix) in keys_used(source) {
-                let known = if prefix {
-                    reference.keys().any(|k| k.starts_with(&key))
-                } else {
-                    reference.contains_key(&key)
-                };
-                if !known {
-                    return Err(TemplateError::UnknownKey {
-                        template: template.clone(),
-                        key,
-                    });
-                }
-            }
-        }
+        check(&catalogues, &sources)?;
         Ok(Self { env, layouts })
     }
 
@@ -228,6 +199,46 @@ impl Templates {
     pub fn names(&self) -> Vec<String> {
         self.layouts.clone()
     }
+}
+
+/// Every locale has exactly the reference's keys, and every literal key a
+/// layout or entry names (see [`keys_used`]) exists in the reference.
+fn check(
+    catalogues: &BTreeMap<&str, BTreeMap<String, String>>,
+    sources: &[(String, String)],
+) -> Result<(), TemplateError> {
+    let empty = BTreeMap::new();
+    let reference = catalogues.get(REFERENCE).unwrap_or(&empty);
+    for (locale, entries) in catalogues {
+        if let Some(key) = reference.keys().find(|k| !entries.contains_key(*k)) {
+            return Err(TemplateError::Missing {
+                locale: locale.to_string(),
+                key: key.clone(),
+            });
+        }
+        if let Some(key) = entries.keys().find(|k| !reference.contains_key(*k)) {
+            return Err(TemplateError::Unexpected {
+                locale: locale.to_string(),
+                key: key.clone(),
+            });
+        }
+    }
+    for (template, source) in sources {
+        for (key, prefix) in keys_used(source) {
+            let known = if prefix {
+                reference.keys().any(|k| k.starts_with(&key))
+            } else {
+                reference.contains_key(&key)
+            };
+            if !known {
+                return Err(TemplateError::UnknownKey {
+                    template: template.clone(),
+                    key,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn known_locale(locale: &str) -> &str {
@@ -430,6 +441,48 @@ mod tests {
                 ("c".to_string(), false),
                 ("state.".to_string(), true)
             ]
+        );
+    }
+
+    #[test]
+    fn a_missing_extra_or_unknown_key_fails_the_check() {
+        let cat = |keys: &[&str]| -> BTreeMap<String, String> {
+            keys.iter()
+                .map(|k| (k.to_string(), "x".to_string()))
+                .collect()
+        };
+        let layout = |src: &str| vec![("slack/x.json".to_string(), src.to_string())];
+        let ok = BTreeMap::from([("en", cat(&["a.b", "c"])), ("zh", cat(&["a.b", "c"]))]);
+        check(&ok, &layout(r#"{{ t("a.b") }} {{ t("a." ~ x) }}"#)).unwrap();
+
+        let missing = BTreeMap::from([("en", cat(&["a.b", "c"])), ("zh", cat(&["a.b"]))]);
+        let e = check(&missing, &[]).unwrap_err();
+        assert!(
+            matches!(&e, TemplateError::Missing { locale, key } if locale == "zh" && key == "c"),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .contains("templates/locales/zh.toml lacks `c`"),
+            "{e}"
+        );
+
+        let extra = BTreeMap::from([("en", cat(&["a.b"])), ("ja", cat(&["a.b", "a.bb"]))]);
+        let e = check(&extra, &[]).unwrap_err();
+        assert!(
+            matches!(&e, TemplateError::Unexpected { key, .. } if key == "a.bb"),
+            "{e}"
+        );
+
+        let e = check(&ok, &layout(r#"{{ t("a.c", n=1) }}"#)).unwrap_err();
+        assert!(
+            matches!(&e, TemplateError::UnknownKey { key, .. } if key == "a.c"),
+            "{e}"
+        );
+        let e = check(&ok, &layout(r#"{{ t("d." ~ x) }}"#)).unwrap_err();
+        assert!(
+            matches!(&e, TemplateError::UnknownKey { key, .. } if key == "d."),
+            "{e}"
         );
     }
 
