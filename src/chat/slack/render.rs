@@ -74,8 +74,8 @@ struct ProposalView {
     target: RevisionView,
     warnings: Vec<String>,
     advice: Option<&'static str>,
-    /// The findings behind the advice (catalogue keys under `finding.`).
-    because: Vec<String>,
+    /// The findings behind the advice (worded under `finding.` in the catalogue).
+    because: Vec<crate::domain::decision::Finding>,
     proposer: String,
     from_alert: bool,
     reason: String,
@@ -125,17 +125,7 @@ fn proposal_view(p: &Proposal, emoji: &Emoji) -> ProposalView {
         because: p
             .recommendation
             .as_ref()
-            .map(|r| {
-                r.because
-                    .iter()
-                    .map(|f| {
-                        serde_json::to_value(f)
-                            .ok()
-                            .and_then(|v| v.as_str().map(String::from))
-                            .unwrap_or_default()
-                    })
-                    .collect()
-            })
+            .map(|r| r.because.clone())
             .unwrap_or_default(),
         proposer: mention(&p.proposer),
         from_alert: !p.origin.proposer_is_person(),
