@@ -16,6 +16,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::chat::handler::CommandHandler;
+use crate::chat::router::ChatRouter;
 use crate::chat::slack::{ConnectPolicy, Connection, Slack};
 use crate::config::Config;
 use crate::domain::SystemClock;
@@ -66,14 +68,16 @@ pub struct App {
 
 impl App {
     /// Opens the store, starts the configured adapters and the engine.
-    /// `chat` replaces the configured chat platform (the demo's console).
+    /// Messages go to the adapter of their channel's platform (see
+    /// [`ChatRouter`]); `chat` (the demo's console) takes the channels of
+    /// every platform that is not configured.
     ///
     /// # Errors
     /// As [`serve`].
     pub async fn start(config: &Config, chat: Option<Arc<dyn Chat>>) -> anyhow::Result<Self> {
         if config.discord.is_some() {
             bail!(
-                "[discord] is configured, but this rollbot build has no Discord adapter yet; remove the [discord] section to run without chat"
+                "[discord] is configured, but this rollbot build has no Discord adapter yet; remove the [discord] section (proposals then go to the other configured chat platforms, or only to the HTTP API when there is none)"
             );
         }
         // The one template set the engine, the report and every chat render
@@ -87,25 +91,36 @@ impl App {
             .context("reading the [alerts] webhook secrets")?;
         let store = Store::open(&config.store.path)
             .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
-        let slack = match (&config.slack, &chat) {
-            (Some(c), None) => Some(
+        let slack = match &config.slack {
+            Some(c) => Some(
                 Slack::new(c, &store, templates.clone()).context("starting the Slack adapter")?,
             ),
-            _ => None,
+            None => None,
         };
-        let chat: Arc<dyn Chat> = match (&slack, chat) {
-            (_, Some(chat)) => chat,
-            (Some(s), None) => s.chat.clone(),
+        // Every configured platform at once; each message goes to its
+        // channel's. Adding a platform is one registration here.
+        let mut chats = ChatRouter::new();
+        if let Some(s) = &slack {
+            chats = chats
+                .with("slack", s.chat.clone())
+                .with_answers("slack", s.chat.clone());
+        }
+        let chats = Arc::new(match chat {
+            // The demo's console (or a test's chat) shows every other channel.
+            Some(local) => chats.with_fallback(local),
             // No chat platform configured: proposals are visible through the API only.
-            (None, None) => Arc::new(crate::chat::none::NoChat),
-        };
+            None if chats.platforms().next().is_none() => {
+                chats.with_fallback(Arc::new(crate::chat::none::NoChat))
+            }
+            None => chats,
+        });
         let kube = KubeRollback::connect(config.kubernetes.as_ref())
             .await
             .context("connecting to Kubernetes")?;
         // Drills copy workloads read-only with the same credentials.
         let drills = Arc::new(crate::drill::Drills::new(kube.client()));
         let ports = Ports {
-            chat,
+            chat: chats.clone(),
             executor: Arc::new(kube),
             verifier: Arc::new(HttpVerifier::new(&config.services())),
             clock: Arc::new(SystemClock),
@@ -116,15 +131,15 @@ impl App {
         let mut slack_routes = None;
         let mut background = Vec::new();
         let mut connection = None;
-        let mut inbounds = Vec::new();
+        // One handler answers every platform's commands and takes their votes.
+        let handler = CommandHandler::new(engine.clone(), chats.clone());
         let chat_status = Arc::new(ChatStatus::default());
         let (fatal_tx, fatal) = mpsc::unbounded_channel();
         if let (Some(slack), Some(c)) = (&slack, &config.slack) {
             background.push(slack.deliver(RetryPolicy::default()));
             let inbound = slack
-                .inbound(c, engine.clone())
+                .inbound(c, handler.clone())
                 .context("starting Slack's inbound handler")?;
-            inbounds.push(inbound.clone());
             let conn = slack
                 .connect(
                     c,
@@ -146,11 +161,9 @@ impl App {
             .recover()
             .await
             .context("resuming interrupted proposals")?;
-        for inbound in inbounds {
-            inbound
-                .resume()
-                .context("resuming chat commands acknowledged before the restart")?;
-        }
+        handler
+            .resume()
+            .context("resuming chat commands acknowledged before the restart")?;
         let api_token = match &config.server.api_token {
             Some(secret) => Some(Arc::<str>::from(
                 secret

@@ -4,15 +4,18 @@
 //!
 //! The core:
 //! - [`domain`]: proposals, the state machine, the two-person rule, timeline
-//!   events and the runbook decision rules. Pure: no I/O, no async.
+//!   events, the rollout's steps and the runbook decision rules. Pure: no
+//!   I/O, no async.
 //! - [`store`]: durable sled storage of proposals, timelines, dedup keys,
 //!   message bindings, parked alerts, acknowledged inputs and the outbox
 //!   queues, with atomic state transitions; the only module that touches
 //!   sled, through one owner so it cannot deadlock.
 //! - [`engine`]: the one place that decides. Takes inputs (alerts, commands,
-//!   votes, ticks), applies domain rules, persists, then calls the ports.
+//!   votes, ticks), applies domain rules, persists, then calls the ports;
+//!   runs an approved rollback as a pipeline of recorded, resumable steps
+//!   (before-hooks, rollback, after-hooks, verify, report).
 //! - [`ports`]: the small traits the engine talks through (`Chat`,
-//!   `Executor`, `Verifier`) and their in-memory doubles.
+//!   `Executor`, `Hook`, `Verifier`) and their in-memory doubles.
 //! - [`config`]: the TOML configuration, its loading and validation.
 //! - [`tasks`]: the one tracker of background tasks (wait for idle, panics).
 //!

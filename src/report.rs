@@ -272,6 +272,9 @@ fn timeline_rows(p: &Proposal, timeline: &[TimelineEvent], m: &Milestones) -> Ve
                     ResumeStep::Apply => "resumed_apply",
                     ResumeStep::Follow => "resumed_follow",
                     ResumeStep::Verify => "resumed_verify",
+                    ResumeStep::BeforeHooks => "resumed_before_hooks",
+                    ResumeStep::AfterHooks => "resumed_after_hooks",
+                    ResumeStep::Report => "resumed_report",
                 },
                 None,
                 None,
@@ -831,6 +834,18 @@ mod tests {
                     crate::ports::ExecErrorKind::Forbidden,
                     "deployments.apps \"prod-payment-deploy\" is forbidden: User \"rollbot\" cannot patch",
                 ),
+            },
+            ThreadNote::Resumed {
+                step: crate::domain::ResumeStep::BeforeHooks,
+            },
+            ThreadNote::Resumed {
+                step: crate::domain::ResumeStep::AfterHooks,
+            },
+            ThreadNote::Resumed {
+                step: crate::domain::ResumeStep::Report,
+            },
+            ThreadNote::AfterHookFailed {
+                failure: "cdn-purge: exit status 1".into(),
             },
             ThreadNote::DrillChecksSkipped,
             ThreadNote::Resolved { check: None },

@@ -46,11 +46,18 @@ async fn two_distinct_approvals_run_the_rollback_once_and_verify() {
                 "state_changed",
                 "state_changed",
                 "execution_started",
+                // The rollout's steps, each recorded at its start and end.
+                "step_started",
                 "progress",
                 "execution_finished",
+                "step_finished",
                 "state_changed",
+                "step_started",
                 "check",
+                "step_finished",
                 "state_changed",
+                "step_started",
+                "step_finished",
             ]);
         // The message was posted once, then updated for each vote and state.
         let calls = t.chat.calls();

@@ -181,6 +181,18 @@ fn other_notes() -> Vec<ThreadNote> {
         ThreadNote::Resumed {
             step: ResumeStep::Verify,
         },
+        ThreadNote::Resumed {
+            step: ResumeStep::BeforeHooks,
+        },
+        ThreadNote::Resumed {
+            step: ResumeStep::AfterHooks,
+        },
+        ThreadNote::Resumed {
+            step: ResumeStep::Report,
+        },
+        ThreadNote::AfterHookFailed {
+            failure: "cdn-purge: exit status 1: purge request rejected".into(),
+        },
         ThreadNote::Verification {
             passed: false,
             checks: vec![check(false, "0.95")],
@@ -259,6 +271,9 @@ fn replies(p: &Proposal) -> Vec<Reply> {
             did_you_mean: Some("payment-api".into()),
             known: "payment-api, search".into(),
         }),
+        Reply::Internal {
+            reference: "E-4F2A9C".into(),
+        },
         Reply::Accepted {
             service: "payment-api".into(),
         },

@@ -355,6 +355,90 @@ async fn a_refused_bot_token_stops_serve_with_advice() {
     .await;
 }
 
+/// `serve` routes by the channel's platform: with only Slack configured, a
+/// proposal for a Discord channel is not handed to Slack (which would post
+/// it to a channel named `discord:…`) but recorded on the proposal's
+/// timeline with what to configure.
+#[tokio::test]
+async fn a_channel_of_an_unconfigured_platform_is_refused_by_name() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeSlack::start().await;
+        let _cluster = cluster_and_secrets(dir.path()).await;
+        let config = Config::parse(&serve_config(
+            dir.path(),
+            &fake.api_url,
+            &["UALICE", "UBOB"],
+            "[approval]\nchannel = \"discord:1234567890\"\n",
+        ))
+        .unwrap();
+        let app = App::start(&config, None).await.unwrap();
+        let engine = app.engine().clone();
+        let p = engine
+            .propose(rollbot::engine::ProposeRequest {
+                service: rollbot::domain::ServiceName::parse("payment-api").unwrap(),
+                origin: rollbot::domain::Origin::Command,
+                proposer: user("slack:UALICE"),
+                reason: "checkout errors".into(),
+                to_revision: None,
+                alert: None,
+                channel: None,
+            })
+            .await
+            .unwrap();
+        assert!(p.primary_message().is_none(), "{:?}", p.messages);
+        let errors: Vec<String> = engine
+            .store()
+            .timeline(&p.id)
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                rollbot::domain::EventKind::ChatError { detail } => Some(detail),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("no discord chat is configured")
+                && errors[0].contains("configured: slack"),
+            "{errors:?}"
+        );
+        engine.wait_idle().await;
+        assert!(fake.calls_to("chat.postMessage").is_empty());
+    })
+    .await;
+}
+
+/// There is no Discord adapter yet: `[discord]` stops start-up saying so,
+/// instead of running without the chat the operator asked for.
+#[tokio::test]
+async fn a_discord_section_is_refused_until_there_is_an_adapter() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeSlack::start().await;
+        let _cluster = cluster_and_secrets(dir.path()).await;
+        let config = Config::parse(&serve_config(
+            dir.path(),
+            &fake.api_url,
+            &["UALICE", "UBOB"],
+            "[discord]\nbot_token = { env = \"ROLLBOT_TEST_DISCORD_TOKEN\" }\npublic_key = \"abc\"\n",
+        ))
+        .unwrap();
+        let Err(e) = App::start(&config, None).await else {
+            panic!("[discord] must be refused");
+        };
+        let text = format!("{e:#}");
+        assert!(
+            text.contains("[discord] is configured")
+                && text.contains("no Discord adapter yet")
+                && text.contains("remove the [discord] section"),
+            "{text}"
+        );
+        assert!(fake.calls().is_empty(), "nothing started: {:?}", fake.calls());
+    })
+    .await;
+}
+
 /// The reference cluster in a simulator, with its kubeconfig and Slack's
 /// token and signing secret written to `dir` for the config to name.
 async fn cluster_and_secrets(dir: &std::path::Path) -> sim::SimHandle {

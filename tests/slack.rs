@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
+use rollbot::chat::handler::CommandHandler;
 use rollbot::chat::slack::{Emoji, Session, SlackChat, SlackInbound, inbound};
 use rollbot::config::Config;
 use rollbot::domain::{ManualClock, ProposalId, State};
@@ -78,7 +79,8 @@ impl SlackTester {
         );
         let bot = session.bot_user_id().await.unwrap();
         engine.add_bot_identity(user(&format!("slack:{bot}")));
-        let inbound = SlackInbound::new(engine.clone(), chat.clone(), SECRET.into());
+        let handler = CommandHandler::new(engine.clone(), chat.clone());
+        let inbound = SlackInbound::new(handler, chat.clone(), SECRET.into());
         let state = AppState::new(engine.clone(), Arc::new(AtomicBool::new(true)));
         let router = http::router(state, 1 << 20).merge(inbound::router(inbound.clone(), 1 << 20));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

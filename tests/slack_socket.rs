@@ -9,6 +9,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rollbot::chat::handler::CommandHandler;
 use rollbot::chat::slack::socket::SocketMode;
 use rollbot::chat::slack::{Slack, SlackInbound, SlackSetupError};
 use rollbot::config::Config;
@@ -93,7 +94,8 @@ impl SocketTester {
             },
         );
         slack.register_bot(&engine).await?;
-        let inbound = slack.inbound(slack_config, engine.clone())?;
+        let handler = CommandHandler::new(engine.clone(), slack.chat.clone());
+        let inbound = slack.inbound(slack_config, handler)?;
         let socket = match slack.socket_mode(slack_config, inbound.clone()).await {
             Ok(socket) => socket.expect("socket_mode = true starts Socket Mode"),
             Err(e) => {

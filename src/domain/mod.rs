@@ -8,7 +8,9 @@ pub mod approval;
 pub mod clock;
 pub mod decision;
 pub mod ids;
+pub mod pipeline;
 pub mod proposal;
+pub mod step;
 pub mod timeline;
 
 #[cfg(test)]
@@ -18,8 +20,10 @@ pub use approval::{ApprovalPolicy, Refusal, VoteOutcome, Withdrawal};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use decision::{Advice, DecisionInput, Recommendation, Severity, recommend};
 pub use ids::{IdError, ProposalId, ServiceName, UserId};
+pub use pipeline::{Pipeline, Shape};
 pub use proposal::{
     AlertRef, ContainerImage, MessageRef, Origin, Plan, Proposal, RevisionInfo, State,
     TransitionError, Vote, VoteKind, VoteVia,
 };
+pub use step::Step;
 pub use timeline::{EventKind, ResumeStep, TimelineEvent};

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::approval::{Refusal, Withdrawal};
 use super::ids::UserId;
 use super::proposal::{AlertRef, State, VoteKind, VoteVia};
+use super::step::Step;
 
 /// One recorded event with the time it happened (from the injected clock).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,6 +93,17 @@ pub enum EventKind {
     Resumed {
         step: ResumeStep,
     },
+    /// A step of the rollout began (see [`crate::domain::pipeline`]).
+    StepStarted {
+        step: Step,
+    },
+    /// A step of the rollout ended; `detail` says how, for the people
+    /// reading the timeline.
+    StepFinished {
+        step: Step,
+        ok: bool,
+        detail: String,
+    },
 }
 
 /// Where interrupted work is picked up after a restart, decided from what
@@ -105,6 +117,27 @@ pub enum ResumeStep {
     Follow,
     /// The rollout had finished: verify recovery again from the start.
     Verify,
+    /// The runbook steps before the rollback were running: run them again
+    /// (hooks are idempotent, as runbook steps must be).
+    BeforeHooks,
+    /// The runbook steps after the rollback were running: run them again.
+    AfterHooks,
+    /// The incident report was being drafted: draft it again.
+    Report,
+}
+
+impl ResumeStep {
+    /// Short stable name, used by templates.
+    pub fn name(self) -> &'static str {
+        match self {
+            ResumeStep::Apply => "apply",
+            ResumeStep::Follow => "follow",
+            ResumeStep::Verify => "verify",
+            ResumeStep::BeforeHooks => "before_hooks",
+            ResumeStep::AfterHooks => "after_hooks",
+            ResumeStep::Report => "report",
+        }
+    }
 }
 
 impl EventKind {
@@ -129,6 +162,8 @@ impl EventKind {
             EventKind::ChatError { .. } => "chat_error",
             EventKind::Restarted { .. } => "restarted",
             EventKind::Resumed { .. } => "resumed",
+            EventKind::StepStarted { .. } => "step_started",
+            EventKind::StepFinished { .. } => "step_finished",
         }
     }
 }

@@ -182,9 +182,8 @@ impl Engine {
         if first {
             self.update_message(&p).await?;
             self.post_thread(&p, self.resolved_note(&p)?).await?;
-            if crate::report::report_due(&p) {
-                self.post_report(&p).await?;
-            }
+            // The rollout waits at its report step for the alert to clear.
+            self.report_step(&p).await?;
         }
         Ok(p)
     }

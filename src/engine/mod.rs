@@ -18,11 +18,11 @@
 //! # Layout
 //! - this module: the engine's state, its ports, the tick and start-up
 //!   recovery, and the chat helpers every part uses;
-//! - [`proposals`]: opening proposals, binding them to chat messages, votes,
+//! - `proposals`: opening proposals, binding them to chat messages, votes,
 //!   withdrawals and cancels;
-//! - [`rollout`]: the approved proposal's rollout, step by step, and its
+//! - `rollout`: the approved proposal's rollout, step by step, and its
 //!   resumption after a restart;
-//! - [`alerts`]: alert ingestion (dedup, joins, parking, resolution).
+//! - `alerts`: alert ingestion (dedup, joins, parking, resolution).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -166,6 +166,8 @@ struct Inner {
     // so concurrent deliveries cannot both open or both attach.
     alert_locks: Mutex<HashMap<ServiceName, Arc<tokio::sync::Mutex<()>>>>,
     drills: OnceLock<Arc<Drills>>,
+    /// Runbook hooks per service (none unless set).
+    hooks: RwLock<BTreeMap<ServiceName, crate::ports::Hooks>>,
     /// How long dedup keys are kept, and when the tick last swept them.
     retention: Mutex<Retention>,
 }
@@ -191,6 +193,7 @@ impl Engine {
                 tasks: Tasks::default(),
                 alert_locks: Mutex::new(HashMap::new()),
                 drills: OnceLock::new(),
+                hooks: RwLock::new(BTreeMap::new()),
                 retention: Mutex::new(Retention {
                     keep: crate::config::DEFAULT_DEDUP_RETENTION,
                     last_sweep: None,
@@ -205,6 +208,27 @@ impl Engine {
         if self.inner.drills.set(drills).is_err() {
             tracing::warn!("drills were already enabled; keeping the first source");
         }
+    }
+
+    /// Sets the runbook hooks that run before and after `service`'s
+    /// rollback (replacing earlier ones).
+    pub fn set_hooks(&self, service: ServiceName, hooks: crate::ports::Hooks) {
+        self.inner
+            .hooks
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(service, hooks);
+    }
+
+    /// The runbook hooks of `service`.
+    pub(super) fn hooks_of(&self, service: &ServiceName) -> crate::ports::Hooks {
+        self.inner
+            .hooks
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(service)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// How long deduplication keys are kept (`store.dedup_retention`).

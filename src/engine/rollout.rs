@@ -3,6 +3,7 @@
 //! them after a restart.
 
 use super::*;
+use crate::domain::{Pipeline, Shape, Step};
 
 impl Engine {
     /// The atomic `Approved -> Executing` step; the winner spawns the rollback.
@@ -32,7 +33,8 @@ impl Engine {
                 self.post_thread(&p, ThreadNote::ExecutionStarted).await?;
                 let engine = self.clone();
                 self.spawn(async move {
-                    if let Err(e) = engine.run_execution(p).await {
+                    let first = engine.pipeline(&p).first_after_approval();
+                    if let Err(e) = engine.run_steps(p, first, None).await {
                         tracing::error!(error = %e, "rollback task failed");
                     }
                 });
@@ -79,14 +81,12 @@ impl Engine {
         Ok(Target::Drill(DrillTarget { url, workload }))
     }
 
-    async fn run_execution(&self, p: Proposal) -> Result<(), EngineError> {
-        self.drive_execution(p, false).await
-    }
-
-    /// The end of a drill's rollback: its checks would measure production,
-    /// which the drill did not change, so they are not run; the report is
-    /// drafted at once.
-    async fn finish_drill(&self, p: Proposal) -> Result<(), EngineError> {
+    /// A drill's stand-in for verification: its checks would measure
+    /// production, which the drill did not change, so they are not run.
+    async fn skip_drill_checks(&self, p: Proposal) -> Result<Proposal, EngineError> {
+        if p.no_checks {
+            return Ok(p);
+        }
         // The timeline keeps an English line for operators; people in the
         // thread get the note in their locale.
         let text = "DRILL: verification checks were not run; they measure production, which this drill did not change";
@@ -103,8 +103,7 @@ impl Engine {
         self.update_message(&p).await?;
         // The copy stays up until the next tick reaps it, so people (and
         // tests) can look at the rolled-back copy meanwhile.
-        self.post_report(&p).await?;
-        Ok(())
+        Ok(p)
     }
 
     /// The resolved notice of `p`, with the current value of its first
@@ -116,7 +115,9 @@ impl Engine {
         })
     }
 
-    async fn run_verification(&self, p: Proposal) -> Result<(), EngineError> {
+    /// The verify step: runs the checks, and records the verdict together
+    /// with the step's end.
+    async fn run_verification(&self, p: Proposal) -> Result<Proposal, EngineError> {
         let (tx, mut rx) = mpsc::channel::<CheckResult>(64);
         let verify = self.inner.ports.verifier.verify(&p.service, &p.plan, tx);
         tokio::pin!(verify);
@@ -140,10 +141,13 @@ impl Engine {
                         p.no_checks = true;
                         Ok::<_, std::convert::Infallible>((
                             (),
-                            vec![EventKind::Note {
-                                text: "no verification checks are configured for this service"
-                                    .into(),
-                            }],
+                            vec![
+                                EventKind::Note {
+                                    text: "no verification checks are configured for this service"
+                                        .into(),
+                                },
+                                step_finished(Step::Verify, true, "no checks configured"),
+                            ],
                         ))
                     })
                     .map_err(store_only)?;
@@ -165,7 +169,10 @@ impl Engine {
                     &p.id,
                     now,
                     State::Unverified,
-                    vec![EventKind::Note { text }],
+                    vec![
+                        EventKind::Note { text },
+                        step_finished(Step::Verify, true, "unverified"),
+                    ],
                 )?;
                 self.post_thread(
                     &p,
@@ -184,7 +191,13 @@ impl Engine {
                 } else {
                     State::VerificationFailed
                 };
-                let p = self.finish(&p.id, now, to, vec![])?;
+                let verdict = if passed { "passed" } else { "failed" };
+                let p = self.finish(
+                    &p.id,
+                    now,
+                    to,
+                    vec![step_finished(Step::Verify, true, verdict)],
+                )?;
                 self.post_thread(
                     &p,
                     ThreadNote::Verification {
@@ -204,13 +217,7 @@ impl Engine {
         {
             self.post_thread(&p, self.resolved_note(&p)?).await?;
         }
-        // Exactly one of this and `alert_resolved` sees both "verification
-        // over" and "resolved" (each reads the proposal its own atomic update
-        // returned), so the report is posted once.
-        if crate::report::report_due(&p) {
-            self.post_report(&p).await?;
-        }
-        Ok(())
+        Ok(p)
     }
 
     /// Drafts the incident report of `id` in `locale`, asking the verifier
@@ -387,9 +394,186 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs the rollback of `p` (with `follow_only`, only follows a rollout
-    /// already applied), records how it ended, and goes on to verification.
-    async fn drive_execution(&self, p: Proposal, follow_only: bool) -> Result<(), EngineError> {
+    /// The steps `p`'s rollout runs (see [`crate::domain::pipeline`]).
+    pub(super) fn pipeline(&self, p: &Proposal) -> Pipeline {
+        let hooks = self.hooks_of(&p.service);
+        Pipeline::new(Shape {
+            before_hooks: !hooks.before.is_empty(),
+            after_hooks: !hooks.after.is_empty(),
+            drill: p.drill,
+        })
+    }
+
+    /// Runs `p`'s pipeline from `from` to its end, or until a step stops
+    /// it. `resumed` says how the rollback step resumes after a restart.
+    async fn run_steps(
+        &self,
+        mut p: Proposal,
+        from: Step,
+        resumed: Option<ResumeStep>,
+    ) -> Result<(), EngineError> {
+        let pipeline = self.pipeline(&p);
+        let mut next = Some(from);
+        while let Some(step) = next {
+            let follow_only = resumed == Some(ResumeStep::Follow) && step == from;
+            match self.run_step(p, step, follow_only).await? {
+                Some(q) => {
+                    p = q;
+                    next = pipeline.after(step);
+                }
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one step; `None` when the rollout stops there (a failure
+    /// before the change is in place, or a report that waits for the
+    /// incident to be resolved).
+    async fn run_step(
+        &self,
+        p: Proposal,
+        step: Step,
+        follow_only: bool,
+    ) -> Result<Option<Proposal>, EngineError> {
+        match step {
+            // Planned when the proposal opened.
+            Step::Plan => Ok(Some(p)),
+            Step::BeforeHooks | Step::AfterHooks => self.hooks_step(p, step).await,
+            Step::Rollback => {
+                let p = self.step_started(&p, step).await?;
+                let p = self.rollback_step(p, follow_only).await?;
+                Ok((p.state == State::RolledBack).then_some(p))
+            }
+            Step::Verify => {
+                let p = self.step_started(&p, step).await?;
+                Ok(Some(self.run_verification(p).await?))
+            }
+            Step::Report => {
+                let p = if p.drill {
+                    self.skip_drill_checks(p).await?
+                } else {
+                    p
+                };
+                self.report_step(&p).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Records that `step` began.
+    async fn step_started(&self, p: &Proposal, step: Step) -> Result<Proposal, EngineError> {
+        let p =
+            self.inner
+                .store
+                .append(&p.id, self.now(), vec![EventKind::StepStarted { step }])?;
+        self.inner.store.flush().await?;
+        Ok(p)
+    }
+
+    /// The report step: drafts and posts the incident report once the
+    /// rollout is over and the incident resolved (a drill's at once).
+    /// Until then it waits: the alert's resolution runs it.
+    ///
+    /// Exactly one of the verify step and `alert_resolved` sees both
+    /// "verification over" and "resolved" (each reads the proposal its own
+    /// atomic update returned), so the report is posted once.
+    pub(super) async fn report_step(&self, p: &Proposal) -> Result<(), EngineError> {
+        let due = if p.drill {
+            p.state == State::RolledBack
+        } else {
+            crate::report::report_due(p)
+        };
+        if !due {
+            return Ok(());
+        }
+        let p = self.step_started(p, Step::Report).await?;
+        self.post_report(&p).await?;
+        self.inner.store.append(
+            &p.id,
+            self.now(),
+            vec![step_finished(Step::Report, true, "posted")],
+        )?;
+        self.inner.store.flush().await?;
+        Ok(())
+    }
+
+    /// Runs the service's hooks before or after the rollback, in order,
+    /// streaming their progress into the thread like the rollback's.
+    async fn hooks_step(&self, p: Proposal, step: Step) -> Result<Option<Proposal>, EngineError> {
+        let hooks = self.hooks_of(&p.service);
+        let hooks = if step == Step::BeforeHooks {
+            hooks.before
+        } else {
+            hooks.after
+        };
+        let p = self.step_started(&p, step).await?;
+        let service = self.service(&p.service)?.clone();
+        let mut stream = ProgressStream::new(service.progress_interval);
+        let mut done = Vec::new();
+        let mut failure = None;
+        for hook in &hooks {
+            let (tx, mut rx) = mpsc::channel::<String>(64);
+            let name = hook.name().to_string();
+            let run = hook.run(&p.service, &p.plan, tx);
+            tokio::pin!(run);
+            let result = loop {
+                tokio::select! {
+                    biased;
+                    Some(line) = rx.recv() => self.progress(&p.id, format!("{name}: {line}"), &mut stream).await?,
+                    result = &mut run => break result,
+                }
+            };
+            while let Ok(line) = rx.try_recv() {
+                self.progress(&p.id, format!("{name}: {line}"), &mut stream)
+                    .await?;
+            }
+            match result {
+                Ok(detail) => done.push(format!("{name}: {detail}")),
+                Err(e) => {
+                    failure = Some(format!("{name}: {}", e.message));
+                    break;
+                }
+            }
+        }
+        self.flush_progress(&p.id, &mut stream).await?;
+        let Some(failure) = failure else {
+            let p = self.inner.store.append(
+                &p.id,
+                self.now(),
+                vec![step_finished(step, true, &done.join("; "))],
+            )?;
+            self.inner.store.flush().await?;
+            return Ok(Some(p));
+        };
+        if step.failure_stops() {
+            // Nothing was rolled back: the proposal fails with the hook's
+            // error, recorded with the step's end in one write.
+            let e = ExecError::new(
+                crate::ports::ExecErrorKind::Other,
+                format!(
+                    "a runbook step before the rollback failed, so nothing was rolled back ({failure}); fix it and propose again"
+                ),
+            );
+            self.conclude(&p, Err(e), Some(step)).await?;
+            return Ok(None);
+        }
+        // The rollback is in place: verification and the report still run;
+        // people finish the failed step by hand.
+        let p = self.inner.store.append(
+            &p.id,
+            self.now(),
+            vec![step_finished(step, false, &failure)],
+        )?;
+        self.inner.store.flush().await?;
+        self.post_thread(&p, ThreadNote::AfterHookFailed { failure })
+            .await?;
+        Ok(Some(p))
+    }
+
+    /// The rollback step: runs the rollback of `p` (with `follow_only`,
+    /// only follows a rollout already applied) and records how it ended.
+    async fn rollback_step(&self, p: Proposal, follow_only: bool) -> Result<Proposal, EngineError> {
         let service = self.service(&p.service)?.clone();
         let (tx, mut rx) = mpsc::channel::<String>(64);
         let mut stream = ProgressStream::new(service.progress_interval);
@@ -415,18 +599,19 @@ impl Engine {
             self.progress(&p.id, line, &mut stream).await?;
         }
         self.flush_progress(&p.id, &mut stream).await?;
-        self.conclude_execution(&p, outcome).await
+        self.conclude(&p, outcome, Some(Step::Rollback)).await
     }
 
-    /// Records the end of an execution, tells the thread, and continues:
-    /// verification after a rollback, the drill's end for a drill.
-    async fn conclude_execution(
+    /// Records the end of an execution (and of `step`, in the same write),
+    /// and tells the thread.
+    async fn conclude(
         &self,
         p: &Proposal,
         outcome: Result<ExecOutcome, ExecError>,
-    ) -> Result<(), EngineError> {
+        step: Option<Step>,
+    ) -> Result<Proposal, EngineError> {
         let now = self.now();
-        let (to, events, note) = match outcome {
+        let (to, mut events, note) = match outcome {
             Ok(ExecOutcome::RolledBack { detail }) => (
                 State::RolledBack,
                 vec![EventKind::ExecutionFinished {
@@ -451,17 +636,16 @@ impl Engine {
                 ThreadNote::ExecutionFailed { error: e },
             ),
         };
+        if let Some(step) = step {
+            events.push(step_finished(step, to == State::RolledBack, to.as_str()));
+        }
         let p = self.finish(&p.id, now, to, events)?;
         self.post_thread(&p, note).await?;
         self.update_message(&p).await?;
-        if to == State::RolledBack && p.drill {
-            self.finish_drill(p).await?;
-        } else if to == State::RolledBack {
-            self.run_verification(p).await?;
-        } else {
+        if to != State::RolledBack {
             self.reap_drills();
         }
-        Ok(())
+        Ok(p)
     }
 
     /// Resumes `p`, found `Executing` or `RolledBack` at start-up. The
@@ -483,50 +667,77 @@ impl Engine {
             Err(UpdateError::Store(e)) => return Err(e.into()),
         };
         self.inner.store.flush().await?;
-        tracing::info!(proposal = %p.id, %state, "resuming after a restart");
+        let timeline = self.inner.store.timeline(&p.id)?;
+        let Some(step) = self.pipeline(&p).resume_at(p.state, &timeline) else {
+            tracing::info!(proposal = %p.id, %state, "nothing left to resume");
+            return Ok(());
+        };
+        tracing::info!(proposal = %p.id, %state, %step, "resuming after a restart");
+        // Only a report that was being drafted is news; one still waiting
+        // for the incident to be resolved just goes on waiting.
+        let running = crate::domain::pipeline::last_step(&timeline)
+            == Some(crate::domain::pipeline::StepMark::Started(step));
         let engine = self.clone();
         self.spawn(async move {
-            let resumed = if p.state == State::Executing {
-                engine.resume_execution(p).await
-            } else {
-                engine.resume_verification(p).await
-            };
-            if let Err(e) = resumed {
+            if let Err(e) = engine.resume_at(p, step, running).await {
                 tracing::error!(error = %e, "resuming after a restart failed");
             }
         });
         Ok(())
     }
 
-    /// An interrupted rollback: the workload says whether the patch went
-    /// out, so it is sent at most once in all.
-    async fn resume_execution(&self, p: Proposal) -> Result<(), EngineError> {
+    /// Picks the rollout up at `step` (`running`: it had started), saying
+    /// so in the thread.
+    async fn resume_at(&self, p: Proposal, step: Step, running: bool) -> Result<(), EngineError> {
+        match step {
+            Step::Rollback => self.resume_rollback(p).await,
+            Step::Plan => Ok(()),
+            Step::Report if p.drill || !running => self.run_steps(p, step, None).await,
+            _ => {
+                let resumed = match step {
+                    Step::BeforeHooks => ResumeStep::BeforeHooks,
+                    Step::AfterHooks => ResumeStep::AfterHooks,
+                    Step::Verify => ResumeStep::Verify,
+                    _ => ResumeStep::Report,
+                };
+                let p = self.note_resumed(&p, resumed).await?;
+                self.run_steps(p, step, Some(resumed)).await
+            }
+        }
+    }
+
+    /// An interrupted rollback step: the workload says whether the patch
+    /// went out, so it is sent at most once in all.
+    async fn resume_rollback(&self, p: Proposal) -> Result<(), EngineError> {
         let service = self.service(&p.service)?.clone();
         let target = match self.execution_target(&p, &service) {
             Ok(t) => t,
             // A drill whose simulator went with the old process.
-            Err(e) => return self.conclude_execution(&p, Err(e)).await,
+            Err(e) => {
+                self.conclude(&p, Err(e), Some(Step::Rollback)).await?;
+                return Ok(());
+            }
         };
         let standing = self.inner.ports.executor.standing(&target, &p.plan).await;
-        match standing {
-            Ok(Standing::NotApplied) => {
-                let p = self.note_resumed(&p, ResumeStep::Apply).await?;
-                self.drive_execution(p, false).await
-            }
-            Ok(Standing::Applied) => {
-                let p = self.note_resumed(&p, ResumeStep::Follow).await?;
-                self.drive_execution(p, true).await
-            }
+        let resumed = match standing {
+            Ok(Standing::NotApplied) => ResumeStep::Apply,
+            Ok(Standing::Applied) => ResumeStep::Follow,
             Ok(Standing::Moved { reason }) => {
-                self.conclude_execution(&p, Ok(ExecOutcome::Superseded { reason }))
-                    .await
+                self.conclude(
+                    &p,
+                    Ok(ExecOutcome::Superseded { reason }),
+                    Some(Step::Rollback),
+                )
+                .await?;
+                return Ok(());
             }
             Ok(Standing::Unknown) => {
                 let e = ExecError::new(
                     crate::ports::ExecErrorKind::Other,
                     "rollbot restarted while this rollback was in progress and cannot tell whether it was applied; check the workload (e.g. `kubectl rollout status`) and propose again if needed",
                 );
-                self.conclude_execution(&p, Err(e)).await
+                self.conclude(&p, Err(e), Some(Step::Rollback)).await?;
+                return Ok(());
             }
             Err(e) => {
                 let e = ExecError::new(
@@ -536,19 +747,12 @@ impl Engine {
                         e.message
                     ),
                 );
-                self.conclude_execution(&p, Err(e)).await
+                self.conclude(&p, Err(e), Some(Step::Rollback)).await?;
+                return Ok(());
             }
-        }
-    }
-
-    /// An interrupted verification starts again; a drill (which runs no
-    /// checks) is finished.
-    async fn resume_verification(&self, p: Proposal) -> Result<(), EngineError> {
-        if p.drill {
-            return self.finish_drill(p).await;
-        }
-        let p = self.note_resumed(&p, ResumeStep::Verify).await?;
-        self.run_verification(p).await
+        };
+        let p = self.note_resumed(&p, resumed).await?;
+        self.run_steps(p, Step::Rollback, Some(resumed)).await
     }
 
     /// Records where work resumed and says so in the thread.
@@ -560,6 +764,15 @@ impl Engine {
         self.inner.store.flush().await?;
         self.post_thread(&p, ThreadNote::Resumed { step }).await?;
         Ok(p)
+    }
+}
+
+/// The event ending `step`.
+fn step_finished(step: Step, ok: bool, detail: &str) -> EventKind {
+    EventKind::StepFinished {
+        step,
+        ok,
+        detail: detail.to_string(),
     }
 }
 

@@ -62,6 +62,12 @@ pub enum ThreadNote {
         checks: Vec<CheckResult>,
         unreachable: Vec<UnreachableSource>,
     },
+    /// A runbook step after the rollback failed (`failure` is what it
+    /// said): the rollback stays and verification goes on; people finish
+    /// the step by hand.
+    AfterHookFailed {
+        failure: String,
+    },
     /// A drill's rollback is done; its checks were not run, since they
     /// measure production, which a drill does not change.
     DrillChecksSkipped,
@@ -224,6 +230,39 @@ pub trait Executor: Send + Sync {
             "this executor cannot follow a rollout it did not start; check the workload (e.g. `kubectl rollout status`)",
         ))
     }
+}
+
+/// A runbook step around the rollback: a database backup, maintenance
+/// mode, draining traffic before it; restoring traffic, maintenance off,
+/// a CDN purge after it. The pipeline runs a service's hooks in order
+/// (see [`crate::domain::pipeline`]).
+///
+/// A hook interrupted by a crash is run again after the restart, so it
+/// must be safe to repeat — as a runbook step must be.
+#[async_trait]
+pub trait Hook: Send + Sync {
+    /// Short name shown in the thread and on the timeline, e.g. `db-backup`.
+    fn name(&self) -> &str;
+
+    /// Runs the hook for the rollback of `plan`, sending progress lines;
+    /// returns what it did, for the timeline.
+    ///
+    /// # Errors
+    /// The hook failed: before the rollback, nothing is rolled back; after
+    /// it, people are told to finish the step by hand.
+    async fn run(
+        &self,
+        service: &ServiceName,
+        plan: &Plan,
+        progress: mpsc::Sender<String>,
+    ) -> Result<String, ExecError>;
+}
+
+/// The hooks of one service, before and after its rollback.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    pub before: Vec<std::sync::Arc<dyn Hook>>,
+    pub after: Vec<std::sync::Arc<dyn Hook>>,
 }
 
 /// One verification check's result.

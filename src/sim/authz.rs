@@ -14,9 +14,9 @@
 //! the patch); kube-rs returns it as `kube::Error::Api` with code 403.
 
 use axum::http::Method;
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::seed::ForbidRule;
 use super::selector::{Op, Selector};
 use super::store::Kind;
 
@@ -135,6 +135,20 @@ pub struct Denial {
     pub message: String,
     /// `Status.details`.
     pub details: Value,
+}
+
+/// A request the simulated RBAC refuses (see the module documentation).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ForbidRule {
+    /// Kubernetes verb, e.g. `patch`.
+    pub verb: String,
+    /// Plural resource, optionally with a subresource: `deployments`,
+    /// `deployments/scale`.
+    pub resource: String,
+    /// Namespace the rule applies in; everywhere when unset.
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
 /// Whether `rule` refuses `req`. A rule for one namespace also refuses the

@@ -13,7 +13,7 @@ use super::controller::{
 };
 use super::seed::{Behaviour, Seed, WorkloadSeed};
 use super::semantic::{POD_TEMPLATE_HASH, compute_hash, go_template, revision_data};
-use super::store::{Kind, Store, StoreError, WriteMode, now_rfc3339};
+use super::store::{Kind, Store, StoreError, WriteMode, now_rfc3339, object_kind};
 
 /// Per-workload behaviour knobs, keyed by kind, namespace and name.
 pub type Knobs = HashMap<(Kind, String, String), Behaviour>;
@@ -101,33 +101,6 @@ pub fn populate(store: &Store, seed: &Seed) -> Result<Knobs, StoreError> {
         knobs.insert((kind, ns, name), seed.objects_behaviour.clone());
     }
     Ok(knobs)
-}
-
-/// The kind of a raw object, from its `apiVersion` and `kind`.
-///
-/// # Errors
-/// A message naming what is missing or not served by the simulator.
-pub fn object_kind(obj: &Value) -> Result<Kind, String> {
-    let kind = obj["kind"].as_str().unwrap_or_default();
-    let api_version = obj["apiVersion"].as_str().unwrap_or_default();
-    let found = Kind::ALL
-        .into_iter()
-        .find(|k| k.kind() == kind && k.api_version() == api_version)
-        .ok_or_else(|| {
-            format!(
-                "apiVersion {api_version:?} kind {kind:?} is not served by the simulator; \
-                 use apps/v1 Deployment, ReplicaSet, StatefulSet, DaemonSet or ControllerRevision"
-            )
-        })?;
-    if found == Kind::Namespace || found == Kind::Lease {
-        return Err(format!(
-            "{kind} objects cannot be loaded; namespaces are created from the objects' metadata"
-        ));
-    }
-    if super::store::name_of(obj).is_empty() || super::store::namespace_of(obj).is_empty() {
-        return Err(format!("{kind} needs metadata.name and metadata.namespace"));
-    }
-    Ok(found)
 }
 
 /// Owners before the objects they own, so owner uids are known when the

@@ -75,6 +75,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+pub use super::authz::ForbidRule;
+
 /// Default interval of one simulated pod step.
 pub const DEFAULT_READY_AFTER_MS: u64 = 500;
 
@@ -214,20 +216,6 @@ impl Default for Behaviour {
     }
 }
 
-/// A request the simulated RBAC refuses (see the module documentation).
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct ForbidRule {
-    /// Kubernetes verb, e.g. `patch`.
-    pub verb: String,
-    /// Plural resource, optionally with a subresource: `deployments`,
-    /// `deployments/scale`.
-    pub resource: String,
-    /// Namespace the rule applies in; everywhere when unset.
-    #[serde(default)]
-    pub namespace: Option<String>,
-}
-
 /// A seed that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
@@ -315,7 +303,7 @@ impl Seed {
             }
         }
         for (i, o) in self.objects.iter().enumerate() {
-            super::bootstrap::object_kind(o)
+            super::store::object_kind(o)
                 .map_err(|e| SeedError::Invalid(format!("objects[{i}]: {e}")))?;
         }
         for (i, r) in self.forbid.iter().enumerate() {

@@ -627,6 +627,33 @@ fn bump_generation(obj: &mut Value) {
     obj["metadata"]["generation"] = json!(g + 1);
 }
 
+/// The kind of a raw object, from its `apiVersion` and `kind`.
+///
+/// # Errors
+/// A message naming what is missing or not served by the simulator.
+pub fn object_kind(obj: &Value) -> Result<Kind, String> {
+    let kind = obj["kind"].as_str().unwrap_or_default();
+    let api_version = obj["apiVersion"].as_str().unwrap_or_default();
+    let found = Kind::ALL
+        .into_iter()
+        .find(|k| k.kind() == kind && k.api_version() == api_version)
+        .ok_or_else(|| {
+            format!(
+                "apiVersion {api_version:?} kind {kind:?} is not served by the simulator; \
+                 use apps/v1 Deployment, ReplicaSet, StatefulSet, DaemonSet or ControllerRevision"
+            )
+        })?;
+    if found == Kind::Namespace || found == Kind::Lease {
+        return Err(format!(
+            "{kind} objects cannot be loaded; namespaces are created from the objects' metadata"
+        ));
+    }
+    if name_of(obj).is_empty() || namespace_of(obj).is_empty() {
+        return Err(format!("{kind} needs metadata.name and metadata.namespace"));
+    }
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,6 +33,7 @@ use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
 use super::render::{self, Emoji, RenderError};
+use crate::chat::reply::{Answer, Answers};
 use crate::domain::{MessageRef, Proposal, UserId};
 use crate::outbox::{Deliver, Delivery, Entry, Outbox, OutboxError};
 use crate::ports::{Chat, ChatError, PrivateNote, ThreadNote};
@@ -230,6 +231,19 @@ impl SlackChat {
         &self.emoji
     }
 
+    /// A command's answer as Slack's command response (an ephemeral
+    /// message); a template bug is logged and answered with a line that
+    /// says where to look.
+    pub fn reply_json(&self, answer: &Answer) -> serde_json::Value {
+        match render::reply(&self.templates, &answer.locale, &answer.reply) {
+            Ok(r) => r.json,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot render a command reply");
+                serde_json::json!({"response_type": "ephemeral", "text": "rollbot could not render its answer; see its logs"})
+            }
+        }
+    }
+
     /// Sends an ephemeral message (command replies), through the outbox.
     ///
     /// # Errors
@@ -413,6 +427,18 @@ impl Chat for SlackChat {
         let ch = bare_channel(channel);
         let content = render::private(&self.templates, p, note)?.json;
         self.ephemeral(ch, uid, content).await
+    }
+}
+
+#[async_trait]
+impl Answers for SlackChat {
+    async fn answer(&self, channel: &str, user: &UserId, answer: &Answer) -> Result<(), ChatError> {
+        let Some(uid) = user.as_str().strip_prefix("slack:") else {
+            return Err(chat_error(format!(
+                "cannot answer {user} on Slack: not a Slack user id"
+            )));
+        };
+        self.ephemeral(channel, uid, self.reply_json(answer)).await
     }
 }
 

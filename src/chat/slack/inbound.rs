@@ -16,9 +16,9 @@
 //!   once, and one that got its answer changes nothing;
 //! - a slash command that opens a proposal (planning can take longer than
 //!   Slack's 3 s) is written to the store's inbox first, answered, then
-//!   carried out; a restart carries out what is left
-//!   ([`SlackInbound::resume`]), and the proposal claims the command's
-//!   `trigger_id`, so it is opened once;
+//!   carried out; a restart carries out what is left, and the proposal
+//!   claims the command's `trigger_id`, so it is opened once (the
+//!   platform-neutral [`CommandHandler`] does this for every platform);
 //! - when the store cannot record an input, the answer is a 5xx, so Slack
 //!   retries and the person sees that it did not work.
 
@@ -36,11 +36,8 @@ use slack_morphism::prelude::*;
 use subtle::ConstantTimeEq;
 
 use super::chat::SlackChat;
-use super::render::{self, Reply, Summary};
-use crate::chat::commands::{self, Command};
-use crate::domain::{MessageRef, Origin, ProposalId, ServiceName, UserId, VoteKind, VoteVia};
-use crate::engine::{Engine, ProposeRequest};
-use crate::store::Claim;
+use crate::chat::handler::{CommandHandler, CommandInput, VoteError, VoteInput, VoteOn, Voted};
+use crate::domain::{MessageRef, ProposalId, UserId, VoteKind, VoteVia};
 
 /// Largest clock difference accepted on a signed request.
 pub const MAX_SKEW_SECONDS: i64 = 300;
@@ -106,279 +103,70 @@ pub fn verify_signature(
     }
 }
 
-/// Handles Slack's inbound events, whichever transport brought them.
+/// Handles Slack's inbound events, whichever transport brought them:
+/// decodes them into the [`CommandHandler`]'s neutral inputs and lays out
+/// its answers.
 pub struct SlackInbound {
-    engine: Engine,
+    handler: Arc<CommandHandler>,
     chat: Arc<SlackChat>,
     signing_secret: String,
 }
 
 impl SlackInbound {
-    pub fn new(engine: Engine, chat: Arc<SlackChat>, signing_secret: String) -> Arc<Self> {
+    pub fn new(
+        handler: Arc<CommandHandler>,
+        chat: Arc<SlackChat>,
+        signing_secret: String,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            engine,
+            handler,
             chat,
             signing_secret,
         })
     }
 
-    /// Runs `fut` on the engine's task tracker, so shutdown and tests wait
-    /// for events being handled as for rollbacks.
-    fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
-        self.engine.tasks().spawn("slack event", fut);
-    }
-
     /// Waits until no event is being processed (nor any rollback running).
     pub async fn wait_idle(&self) {
-        self.engine.wait_idle().await;
+        self.handler.wait_idle().await;
     }
 
     /// Whether any event task panicked (tests fail on this).
     pub fn background_panicked(&self) -> bool {
-        self.engine.background_panicked()
+        self.handler.background_panicked()
     }
 
-    fn locale_of(&self, service: Option<&str>) -> String {
-        service
-            .and_then(|s| self.engine.service_named(s).ok())
-            .map(|s| s.locale.clone())
-            .unwrap_or_else(|| "en".into())
+    /// Carries out the commands acknowledged before a restart but not yet
+    /// done (every platform's: see [`CommandHandler::resume`]).
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub fn resume(&self) -> Result<usize, crate::store::StoreError> {
+        self.handler.resume()
     }
 
-    fn reply(&self, locale: &str, r: &Reply) -> serde_json::Value {
-        match render::reply(self.chat.templates(), locale, r) {
-            Ok(r) => r.json,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot render a command reply");
-                serde_json::json!({"response_type": "ephemeral", "text": "rollbot could not render its answer; see its logs"})
-            }
-        }
-    }
-
-    /// Handles `/rollback …`; returns the immediate ephemeral answer. Work
-    /// that may take long (planning a proposal or a drill) is recorded in
-    /// the store first, then runs in the background and answers with an
-    /// ephemeral message when it fails.
+    /// Handles `/rollback …`; returns the immediate ephemeral answer (see
+    /// [`CommandHandler::command`]).
     ///
     /// # Errors
     /// The command could not be recorded (answer 5xx).
     pub async fn command(
-        self: &Arc<Self>,
+        &self,
         ev: &SlackCommandEvent,
     ) -> Result<serde_json::Value, crate::store::StoreError> {
-        let services: Vec<String> = self
-            .engine
-            .services()
-            .keys()
-            .map(ToString::to_string)
-            .collect();
-        let names: Vec<&str> = services.iter().map(String::as_str).collect();
-        let text = ev.text.clone().unwrap_or_default();
-        let user = ev.user_id.0.clone();
-        let channel = ev.channel_id.0.clone();
-        let trigger = ev.trigger_id.0.clone();
-        let cmd = match commands::parse(&text, &names) {
-            Ok(c) => c,
-            Err(error) => return Ok(self.reply("en", &Reply::Error { error })),
+        let Some(user) = slack_user(&ev.user_id.0) else {
+            return Ok(serde_json::json!({}));
         };
-        tracing::info!(%user, %channel, ?cmd, "slash command");
-        let store = self.engine.store();
-        let list =
-            |title, service: Option<String>, keep: &dyn Fn(&crate::domain::Proposal) -> bool| {
-                let mut items: Vec<_> = match store.list() {
-                    Ok(l) => l.into_iter().filter(|p| keep(p)).collect(),
-                    Err(e) => {
-                        return Reply::Failed {
-                            text: format!("the store could not be read: {e}"),
-                        };
-                    }
-                };
-                items.sort_by_key(|p| std::cmp::Reverse(p.created_at));
-                items.truncate(10);
-                Reply::Proposals {
-                    title,
-                    service,
-                    items: items.iter().map(Summary::of).collect(),
-                }
-            };
-        Ok(match cmd {
-            Command::Help => self.reply("en", &Reply::Help { services }),
-            Command::List | Command::Status { id: None } => {
-                self.reply("en", &list("list", None, &|p| p.is_open()))
-            }
-            Command::Status { id: Some(id) } => match self.engine.get(&id) {
-                Ok(p) => self.reply(
-                    &p.locale,
-                    &Reply::Proposals {
-                        title: "one",
-                        service: None,
-                        items: vec![Summary::of(&p)],
-                    },
-                ),
-                Err(e) => self.reply(
-                    "en",
-                    &Reply::Failed {
-                        text: e.to_string(),
-                    },
-                ),
-            },
-            Command::History { service } => {
-                let locale = self.locale_of(Some(&service));
-                let s = service.clone();
-                self.reply(
-                    &locale,
-                    &list("history", Some(service), &|p| p.service.as_str() == s),
-                )
-            }
-            // Quick: done before answering, so the answer is the outcome.
-            Command::Cancel { id } => {
-                let Some(by) = slack_user(&user) else {
-                    return Ok(serde_json::json!({}));
-                };
-                match self.engine.cancel(&id, &by).await {
-                    Ok(p) => self.reply(&p.locale, &Reply::Cancelled { id: id.to_string() }),
-                    Err(crate::engine::EngineError::Store(e)) => return Err(e),
-                    Err(e) => self.reply(
-                        "en",
-                        &Reply::Failed {
-                            text: e.to_string(),
-                        },
-                    ),
-                }
-            }
-            Command::Drill { service, reason } => {
-                let reason = if reason.is_empty() {
-                    "rollback drill".to_string()
-                } else {
-                    reason
-                };
-                let accepted = Reply::DrillAccepted {
-                    service: service.clone(),
-                };
-                self.open(
-                    PendingCommand {
-                        key: command_key(&trigger),
-                        channel,
-                        user,
-                        service,
-                        origin: Origin::Drill,
-                        to_revision: None,
-                        reason,
-                    },
-                    accepted,
-                )
-                .await?
-            }
-            Command::Propose {
-                service,
-                to_revision,
-                reason,
-            } => {
-                let accepted = Reply::Accepted {
-                    service: service.clone(),
-                };
-                self.open(
-                    PendingCommand {
-                        key: command_key(&trigger),
-                        channel,
-                        user,
-                        service,
-                        origin: Origin::Command,
-                        to_revision,
-                        reason,
-                    },
-                    accepted,
-                )
-                .await?
-            }
-        })
-    }
-
-    /// Records the command in the store's inbox, answers `accepted`, and
-    /// opens the proposal (or drill) in the background; a failure is
-    /// answered privately with its reason.
-    async fn open(
-        self: &Arc<Self>,
-        cmd: PendingCommand,
-        accepted: Reply,
-    ) -> Result<serde_json::Value, crate::store::StoreError> {
-        let locale = self.locale_of(Some(&cmd.service));
-        let answer = self.reply(&locale, &accepted);
-        let store = self.engine.store();
-        store.inbox_put(&cmd.key, &cmd)?;
-        store.flush().await?;
-        let me = self.clone();
-        self.spawn(async move { me.carry_out(cmd).await });
-        Ok(answer)
-    }
-
-    /// Opens the proposal a recorded command asks for, then forgets the
-    /// command. Opening claims the command's key, so doing it again after a
-    /// restart opens nothing twice.
-    async fn carry_out(&self, cmd: PendingCommand) {
-        let locale = self.locale_of(Some(&cmd.service));
-        let (Ok(name), Some(proposer)) = (ServiceName::parse(&cmd.service), slack_user(&cmd.user))
-        else {
-            self.forget(&cmd.key);
-            return;
+        let input = CommandInput {
+            platform: PLATFORM.into(),
+            channel: ev.channel_id.0.clone(),
+            user,
+            text: ev.text.clone().unwrap_or_default(),
+            key: ev.trigger_id.0.clone(),
+            // A slash command does not say the user's locale.
+            locale: None,
         };
-        let req = ProposeRequest {
-            service: name,
-            origin: cmd.origin,
-            proposer,
-            reason: cmd.reason.clone(),
-            to_revision: cmd.to_revision,
-            alert: None,
-            channel: Some(format!("slack:{}", cmd.channel)),
-        };
-        // `propose_once` sends a drill to the engine's drill path.
-        match self.engine.propose_once(req, &cmd.key).await {
-            Ok(_) => {}
-            // Left in the inbox: the next start tries again.
-            Err(crate::engine::EngineError::Store(e)) => {
-                tracing::error!(command = %cmd.key, error = %e, "command not carried out; it is retried at the next start");
-                return;
-            }
-            Err(e) => {
-                let r = Reply::Failed {
-                    text: e.to_string(),
-                };
-                self.answer(&cmd.channel, &cmd.user, &locale, &r).await;
-            }
-        }
-        self.forget(&cmd.key);
-    }
-
-    fn forget(&self, key: &str) {
-        if let Err(e) = self.engine.store().inbox_done(key) {
-            tracing::error!(command = %key, error = %e, "could not forget a carried-out command");
-        }
-    }
-
-    /// Carries out the commands acknowledged before a restart but not yet
-    /// done. Call once at start-up.
-    ///
-    /// # Errors
-    /// The store cannot be read.
-    pub fn resume(self: &Arc<Self>) -> Result<usize, crate::store::StoreError> {
-        let left = self
-            .engine
-            .store()
-            .inbox::<PendingCommand>(COMMAND_PREFIX)?;
-        let n = left.len();
-        for (_, cmd) in left {
-            tracing::info!(command = %cmd.key, service = %cmd.service, "carrying out a command acknowledged before the restart");
-            let me = self.clone();
-            self.spawn(async move { me.carry_out(cmd).await });
-        }
-        Ok(n)
-    }
-
-    async fn answer(&self, channel: &str, user: &str, locale: &str, r: &Reply) {
-        let content = self.reply(locale, r);
-        if let Err(e) = self.chat.ephemeral(channel, user, content).await {
-            tracing::error!(error = %e, "could not queue a command answer");
-        }
+        let answer = self.handler.command(input).await?;
+        Ok(self.chat.reply_json(&answer))
     }
 
     /// Handles an Events API callback (reactions): a vote is stored (with
@@ -386,59 +174,38 @@ impl SlackInbound {
     ///
     /// # Errors
     /// The vote could not be stored (answer 5xx so Slack retries).
-    pub async fn push(self: &Arc<Self>, ev: SlackPushEventCallback) -> Result<(), PushError> {
+    pub async fn push(&self, ev: SlackPushEventCallback) -> Result<(), PushError> {
         let key = format!("slack:event:{}", ev.event_id.0);
         let vote = match &ev.event {
             SlackEventCallbackBody::ReactionAdded(r) => {
-                self.reaction(&r.user, &r.reaction, &r.item, true)
+                self.reaction(&r.user, &r.reaction, &r.item, true, &key)
             }
             SlackEventCallbackBody::ReactionRemoved(r) => {
-                self.reaction(&r.user, &r.reaction, &r.item, false)
+                self.reaction(&r.user, &r.reaction, &r.item, false, &key)
             }
             _ => None,
         };
-        let (id, voter, kind, added) = match vote {
-            Some(Reaction::Vote(id, voter, kind, added)) => (id, voter, kind, added),
-            // Slack has the message and people react, but the store has
-            // not recorded its ts yet (the post is being delivered): not
-            // claimed, answered 503, and Slack delivers it again.
-            Some(Reaction::NotYetBound(ts)) => return Err(PushError::NotYetBound(ts)),
-            None => {
-                // Nothing to do; remember it only so a retry is skipped quietly.
-                if let Claim::Seen(_) = self.engine.claim(&key, "ignored")? {
-                    tracing::debug!(event = %ev.event_id.0, "duplicate Slack event ignored");
-                }
-                return Ok(());
-            }
+        let Some(vote) = vote else {
+            // Nothing to do; remember it only so a retry is skipped quietly.
+            self.handler.skip(&key)?;
+            return Ok(());
         };
-        let done = if added {
-            self.engine
-                .vote_once(&id, &voter, kind, VoteVia::Reaction, Some(&key))
-                .await?
-                .is_some()
-        } else if kind == VoteKind::Approve {
-            self.engine
-                .withdraw_once(&id, &voter, Some(&key))
-                .await?
-                .is_some()
-        } else {
-            self.engine.claim(&key, id.as_str())? == Claim::New
-        };
-        if !done {
+        if self.handler.vote(vote).await? == Voted::Repeat {
             tracing::debug!(event = %ev.event_id.0, "duplicate Slack event ignored");
         }
         Ok(())
     }
 
-    /// The vote a reaction stands for: on a proposal's message, with the
-    /// approve or reject emoji, by a Slack user.
+    /// The vote a reaction stands for: the approve or reject emoji on a
+    /// message, by a Slack user.
     fn reaction(
         &self,
         user: &SlackUserId,
         reaction: &SlackReactionName,
         item: &SlackReactionsItem,
         added: bool,
-    ) -> Option<Reaction> {
+        key: &str,
+    ) -> Option<VoteInput> {
         let SlackReactionsItem::Message(msg) = item else {
             return None;
         };
@@ -452,42 +219,33 @@ impl SlackInbound {
             return None;
         };
         let voter = slack_user(&user.0)?;
-        match self.proposal_at(&channel, &msg.origin.ts.0) {
-            Some(id) => Some(Reaction::Vote(id, voter, kind, added)),
-            // Not a message of ours, unless a post is still being delivered.
-            None if !self.chat.outbox().is_empty() => {
-                Some(Reaction::NotYetBound(msg.origin.ts.0.clone()))
-            }
-            None => None,
-        }
-    }
-
-    /// The proposal whose message is `ts` in `channel`, directly or through
-    /// the outbox's provisional reference.
-    fn proposal_at(&self, channel: &str, ts: &str) -> Option<ProposalId> {
-        let at = |message: String| MessageRef {
-            platform: "slack".into(),
-            channel: channel.to_string(),
-            message,
-        };
-        if let Ok(Some(id)) = self.engine.proposal_for_message(&at(ts.to_string())) {
-            return Some(id);
-        }
-        let pending = self.chat.outbox().pending_for(ts).ok().flatten()?;
-        self.engine
-            .proposal_for_message(&at(pending))
-            .ok()
-            .flatten()
+        let ts = msg.origin.ts.0.clone();
+        let outbox = self.chat.outbox();
+        Some(VoteInput {
+            on: VoteOn::Message {
+                provisional: outbox.pending_for(&ts).ok().flatten(),
+                // Posts still queued: the message may be one whose ts the
+                // store has not recorded yet.
+                posting: !outbox.is_empty(),
+                at: MessageRef {
+                    platform: PLATFORM.into(),
+                    channel,
+                    message: ts,
+                },
+            },
+            voter,
+            kind,
+            withdraw: !added,
+            via: VoteVia::Reaction,
+            key: Some(key.to_string()),
+        })
     }
 
     /// Handles a button click: the vote is stored before this returns.
     ///
     /// # Errors
     /// The vote could not be stored (answer 5xx).
-    pub async fn interaction(
-        self: &Arc<Self>,
-        ev: SlackInteractionEvent,
-    ) -> Result<(), crate::engine::EngineError> {
+    pub async fn interaction(&self, ev: SlackInteractionEvent) -> Result<(), PushError> {
         let SlackInteractionEvent::BlockActions(ev) = ev else {
             return Ok(());
         };
@@ -510,57 +268,29 @@ impl SlackInbound {
             let Some(voter) = slack_user(&user) else {
                 continue;
             };
-            self.engine.vote(&id, &voter, kind, VoteVia::Button).await?;
+            self.handler
+                .vote(VoteInput {
+                    on: VoteOn::Proposal(id),
+                    voter,
+                    kind,
+                    withdraw: false,
+                    via: VoteVia::Button,
+                    key: None,
+                })
+                .await?;
         }
         Ok(())
     }
 }
 
-/// What a reaction event asks for.
-enum Reaction {
-    /// A vote (or a withdrawal when not `added`) on a proposal.
-    Vote(ProposalId, UserId, VoteKind, bool),
-    /// A vote emoji on a message rollbot does not know while posts are
-    /// still being delivered: maybe a proposal whose ts is not recorded yet.
-    NotYetBound(String),
-}
+/// Why a reaction or click was not handled; answered 503 so Slack retries.
+pub type PushError = VoteError;
 
-/// Why a reaction event was not handled; answered 503 so Slack retries.
-#[derive(Debug, thiserror::Error)]
-pub enum PushError {
-    #[error(transparent)]
-    Engine(#[from] crate::engine::EngineError),
-    #[error("a vote on message {0}, which rollbot may still be posting; Slack delivers it again")]
-    NotYetBound(String),
-}
-
-impl From<crate::store::StoreError> for PushError {
-    fn from(e: crate::store::StoreError) -> Self {
-        Self::Engine(e.into())
-    }
-}
-
-/// Inbox keys of Slack commands.
-const COMMAND_PREFIX: &str = "slack:cmd:";
-
-fn command_key(trigger: &str) -> String {
-    format!("{COMMAND_PREFIX}{trigger}")
-}
-
-/// A slash command acknowledged and recorded, to be carried out.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct PendingCommand {
-    key: String,
-    channel: String,
-    user: String,
-    service: String,
-    origin: Origin,
-    to_revision: Option<u64>,
-    reason: String,
-}
+/// The platform name of Slack's channels and users.
+const PLATFORM: &str = "slack";
 
 fn slack_user(id: &str) -> Option<UserId> {
-    UserId::new("slack", id).ok()
+    UserId::new(PLATFORM, id).ok()
 }
 
 /// Checks the signature of an HTTP request; 401 when it is not Slack's.

@@ -3,7 +3,8 @@
 //! - [`chat`]: the engine's `Chat` port — rendered Block Kit messages queued
 //!   in the durable [`crate::outbox`] and delivered with the Web API
 //!   (`chat.postMessage`, `chat.update`, `chat.postEphemeral`, file uploads).
-//! - [`inbound`]: slash commands, reactions and buttons over signed HTTP.
+//! - [`inbound`]: slash commands, reactions and buttons over signed HTTP,
+//!   decoded for the platform-neutral [`CommandHandler`].
 //! - [`decode`]: the decoding of those HTTP bodies, shared with the fuzz
 //!   targets.
 //! - [`socket`]: the same events over Socket Mode instead of HTTP.
@@ -44,6 +45,7 @@ use slack_morphism::errors::SlackClientError;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::chat::handler::CommandHandler;
 use crate::config::{SlackConfig, SlackGroupRef};
 use crate::domain::ServiceName;
 use crate::engine::Engine;
@@ -245,20 +247,20 @@ impl Slack {
             .map_err(|e| SlackSetupError::SocketMode(error_text(&e)))
     }
 
-    /// The inbound event handler for `engine`.
+    /// Slack's inbound events, decoded for `handler`.
     ///
     /// # Errors
     /// The signing secret cannot be read.
     pub fn inbound(
         &self,
         config: &SlackConfig,
-        engine: Engine,
+        handler: Arc<CommandHandler>,
     ) -> Result<Arc<SlackInbound>, SlackSetupError> {
         let secret = config
             .signing_secret
             .read("slack.signing_secret")
             .map_err(SlackSetupError::Secret)?;
-        Ok(SlackInbound::new(engine, self.chat.clone(), secret))
+        Ok(SlackInbound::new(handler, self.chat.clone(), secret))
     }
 
     /// Connects in the background and returns at once: learns the bot's

@@ -14,10 +14,11 @@
 use serde::Serialize;
 use slack_morphism::prelude::SlackMessageContent;
 
-use crate::chat::commands::CommandError;
 use crate::domain::{Proposal, State, UserId};
 use crate::ports::{PrivateNote, ThreadNote};
 use crate::templates::{TemplateError, Templates};
+
+pub use crate::chat::reply::{Reply, Summary};
 
 /// A rendering failure: a template bug, never a person's mistake.
 #[derive(Debug, thiserror::Error)]
@@ -235,65 +236,6 @@ pub fn private(t: &Templates, p: &Proposal, note: &PrivateNote) -> Result<Render
         minijinja::context! { text => escape(&text) },
     )?;
     finish("private.json", out)
-}
-
-/// One line of `/rollback status|list|history`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Summary {
-    pub id: String,
-    pub service: String,
-    pub state: State,
-    pub approvals: usize,
-    pub required: u8,
-    pub created_at: String,
-    /// A drill: answers say so, since a drill's "rolled back" touched no
-    /// production workload.
-    pub drill: bool,
-}
-
-impl Summary {
-    pub fn of(p: &Proposal) -> Self {
-        Self {
-            id: p.id.to_string(),
-            service: p.service.to_string(),
-            state: p.state,
-            approvals: p.approvals.len(),
-            required: p.required,
-            created_at: p.created_at.to_rfc3339(),
-            drill: p.drill,
-        }
-    }
-}
-
-/// An answer to a `/rollback` command, shown only to the person who typed it.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "reply", rename_all = "snake_case")]
-pub enum Reply {
-    Help {
-        services: Vec<String>,
-    },
-    Error {
-        error: CommandError,
-    },
-    /// A failure reported by the engine (already phrased for people).
-    Failed {
-        text: String,
-    },
-    Accepted {
-        service: String,
-    },
-    /// `/rollback drill SERVICE` was accepted; the copy is being made.
-    DrillAccepted {
-        service: String,
-    },
-    Cancelled {
-        id: String,
-    },
-    Proposals {
-        title: &'static str,
-        service: Option<String>,
-        items: Vec<Summary>,
-    },
 }
 
 /// Renders a command reply.

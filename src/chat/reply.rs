@@ -1,0 +1,103 @@
+//! The neutral answer to a `/rollback` command ([`Reply`]): what is said,
+//! not how; each chat adapter lays it out (Slack with
+//! `templates/<locale>/slack/reply.json.j2`).
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::chat::commands::CommandError;
+use crate::domain::{Proposal, State, UserId};
+use crate::ports::ChatError;
+
+/// One line of `/rollback status|list|history`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub id: String,
+    pub service: String,
+    pub state: State,
+    pub approvals: usize,
+    pub required: u8,
+    pub created_at: String,
+    /// A drill: answers say so, since a drill's "rolled back" touched no
+    /// production workload.
+    pub drill: bool,
+}
+
+impl Summary {
+    pub fn of(p: &Proposal) -> Self {
+        Self {
+            id: p.id.to_string(),
+            service: p.service.to_string(),
+            state: p.state,
+            approvals: p.approvals.len(),
+            required: p.required,
+            created_at: p.created_at.to_rfc3339(),
+            drill: p.drill,
+        }
+    }
+}
+
+/// An answer to a `/rollback` command, shown only to the person who typed it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    Help {
+        services: Vec<String>,
+    },
+    Error {
+        error: CommandError,
+    },
+    /// A failure reported by the engine (already phrased for people).
+    Failed {
+        text: String,
+    },
+    /// rollbot's own failure, logged under `reference` (see
+    /// [`crate::chat::failure`]).
+    Internal {
+        reference: String,
+    },
+    Accepted {
+        service: String,
+    },
+    /// `/rollback drill SERVICE` was accepted; the copy is being made.
+    DrillAccepted {
+        service: String,
+    },
+    Cancelled {
+        id: String,
+    },
+    Proposals {
+        title: &'static str,
+        service: Option<String>,
+        items: Vec<Summary>,
+    },
+}
+
+/// A command's answer and the locale to word it in.
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    pub locale: String,
+    pub reply: Reply,
+}
+
+impl Answer {
+    pub fn new(locale: impl Into<String>, reply: Reply) -> Self {
+        Self {
+            locale: locale.into(),
+            reply,
+        }
+    }
+}
+
+/// Sends a command's answer, later, to the person who typed the command
+/// (work carried out after the command was acknowledged, e.g. a proposal
+/// that could not be opened). Each platform that takes commands
+/// implements it; [`crate::chat::router::ChatRouter`] picks the platform.
+#[async_trait]
+pub trait Answers: Send + Sync {
+    /// Tells `user`, alone, `answer` in `channel` (`platform:channel`).
+    ///
+    /// # Errors
+    /// The answer could not be sent or queued.
+    async fn answer(&self, channel: &str, user: &UserId, answer: &Answer) -> Result<(), ChatError>;
+}

@@ -1,0 +1,352 @@
+//! The rollout as a pipeline of recorded steps: runbook hooks before and
+//! after the rollback, what a failing hook does, and resuming each step
+//! after a restart. Hooks are plugged in from here, as the runbook
+//! executors will be.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rollbot::domain::pipeline::Step;
+use rollbot::domain::{EventKind, Plan, ServiceName, State, TimelineEvent};
+use rollbot::ports::memory::ChatCall;
+use rollbot::ports::{CheckResult, ExecError, ExecErrorKind, Hook, Hooks, ThreadNote, Verdict};
+use support::*;
+use tokio::sync::mpsc;
+
+/// A hook that writes what it saw into a shared log, optionally failing.
+struct LogHook {
+    name: String,
+    log: Arc<Mutex<Vec<String>>>,
+    executions: Arc<rollbot::ports::memory::ScriptedExecutor>,
+    fail: bool,
+}
+
+#[async_trait]
+impl Hook for LogHook {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn run(
+        &self,
+        service: &ServiceName,
+        _plan: &Plan,
+        progress: mpsc::Sender<String>,
+    ) -> Result<String, ExecError> {
+        self.log.lock().unwrap().push(format!(
+            "{} for {service} after {} rollbacks",
+            self.name,
+            self.executions.executions()
+        ));
+        let _ = progress.send("working".into()).await;
+        if self.fail {
+            return Err(ExecError::new(ExecErrorKind::Other, "exit status 3"));
+        }
+        Ok("done".into())
+    }
+}
+
+fn hook(t: &Tester, name: &str, log: &Arc<Mutex<Vec<String>>>, fail: bool) -> Arc<dyn Hook> {
+    Arc::new(LogHook {
+        name: name.into(),
+        log: log.clone(),
+        executions: t.executor.clone(),
+        fail,
+    })
+}
+
+/// The verifier's answer: recovered.
+fn recovers(t: &Tester) {
+    t.verifier.push(Verdict::Passed {
+        checks: vec![CheckResult {
+            name: "success rate".into(),
+            passed: true,
+            value: "0.998".into(),
+        }],
+    });
+}
+
+fn payment() -> ServiceName {
+    ServiceName::parse("payment-api").unwrap()
+}
+
+/// The steps recorded on a timeline: (step, "started" | "ok" | "failed").
+fn steps(timeline: &[TimelineEvent]) -> Vec<(Step, &'static str)> {
+    timeline
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::StepStarted { step } => Some((*step, "started")),
+            EventKind::StepFinished { step, ok, .. } => {
+                Some((*step, if *ok { "ok" } else { "failed" }))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn thread_texts(t: &Tester) -> Vec<String> {
+    t.chat
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            ChatCall::Thread { note, .. } => Some(serde_json::to_string(&note).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn hooks_run_in_order_around_the_rollback_and_every_step_is_recorded() {
+    bounded(async {
+        let t = Tester::new();
+        recovers(&t);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        t.engine.set_hooks(
+            payment(),
+            Hooks {
+                before: vec![
+                    hook(&t, "db-backup", &log, false),
+                    hook(&t, "maintenance-on", &log, false),
+                ],
+                after: vec![hook(&t, "maintenance-off", &log, false)],
+            },
+        );
+        let p = t.propose_by("slack:UALICE").await.unwrap();
+        t.approve(&p.id, "slack:UBOB").await;
+        t.approve(&p.id, "slack:UCAROL").await;
+        t.settle().await;
+        assert_eq!(
+            *log.lock().unwrap(),
+            [
+                "db-backup for payment-api after 0 rollbacks",
+                "maintenance-on for payment-api after 0 rollbacks",
+                "maintenance-off for payment-api after 1 rollbacks",
+            ]
+        );
+        let e = t.proposal(&p.id);
+        e.expect_state(State::Verified);
+        use Step::*;
+        assert_eq!(
+            steps(&e.timeline),
+            [
+                (BeforeHooks, "started"),
+                (BeforeHooks, "ok"),
+                (Rollback, "started"),
+                (Rollback, "ok"),
+                (AfterHooks, "started"),
+                (AfterHooks, "ok"),
+                (Verify, "started"),
+                (Verify, "ok"),
+                (Report, "started"),
+                (Report, "ok"),
+            ]
+        );
+        // Hook output reaches the thread like the rollback's progress.
+        assert!(
+            e.timeline.iter().any(|ev| matches!(
+                &ev.kind,
+                EventKind::Progress { line } if line == "db-backup: working"
+            )),
+            "{:?}",
+            e.timeline
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failing_before_hook_stops_the_rollout_before_anything_is_rolled_back() {
+    bounded(async {
+        let t = Tester::new();
+        recovers(&t);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        t.engine.set_hooks(
+            payment(),
+            Hooks {
+                before: vec![
+                    hook(&t, "db-backup", &log, true),
+                    hook(&t, "never", &log, false),
+                ],
+                after: vec![],
+            },
+        );
+        let p = t.propose_by("slack:UALICE").await.unwrap();
+        t.approve(&p.id, "slack:UBOB").await;
+        t.approve(&p.id, "slack:UCAROL").await;
+        t.settle().await;
+        assert_eq!(t.executor.executions(), 0, "nothing may be rolled back");
+        assert_eq!(log.lock().unwrap().len(), 1, "later hooks do not run");
+        let e = t.proposal(&p.id);
+        e.expect_state(State::Failed);
+        assert_eq!(
+            steps(&e.timeline),
+            [
+                (Step::BeforeHooks, "started"),
+                (Step::BeforeHooks, "failed")
+            ]
+        );
+        let failed = t
+            .chat
+            .calls()
+            .into_iter()
+            .find_map(|c| match c {
+                ChatCall::Thread {
+                    note: ThreadNote::ExecutionFinished { ok: false, detail },
+                    ..
+                } => Some(detail),
+                _ => None,
+            })
+            .expect("the thread says the rollout failed");
+        assert!(
+            failed.contains("db-backup: exit status 3")
+                && failed.contains("nothing was rolled back"),
+            "{failed}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failing_after_hook_still_verifies_and_asks_people_to_finish_it() {
+    bounded(async {
+        let t = Tester::new();
+        recovers(&t);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        t.engine.set_hooks(
+            payment(),
+            Hooks {
+                before: vec![],
+                after: vec![hook(&t, "traffic-back", &log, true)],
+            },
+        );
+        let p = t.propose_by("slack:UALICE").await.unwrap();
+        t.approve(&p.id, "slack:UBOB").await;
+        t.approve(&p.id, "slack:UCAROL").await;
+        t.settle().await;
+        assert_eq!(t.executor.executions(), 1);
+        let e = t.proposal(&p.id);
+        e.expect_state(State::Verified);
+        assert!(steps(&e.timeline).contains(&(Step::AfterHooks, "failed")));
+        assert!(steps(&e.timeline).contains(&(Step::Verify, "ok")));
+        assert!(
+            thread_texts(&t)
+                .iter()
+                .any(|n| n.contains("traffic-back: exit status 3")),
+            "{:?}",
+            thread_texts(&t)
+        );
+    })
+    .await;
+}
+
+/// Leaves `payment-api`'s proposal as a crash would: approved, executing,
+/// with `marks` as the last things recorded.
+async fn interrupted(
+    t: &Tester,
+    state: State,
+    marks: Vec<EventKind>,
+) -> rollbot::domain::ProposalId {
+    let p = t.propose_by("slack:UALICE").await.unwrap();
+    let now = rollbot::domain::Clock::now(t.clock.as_ref());
+    t.engine
+        .store()
+        .update(&p.id, now, |p| {
+            for to in [State::Approved, State::Executing] {
+                p.transition(to, now).map_err(|e| e.to_string())?;
+            }
+            if state == State::RolledBack {
+                p.transition(State::RolledBack, now)
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(((), marks.clone()))
+        })
+        .unwrap();
+    t.engine.store().flush().await.unwrap();
+    p.id
+}
+
+#[tokio::test]
+async fn an_interrupted_before_hook_runs_again_and_the_rollback_once() {
+    bounded(async {
+        let t = Tester::new();
+        recovers(&t);
+        let id = interrupted(
+            &t,
+            State::Executing,
+            vec![
+                EventKind::ExecutionStarted,
+                EventKind::StepStarted {
+                    step: Step::BeforeHooks,
+                },
+            ],
+        )
+        .await;
+        let t = t.restart().await;
+        recovers(&t);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        t.engine.set_hooks(
+            payment(),
+            Hooks {
+                before: vec![hook(&t, "db-backup", &log, false)],
+                after: vec![],
+            },
+        );
+        t.engine.recover().await.unwrap();
+        t.settle().await;
+        assert_eq!(log.lock().unwrap().len(), 1);
+        assert_eq!(t.executor.executions(), 1);
+        let e = t.proposal(&id);
+        e.expect_state(State::Verified);
+        assert!(e.timeline.iter().any(|ev| matches!(
+            ev.kind,
+            EventKind::Resumed {
+                step: rollbot::domain::ResumeStep::BeforeHooks
+            }
+        )));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_restart_after_the_rollback_step_goes_on_with_the_next_step_without_rolling_back_again() {
+    bounded(async {
+        let t = Tester::new();
+        recovers(&t);
+        let id = interrupted(
+            &t,
+            State::RolledBack,
+            vec![
+                EventKind::StepStarted {
+                    step: Step::Rollback,
+                },
+                EventKind::StepFinished {
+                    step: Step::Rollback,
+                    ok: true,
+                    detail: "rolled_back".into(),
+                },
+            ],
+        )
+        .await;
+        let t = t.restart().await;
+        recovers(&t);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        t.engine.set_hooks(
+            payment(),
+            Hooks {
+                before: vec![hook(&t, "never-again", &log, false)],
+                after: vec![hook(&t, "maintenance-off", &log, false)],
+            },
+        );
+        t.engine.recover().await.unwrap();
+        t.settle().await;
+        assert_eq!(t.executor.executions(), 0, "the rollback is not repeated");
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["maintenance-off for payment-api after 0 rollbacks"]
+        );
+        t.proposal(&id).expect_state(State::Verified);
+    })
+    .await;
+}
