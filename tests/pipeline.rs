@@ -193,9 +193,9 @@ async fn a_failing_before_hook_stops_the_rollout_before_anything_is_rolled_back(
             .into_iter()
             .find_map(|c| match c {
                 ChatCall::Thread {
-                    note: ThreadNote::ExecutionFinished { ok: false, detail },
+                    note: ThreadNote::ExecutionFailed { error },
                     ..
-                } => Some(detail),
+                } => Some(error.message),
                 _ => None,
             })
             .expect("the thread says the rollout failed");
