@@ -7,13 +7,15 @@
 //!   structure (timeline with times, durations, impact, trigger conditions,
 //!   a verification table with before/after values, and sections left for
 //!   people to fill), plus a PNG chart when there is a metric series.
-//! - [`render_note`] is the generic plain-text rendering of every
-//!   [`ThreadNote`], for any chat adapter that has no richer layout (and for
-//!   the console). The resolved notice is rendered from the proposal alone.
-//! - [`chart_png`] draws the metric with markers at alert start, approval,
-//!   rollback complete and resolution. Its font is bundled
-//!   (`assets/fonts/DejaVuSans.ttf`) so no system fonts are needed; labels
-//!   are ASCII for that reason.
+//! - [`render_note`], [`render_proposal`] and [`render_private`] are the
+//!   plain-text layouts (`templates/text/`) of every message, for the
+//!   console and any chat adapter without a richer layout. The resolved
+//!   notice needs the proposal and its note alone ([`impact`],
+//!   [`first_check`]).
+//! - [`attachments`] names the report's files, as a drill's or an
+//!   incident's.
+//! - [`chart_png`] (in `chart`) draws the metric with markers at alert
+//!   start, approval, rollback complete and resolution.
 
 use std::sync::OnceLock;
 
