@@ -25,8 +25,11 @@
 //! - [`http`]: the axum server: health, readiness, the read API, alert
 //!   webhooks (`/webhooks/…`) and `/metrics`.
 //! - [`metrics`]: the Prometheus counters behind `/metrics`.
-//! - [`chat`]: the `/rollback` command parser and the chat adapters (Slack,
-//!   and the console used by the demo and drills).
+//! - [`chat`]: the platform-neutral side of chat: the `/rollback` parser,
+//!   the one handler of commands and votes for every platform, the
+//!   `ChatRouter` that sends each message to its channel's platform, the
+//!   user/internal error split; and the adapters (Slack, the console used
+//!   by the demo and drills, none), which only decode and render.
 //! - [`outbox`]: the durable, ordered queue every chat message goes through.
 //! - [`exec`]: executors; `kubernetes` plans and runs kubectl-identical
 //!   rollbacks with kube-rs.

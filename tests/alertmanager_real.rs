@@ -19,6 +19,10 @@ use support::*;
 
 const BINARY: &str = "/usr/bin/prometheus-alertmanager";
 
+/// How long Alertmanager may take to start or deliver: its group waits
+/// and retry back-off are seconds, not milliseconds.
+const ALERTMANAGER_WAIT: Duration = Duration::from_secs(30);
+
 /// A running Alertmanager, killed (by its own pid) when dropped.
 struct Alertmanager {
     child: Child,
@@ -97,25 +101,17 @@ receivers:
         };
         let client = reqwest::Client::new();
         let ready = format!("{}/-/ready", am.base);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
+        wait_until_within(ALERTMANAGER_WAIT, "Alertmanager is ready", async || {
             if let Some(status) = am.child.try_wait().unwrap() {
                 panic!("Alertmanager exited at start-up with {status}; see its stderr above");
             }
-            if client
+            client
                 .get(&ready)
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success())
-            {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "Alertmanager was not ready after 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await;
         am
     }
 
@@ -133,22 +129,6 @@ receivers:
             r.status(),
             r.text().await.unwrap_or_default()
         );
-    }
-}
-
-/// Polls `check` every 50 ms until it holds; fails after 30 s naming `what`.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after 30 s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -172,42 +152,48 @@ fn alert(instance: &str, ends_at: Option<chrono::DateTime<Utc>>) -> serde_json::
 
 #[tokio::test]
 async fn alertmanager_alerts_become_one_proposal_and_resolve_it() {
-    bounded(async {
-        let t = Tester::with_alerts(PAYMENT_ROUTE);
-        let s = t.serve().await;
-        let am = Alertmanager::start(&s.base).await;
+    run_test_in(
+        || Tester::with_alerts(PAYMENT_ROUTE),
+        |t| async move {
+            let s = t.serve().await;
+            let am = Alertmanager::start(&s.base).await;
 
-        let starts = alert("pod-a", None)["startsAt"].clone();
-        let mut a = alert("pod-a", None);
-        let mut b = alert("pod-b", None);
-        a["startsAt"] = starts.clone();
-        b["startsAt"] = starts.clone();
-        am.post_alerts(json!([a, b])).await;
+            let starts = alert("pod-a", None)["startsAt"].clone();
+            let mut a = alert("pod-a", None);
+            let mut b = alert("pod-b", None);
+            a["startsAt"] = starts.clone();
+            b["startsAt"] = starts.clone();
+            am.post_alerts(json!([a, b])).await;
 
-        eventually("one proposal with both alerts", || async {
-            t.proposals().first().is_some_and(|p| p.alerts.len() == 2)
-        })
-        .await;
-        let all = t.proposals();
-        assert_eq!(all.len(), 1, "exactly one proposal for payment-api");
-        let p = &all[0];
-        assert_eq!(p.service.as_str(), "payment-api");
-        assert_eq!(p.proposer.as_str(), "system:alertmanager");
-        assert_eq!(p.reason, "payment success rate 95% < 98%");
+            wait_until_within(
+                ALERTMANAGER_WAIT,
+                "one proposal with both alerts",
+                async || t.proposals().first().is_some_and(|p| p.alerts.len() == 2),
+            )
+            .await;
+            let all = t.proposals();
+            assert_eq!(all.len(), 1, "exactly one proposal for payment-api");
+            let p = &all[0];
+            assert_eq!(p.service.as_str(), "payment-api");
+            assert_eq!(p.proposer.as_str(), "system:alertmanager");
+            assert_eq!(p.reason, "payment success rate 95% < 98%");
 
-        // Resolve pod-a: the same alert with endsAt in the past.
-        let mut resolved = alert("pod-a", Some(Utc::now() - chrono::Duration::seconds(5)));
-        resolved["startsAt"] = starts;
-        am.post_alerts(json!([resolved])).await;
-        eventually("the resolved event", || async {
-            t.proposal(&p.id).events().contains(&"resolved")
-        })
-        .await;
-        let e = t.proposal(&p.id);
-        e.expect_events(&["detected", "proposed", "alert_attached", "resolved"]);
-        assert!(e.proposal.alert_resolved_at.is_some());
-        assert_eq!(t.proposals().len(), 1);
-        assert_eq!(
+            // Resolve pod-a: the same alert with endsAt in the past.
+            let mut resolved = alert("pod-a", Some(Utc::now() - chrono::Duration::seconds(5)));
+            resolved["startsAt"] = starts;
+            am.post_alerts(json!([resolved])).await;
+            wait_until_within(ALERTMANAGER_WAIT, "the resolved event", async || {
+                t.proposal(&p.id).events().contains(&"resolved")
+            })
+            .await;
+            let e = t.proposal(&p.id);
+            e.expect_events(&["detected", "proposed", "alert_attached", "resolved"]);
+            // One message for both alerts, and the notice that the alert cleared.
+            t.expect_posted(&p.id);
+            t.expect_thread_soon(&p.id, "resolved").await;
+            assert!(e.proposal.alert_resolved_at.is_some());
+            assert_eq!(t.proposals().len(), 1);
+            assert_eq!(
             s.metric(
                 r#"rollbot_webhook_requests_total{source="alertmanager",outcome="unauthorized"}"#
             )
@@ -215,40 +201,48 @@ async fn alertmanager_alerts_become_one_proposal_and_resolve_it() {
             0,
             "Alertmanager's bearer token was refused"
         );
-        t.settle().await;
-    })
+            t
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn alertmanager_retries_after_a_500_do_not_duplicate() {
-    bounded(async {
-        let t = Tester::with_alerts(PAYMENT_ROUTE);
-        let s = t.serve().await;
-        // The first delivery is processed, then answered 500 as if rollbot
-        // had crashed before replying; Alertmanager must retry.
-        s.state.faults.fail_next_deliveries(1);
-        let am = Alertmanager::start(&s.base).await;
-        am.post_alerts(json!([alert("pod-a", None)])).await;
+    run_test_in(
+        || Tester::with_alerts(PAYMENT_ROUTE),
+        |t| async move {
+            let s = t.serve().await;
+            // The first delivery is processed, then answered 500 as if rollbot
+            // had crashed before replying; Alertmanager must retry.
+            s.state.faults.fail_next_deliveries(1);
+            let am = Alertmanager::start(&s.base).await;
+            am.post_alerts(json!([alert("pod-a", None)])).await;
 
-        let accepted =
-            r#"rollbot_webhook_requests_total{source="alertmanager",outcome="accepted"}"#;
-        let failed = r#"rollbot_webhook_requests_total{source="alertmanager",outcome="error"}"#;
-        eventually("a retry accepted after the 500", || async {
-            s.metric(failed).await == 1 && s.metric(accepted).await >= 1
-        })
-        .await;
-        let all = t.proposals();
-        assert_eq!(all.len(), 1, "the retry must not open a second proposal");
-        t.proposal(&all[0].id)
-            .expect_events(&["detected", "proposed"]);
-        assert!(
-            s.metric(r#"rollbot_alerts_deduplicated_total{source="alertmanager",reason="repeat"}"#)
+            let accepted =
+                r#"rollbot_webhook_requests_total{source="alertmanager",outcome="accepted"}"#;
+            let failed = r#"rollbot_webhook_requests_total{source="alertmanager",outcome="error"}"#;
+            wait_until_within(
+                ALERTMANAGER_WAIT,
+                "a retry accepted after the 500",
+                async || s.metric(failed).await == 1 && s.metric(accepted).await >= 1,
+            )
+            .await;
+            let all = t.proposals();
+            assert_eq!(all.len(), 1, "the retry must not open a second proposal");
+            t.expect_posted(&all[0].id);
+            t.proposal(&all[0].id)
+                .expect_events(&["detected", "proposed"]);
+            assert!(
+                s.metric(
+                    r#"rollbot_alerts_deduplicated_total{source="alertmanager",reason="repeat"}"#
+                )
                 .await
-                >= 1,
-            "the retried alert was recognised as a repeat"
-        );
-        t.settle().await;
-    })
+                    >= 1,
+                "the retried alert was recognised as a repeat"
+            );
+            t
+        },
+    )
     .await;
 }

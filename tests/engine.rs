@@ -7,13 +7,12 @@ use chrono::Duration;
 use rollbot::domain::{EventKind, Refusal, State, VoteOutcome, Withdrawal};
 use rollbot::engine::{EngineError, VoteReply};
 use rollbot::ports::memory::{ChatCall, Script};
-use rollbot::ports::{CheckResult, ExecError, ExecErrorKind, Verdict};
+use rollbot::ports::{CheckResult, ExecError, ExecErrorKind, PrivateNote, ThreadNote, Verdict};
 use support::*;
 
 #[tokio::test]
 async fn two_distinct_approvals_run_the_rollback_once_and_verify() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         t.verifier.push(Verdict::Passed {
             checks: vec![CheckResult {
                 name: "success rate".into(),
@@ -59,15 +58,25 @@ async fn two_distinct_approvals_run_the_rollback_once_and_verify() {
                 "step_started",
                 "step_finished",
             ]);
-        // The message was posted once, then updated for each vote and state.
-        let calls = t.chat.calls();
+        // The message was posted once, then updated for each vote and state;
+        // the thread tells the rollback's story.
+        assert_eq!(t.expect_posted(&p.id), "memory:incidents");
+        let notes = t.expect_threads(
+            &p.id,
+            &[
+                "execution_started",
+                "progress",
+                "execution_finished",
+                "verification",
+                "resolved",
+                "report",
+            ],
+        );
         assert!(matches!(
-            &calls[0],
-            ChatCall::Posted {
-                state: State::Proposed,
-                ..
-            }
+            &notes[3],
+            ThreadNote::Verification { passed: true, checks } if checks.len() == 1
         ));
+        let calls = t.chat.calls();
         let updates: Vec<State> = calls
             .iter()
             .filter_map(|c| match c {
@@ -85,46 +94,54 @@ async fn two_distinct_approvals_run_the_rollback_once_and_verify() {
                 State::Verified
             ]
         );
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn self_approval_is_refused_privately_and_recorded() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         let p = t.propose_by("slack:UALICE").await.unwrap();
         assert_eq!(
             t.approve(&p.id, "slack:UALICE").await,
             VoteReply::Refused(Refusal::SelfApproval)
         );
-        assert_eq!(t.told("slack:UALICE").len(), 1);
-        assert!(t.told("slack:UALICE")[0].contains("self_approval"));
+        t.expect_posted(&p.id);
+        assert_eq!(
+            t.expect_told("slack:UALICE", "vote_refused"),
+            PrivateNote::VoteRefused {
+                refusal: Refusal::SelfApproval
+            }
+        );
         let x = t.proposal(&p.id);
         x.expect_state(State::Proposed).expect_approved_by(&[]);
         assert_eq!(x.events(), ["proposed", "vote_refused"]);
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn the_bots_own_vote_is_refused() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         let p = t.propose_by("slack:UALICE").await.unwrap();
         assert_eq!(
             t.approve(&p.id, BOT).await,
             VoteReply::Refused(Refusal::Bot)
         );
         t.proposal(&p.id).expect_approved_by(&[]);
+        t.expect_posted(&p.id);
+        // The refusal is recorded, but rollbot does not tell itself.
+        assert_eq!(t.proposal(&p.id).events(), ["proposed", "vote_refused"]);
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn an_unauthorised_approver_is_refused_with_the_reason() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         let p = t.propose_by("slack:UALICE").await.unwrap();
         let reply = t.approve(&p.id, "slack:UMALLORY").await;
         let VoteReply::Refused(refusal) = reply else {
@@ -134,15 +151,19 @@ async fn an_unauthorised_approver_is_refused_with_the_reason() {
             refusal.to_string(),
             "you are not an authorised approver for payment-api; ask someone on its approver list"
         );
-        assert!(t.told("slack:UMALLORY")[0].contains("not_authorised"));
+        t.expect_posted(&p.id);
+        assert_eq!(
+            t.expect_told("slack:UMALLORY", "vote_refused"),
+            PrivateNote::VoteRefused { refusal }
+        );
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn the_same_person_twice_counts_once() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         let p = t.propose_by("slack:UALICE").await.unwrap();
         t.approve(&p.id, "slack:UBOB").await;
         assert_eq!(
@@ -157,17 +178,22 @@ async fn the_same_person_twice_counts_once() {
             .expect_events(&["proposed", "voted"]);
         assert_eq!(t.executor.executions(), 0);
         // The voter is told privately why nothing happened.
-        let told = t.told("slack:UBOB");
-        assert_eq!(told.len(), 1, "{told:?}");
-        assert!(told[0].contains("already_counted"), "{told:?}");
+        t.expect_posted(&p.id);
+        assert_eq!(
+            t.expect_told("slack:UBOB", "already_counted"),
+            PrivateNote::AlreadyCounted {
+                approvals: 1,
+                required: 2
+            }
+        );
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn a_reject_vetoes_and_later_votes_are_refused() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         let p = t.propose_by("slack:UALICE").await.unwrap();
         t.approve(&p.id, "slack:UBOB").await;
         assert_eq!(
@@ -183,16 +209,19 @@ async fn a_reject_vetoes_and_later_votes_are_refused() {
         t.settle().await;
         assert_eq!(t.executor.executions(), 0);
         t.proposal(&p.id).expect_state(State::Rejected);
+        t.expect_posted(&p.id);
+        t.expect_told("slack:UCAROL", "vote_refused");
         // A rejected proposal no longer blocks a new one.
-        t.propose_by("slack:UBOB").await.unwrap();
+        let next = t.propose_by("slack:UBOB").await.unwrap();
+        t.expect_posted(&next.id);
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn removing_a_reaction_withdraws_the_vote() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         let p = t.propose_by("slack:UALICE").await.unwrap();
         t.approve(&p.id, "slack:UBOB").await;
         let w = t.engine.withdraw(&p.id, &user("slack:UBOB")).await.unwrap();
@@ -207,14 +236,27 @@ async fn removing_a_reaction_withdraws_the_vote() {
         let w = t.engine.withdraw(&p.id, &user("slack:UBOB")).await.unwrap();
         assert!(matches!(w, Err(Refusal::Closed { .. })));
         assert_eq!(t.executor.executions(), 1);
+        t.expect_posted(&p.id);
+        t.expect_threads(
+            &p.id,
+            &["execution_started", "progress", "execution_finished"],
+        );
+        assert_eq!(
+            t.expect_told("slack:UBOB", "vote_refused"),
+            PrivateNote::VoteRefused {
+                refusal: Refusal::Closed {
+                    state: State::RolledBack
+                }
+            }
+        );
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn proposals_expire_on_the_tick_after_their_deadline() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         let p = t.propose_by("slack:UALICE").await.unwrap();
         t.approve(&p.id, "slack:UBOB").await;
         t.clock.advance(Duration::minutes(29));
@@ -234,14 +276,30 @@ async fn proposals_expire_on_the_tick_after_their_deadline() {
             })
         );
         assert_eq!(t.executor.executions(), 0);
+        t.expect_posted(&p.id);
+        // Each late voter is told why, in the order they voted.
+        assert_eq!(
+            t.expect_told("slack:UCAROL", "vote_refused"),
+            PrivateNote::VoteRefused {
+                refusal: Refusal::Expired
+            }
+        );
+        assert_eq!(
+            t.expect_told("slack:UCAROL", "vote_refused"),
+            PrivateNote::VoteRefused {
+                refusal: Refusal::Closed {
+                    state: State::Expired
+                }
+            }
+        );
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn one_open_proposal_per_service() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         let p = t.propose_by("slack:UALICE").await.unwrap();
         let err = t.propose_by("slack:UBOB").await.unwrap_err();
         assert!(matches!(err, EngineError::AlreadyOpen { ref existing, .. } if *existing == p.id));
@@ -251,15 +309,17 @@ async fn one_open_proposal_per_service() {
         );
         t.engine.cancel(&p.id, &user("slack:UALICE")).await.unwrap();
         t.proposal(&p.id).expect_state(State::Cancelled);
-        t.propose_by("slack:UBOB").await.unwrap();
+        t.expect_posted(&p.id);
+        let next = t.propose_by("slack:UBOB").await.unwrap();
+        t.expect_posted(&next.id);
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn only_the_proposer_or_an_approver_may_cancel() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         let p = t.propose_by("slack:UALICE").await.unwrap();
         let err = t
             .engine
@@ -280,14 +340,19 @@ async fn only_the_proposer_or_an_approver_may_cancel() {
                 .contains("only a proposal still waiting for votes"),
             "{err}"
         );
+        t.expect_posted(&p.id);
+        t.expect_threads(
+            &p.id,
+            &["execution_started", "progress", "execution_finished"],
+        );
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn single_approver_services_run_after_one_vote() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         let p = t.propose_for("search", "slack:UBOB").await.unwrap();
         assert!(p.single_approver);
         assert_eq!(p.required, 1);
@@ -299,15 +364,21 @@ async fn single_approver_services_run_after_one_vote() {
         assert_eq!(t.executor.executions(), 1);
         // No checks configured: it stays RolledBack and frees the service.
         t.proposal(&p.id).expect_state(State::RolledBack);
-        t.propose_for("search", "slack:UBOB").await.unwrap();
+        t.expect_posted(&p.id);
+        t.expect_threads(
+            &p.id,
+            &["execution_started", "progress", "execution_finished"],
+        );
+        let next = t.propose_for("search", "slack:UBOB").await.unwrap();
+        t.expect_posted(&next.id);
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn executor_outcomes_map_to_states() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         t.executor.set_script(Script::Supersede {
             reason: "revision moved from 3 to 4 since the plan".into(),
         });
@@ -316,6 +387,8 @@ async fn executor_outcomes_map_to_states() {
         t.approve(&p.id, "slack:UCAROL").await;
         t.settle().await;
         t.proposal(&p.id).expect_state(State::Superseded);
+        t.expect_posted(&p.id);
+        t.expect_threads(&p.id, &["execution_started", "superseded"]);
 
         t.executor.set_script(Script::Fail(ExecError::new(
             ExecErrorKind::RolloutFailed,
@@ -329,14 +402,20 @@ async fn executor_outcomes_map_to_states() {
         x.expect_state(State::Failed);
         assert!(x.timeline.iter().any(|e| matches!(&e.kind,
             EventKind::ExecutionFinished { ok: false, detail } if detail.contains("progress deadline"))));
+        t.expect_posted(&p.id);
+        let notes = t.expect_threads(&p.id, &["execution_started", "execution_failed"]);
+        assert!(matches!(
+            &notes[1],
+            ThreadNote::ExecutionFailed { error } if error.message.contains("progress deadline")
+        ));
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn a_plan_error_is_explained_and_nothing_is_stored() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         t.executor.set_plan(Err(ExecError::new(
             ExecErrorKind::NoHistory,
             "no rollout history found for deployment \"prod-payment-deploy\"",
@@ -347,14 +426,14 @@ async fn a_plan_error_is_explained_and_nothing_is_stored() {
             "cannot plan a rollback of payment-api: no rollout history found for deployment \"prod-payment-deploy\""
         );
         assert!(t.engine.store().list().unwrap().is_empty());
+        t
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_final_approvals_start_exactly_one_execution() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         let gate = t.executor.hold();
         for round in 0..1000 {
             let p = t.propose_by("slack:UALICE").await.unwrap();
@@ -393,6 +472,12 @@ async fn racing_final_approvals_start_exactly_one_execution() {
                 .filter(|r| **r == VoteReply::Counted(VoteOutcome::Approved))
                 .count();
             assert_eq!(approved, 1, "round {round}: {replies:?}");
+            // The voter who lost the race is told the vote came too late.
+            let loser = if replies[0] == VoteReply::Counted(VoteOutcome::Approved) {
+                "discord:1001"
+            } else {
+                "slack:UCAROL"
+            };
             let x = t.proposal(&p.id);
             x.expect_state(State::Executing);
             let starts = x
@@ -404,7 +489,14 @@ async fn racing_final_approvals_start_exactly_one_execution() {
             gate.add_permits(1);
             t.settle().await;
             assert_eq!(t.executor.executions(), round + 1);
+            t.expect_posted(&p.id);
+            t.expect_told(loser, "vote_refused");
+            t.expect_threads(
+                &p.id,
+                &["execution_started", "progress", "execution_finished"],
+            );
         }
+        t
     })
     .await;
 }
@@ -413,8 +505,7 @@ async fn racing_final_approvals_start_exactly_one_execution() {
 async fn racing_transitions_in_the_store_have_one_winner() {
     // The guarantee must hold without the engine's per-proposal lock too
     // (another process, a recovery running beside a vote).
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         for round in 0..1000 {
             let p = t.propose_for("search", "slack:UBOB").await.unwrap();
             let store = t.engine.store().clone();
@@ -445,20 +536,21 @@ async fn racing_transitions_in_the_store_have_one_winner() {
                 .filter(|e| e.kind.name() == "execution_started")
                 .count();
             assert_eq!(started, 1);
+            t.expect_posted(&p.id);
             store
                 .update(&p.id, t0(), |p| {
                     p.transition(State::Superseded, t0()).map(|_| ((), vec![]))
                 })
                 .unwrap();
         }
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn a_restart_keeps_proposals_votes_and_timeline() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         let p = t.propose_by("slack:UALICE").await.unwrap();
         t.approve(&p.id, "slack:UBOB").await;
         t.approve(&p.id, "slack:UMALLORY").await;
@@ -472,6 +564,9 @@ async fn a_restart_keeps_proposals_votes_and_timeline() {
             "voted",
             "vote_refused",
         ]);
+        // What was sent before the restart is still in the chat.
+        t.expect_posted(&p.id);
+        t.expect_told("slack:UMALLORY", "vote_refused");
         // The rule continues where it stopped.
         assert_eq!(
             t.approve(&p.id, "slack:UCAROL").await,
@@ -479,14 +574,18 @@ async fn a_restart_keeps_proposals_votes_and_timeline() {
         );
         t.settle().await;
         assert_eq!(t.executor.executions(), 1);
+        t.expect_threads(
+            &p.id,
+            &["execution_started", "progress", "execution_finished"],
+        );
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn recovery_executes_approved_and_flags_interrupted_rollbacks() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         // State as a crash would leave it: one rollback mid-flight, one
         // approved but not yet started.
         let a = t.propose_by("slack:UALICE").await.unwrap();
@@ -512,20 +611,34 @@ async fn recovery_executes_approved_and_flags_interrupted_rollbacks() {
         x.expect_state(State::Failed);
         assert!(x.timeline.iter().any(|e| matches!(&e.kind,
             EventKind::ExecutionFinished { ok: false, detail } if detail.contains("restarted"))));
+        t.expect_posted(&a.id);
+        t.expect_posted(&b.id);
+        let notes = t.expect_threads(&a.id, &["execution_failed"]);
+        assert!(matches!(
+            &notes[0],
+            ThreadNote::ExecutionFailed { error } if error.message.contains("restarted")
+        ));
+        t.expect_threads(
+            &b.id,
+            &["execution_started", "progress", "execution_finished"],
+        );
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn chat_outages_are_recorded_not_fatal() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         let p = t.propose_by("slack:UALICE").await.unwrap();
         t.chat.set_failing(true);
         t.approve(&p.id, "slack:UBOB").await;
         let x = t.proposal(&p.id);
         assert_eq!(x.events(), ["proposed", "voted", "chat_error"]);
         x.expect_approved_by(&["slack:UBOB"]);
+        // Only the post made it; the vote's update did not.
+        t.expect_posted(&p.id);
+        t
     })
     .await;
 }
@@ -543,8 +656,7 @@ fn posts_of(t: &Tester, id: &rollbot::domain::ProposalId) -> usize {
 /// it, once, and bind it to the message so votes on it count.
 #[tokio::test]
 async fn a_proposal_that_could_not_be_posted_is_posted_later_and_bound() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         t.chat.set_failing(true);
         let p = t.propose_by("slack:UALICE").await.unwrap();
         assert!(t.engine.get(&p.id).unwrap().messages.is_empty());
@@ -571,6 +683,7 @@ async fn a_proposal_that_could_not_be_posted_is_posted_later_and_bound() {
             .expect("bound to its message")
             .clone();
         assert_eq!(posts_of(&t, &p.id), 1);
+        assert_eq!(t.expect_posted(&p.id), "memory:incidents");
         assert_eq!(
             t.engine.proposal_for_message(&at).unwrap(),
             Some(p.id.clone())
@@ -580,6 +693,7 @@ async fn a_proposal_that_could_not_be_posted_is_posted_later_and_bound() {
         let t = t.restart().await;
         t.engine.recover().await.unwrap();
         assert_eq!(t.engine.get(&p.id).unwrap().messages, vec![at]);
+        t
     })
     .await;
 }
@@ -588,8 +702,7 @@ async fn a_proposal_that_could_not_be_posted_is_posted_later_and_bound() {
 /// restart posts it.
 #[tokio::test]
 async fn a_restart_posts_a_proposal_stored_but_never_posted() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         let p = t.propose_by("slack:UALICE").await.unwrap();
         let mut orphan = t.engine.get(&p.id).unwrap();
         t.engine.cancel(&p.id, &user("slack:UALICE")).await.unwrap();
@@ -607,8 +720,11 @@ async fn a_restart_posts_a_proposal_stored_but_never_posted() {
         assert_eq!(bound.messages.len(), 1, "{bound:?}");
         assert_eq!(bound.messages[0].channel, "slack:C0123INCIDENTS");
         assert_eq!(posts_of(&t, &orphan.id), 1);
+        t.expect_posted(&p.id);
+        assert_eq!(t.expect_posted(&orphan.id), "slack:C0123INCIDENTS");
         t.engine.recover().await.unwrap();
         assert_eq!(posts_of(&t, &orphan.id), 1);
+        t
     })
     .await;
 }

@@ -23,8 +23,7 @@ async fn start(t: &Tester) -> String {
 
 #[tokio::test]
 async fn health_ready_and_the_proposal_api() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         let base = start(&t).await;
         let client = reqwest::Client::new();
         let r = client.get(format!("{base}/healthz")).send().await.unwrap();
@@ -33,6 +32,7 @@ async fn health_ready_and_the_proposal_api() {
         assert_eq!(r.status(), 200);
 
         let p = t.propose_by("slack:UALICE").await.unwrap();
+        t.expect_posted(&p.id);
         t.approve(&p.id, "slack:UBOB").await;
         let list: serde_json::Value = client
             .get(format!("{base}/api/v1/proposals"))
@@ -76,6 +76,7 @@ async fn health_ready_and_the_proposal_api() {
             .await
             .unwrap();
         assert_eq!(r.status(), 400);
+        t
     })
     .await;
 }
@@ -190,19 +191,26 @@ async fn serve_starts_and_answers_health_checks() {
             .unwrap();
         let client = reqwest::Client::new();
         let url = format!("http://127.0.0.1:{port}/readyz");
-        loop {
-            if let Ok(r) = client.get(&url).send().await {
-                assert_eq!(r.status(), 200);
-                break;
-            }
-            if child.try_wait().unwrap().is_some() {
-                let out = child.wait_with_output().await.unwrap();
-                panic!(
-                    "rollbot serve exited early: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let mut exited = false;
+        wait_until_within(
+            std::time::Duration::from_secs(45),
+            "rollbot serve answers /readyz or exits",
+            async || {
+                if let Ok(r) = client.get(&url).send().await {
+                    assert_eq!(r.status(), 200);
+                    return true;
+                }
+                exited = child.try_wait().unwrap().is_some();
+                exited
+            },
+        )
+        .await;
+        if exited {
+            let out = child.wait_with_output().await.unwrap();
+            panic!(
+                "rollbot serve exited early: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         // The container HEALTHCHECK probe agrees.
         let probe = rollbot(&[
@@ -257,17 +265,18 @@ fn next_link(r: &reqwest::Response) -> Option<String> {
 
 #[tokio::test]
 async fn the_proposal_list_is_paginated_and_filtered() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         let base = start(&t).await;
         let client = reqwest::Client::new();
         let mut made = Vec::new();
         for _ in 0..4 {
             let p = t.propose_by("slack:UALICE").await.unwrap();
+            t.expect_posted(&p.id);
             t.engine.cancel(&p.id, &user("slack:UALICE")).await.unwrap();
             made.push(p.id);
         }
         let open = t.propose_by("slack:UALICE").await.unwrap();
+        t.expect_posted(&open.id);
         made.push(open.id.clone());
 
         // Pages of two, following the Link header to the end.
@@ -331,15 +340,16 @@ async fn the_proposal_list_is_paginated_and_filtered() {
         assert_eq!(s, 400, "{e}");
         let (s, e) = get("?colour=blue").await;
         assert_eq!(s, 400, "{e}");
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn the_read_api_and_metrics_need_the_token_once_one_is_set() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         let p = t.propose_by("slack:UALICE").await.unwrap();
+        t.expect_posted(&p.id);
         let base = start_with_token(&t, "s3cret-token").await;
         let client = reqwest::Client::new();
         for path in [
@@ -372,6 +382,7 @@ async fn the_read_api_and_metrics_need_the_token_once_one_is_set() {
             let r = client.get(format!("{base}{path}")).send().await.unwrap();
             assert_eq!(r.status(), 200, "{path}");
         }
+        t
     })
     .await;
 }

@@ -27,45 +27,50 @@ fn hmac_hex(secret: &str, body: &[u8]) -> String {
 /// damaged entry before the valid one used to reject the delivery.
 #[tokio::test]
 async fn a_pagerduty_signature_list_with_a_malformed_entry_still_authenticates() {
-    bounded(async {
-        let t = Tester::with_alerts(SEARCH_ROUTE);
-        let s = t.serve().await;
-        let body = std::fs::read(PD_FIXTURE).unwrap();
-        let good = hmac_hex(PD_SECRET, &body);
+    run_test_in(
+        || Tester::with_alerts(SEARCH_ROUTE),
+        |t| async move {
+            let s = t.serve().await;
+            let body = std::fs::read(PD_FIXTURE).unwrap();
+            let good = hmac_hex(PD_SECRET, &body);
 
-        // Only malformed entries: refused, and nothing stored.
-        let r = s
-            .post(
-                "/webhooks/pagerduty",
-                &[("x-pagerduty-signature", "v1=not-hex, v1=abc")],
-                body.clone(),
-            )
-            .await;
-        assert_eq!(r.status(), 401);
-        let v: Value = r.json().await.unwrap();
-        assert!(
-            v["error"]
-                .as_str()
-                .unwrap()
-                .contains("malformed X-PagerDuty-Signature"),
-            "{v}"
-        );
-        assert!(t.proposals().is_empty());
+            // Only malformed entries: refused, and nothing stored.
+            let r = s
+                .post(
+                    "/webhooks/pagerduty",
+                    &[("x-pagerduty-signature", "v1=not-hex, v1=abc")],
+                    body.clone(),
+                )
+                .await;
+            assert_eq!(r.status(), 401);
+            let v: Value = r.json().await.unwrap();
+            assert!(
+                v["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("malformed X-PagerDuty-Signature"),
+                "{v}"
+            );
+            assert!(t.proposals().is_empty());
 
-        // The same list with the real signature after the damaged entries.
-        let header = format!("v1=not-hex, v1=abc, v1={good}");
-        let r = s
-            .post(
-                "/webhooks/pagerduty",
-                &[("x-pagerduty-signature", &header)],
-                body,
-            )
-            .await;
-        assert_eq!(r.status(), 200);
-        let v: Value = r.json().await.unwrap();
-        assert_eq!(v["outcomes"][0]["outcome"], "proposed", "{v}");
-        assert_eq!(v["outcomes"][0]["service"], "search", "{v}");
-    })
+            // The same list with the real signature after the damaged entries.
+            let header = format!("v1=not-hex, v1=abc, v1={good}");
+            let r = s
+                .post(
+                    "/webhooks/pagerduty",
+                    &[("x-pagerduty-signature", &header)],
+                    body,
+                )
+                .await;
+            assert_eq!(r.status(), 200);
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["outcomes"][0]["outcome"], "proposed", "{v}");
+            assert_eq!(v["outcomes"][0]["service"], "search", "{v}");
+            let p = t.expect_new_proposal();
+            assert_eq!(t.engine.get(&p).unwrap().service.as_str(), "search");
+            t
+        },
+    )
     .await;
 }
 
@@ -92,8 +97,7 @@ async fn raw_status(base: &str, request: String) -> String {
 /// limit: a clean 4xx, and the server keeps answering.
 #[tokio::test]
 async fn absurd_content_lengths_are_refused_cleanly() {
-    bounded(async {
-        let t = Tester::with_alerts(PAYMENT_ROUTE);
+    run_test_in(|| Tester::with_alerts(PAYMENT_ROUTE), |t| async move {
         let s = t.serve().await;
         for length in [
             "18446744073709551615",
@@ -118,6 +122,7 @@ async fn absurd_content_lengths_are_refused_cleanly() {
             .unwrap();
         assert_eq!(r.status(), 200);
         assert!(t.proposals().is_empty());
+        t
     })
     .await;
 }

@@ -99,8 +99,7 @@ fn thread_texts(t: &Tester) -> Vec<String> {
 
 #[tokio::test]
 async fn hooks_run_in_order_around_the_rollback_and_every_step_is_recorded() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         recovers(&t);
         let log = Arc::new(Mutex::new(Vec::new()));
         t.engine.set_hooks(
@@ -152,14 +151,30 @@ async fn hooks_run_in_order_around_the_rollback_and_every_step_is_recorded() {
             "{:?}",
             e.timeline
         );
+        t.expect_posted(&p.id);
+        // The first hook's line opens a progress message that later ones
+        // edit; the rollback's progress is a message of its own.
+        t.expect_threads(
+            &p.id,
+            &[
+                "execution_started",
+                "progress",
+                "progress",
+                "execution_finished",
+                "progress",
+                "verification",
+                "resolved",
+                "report",
+            ],
+        );
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn a_failing_before_hook_stops_the_rollout_before_anything_is_rolled_back() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         recovers(&t);
         let log = Arc::new(Mutex::new(Vec::new()));
         t.engine.set_hooks(
@@ -204,14 +219,19 @@ async fn a_failing_before_hook_stops_the_rollout_before_anything_is_rolled_back(
                 && failed.contains("nothing was rolled back"),
             "{failed}"
         );
+        t.expect_posted(&p.id);
+        t.expect_threads(
+            &p.id,
+            &["execution_started", "progress", "execution_failed"],
+        );
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn a_failing_after_hook_still_verifies_and_asks_people_to_finish_it() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         recovers(&t);
         let log = Arc::new(Mutex::new(Vec::new()));
         t.engine.set_hooks(
@@ -237,6 +257,21 @@ async fn a_failing_after_hook_still_verifies_and_asks_people_to_finish_it() {
             "{:?}",
             thread_texts(&t)
         );
+        t.expect_posted(&p.id);
+        t.expect_threads(
+            &p.id,
+            &[
+                "execution_started",
+                "progress",
+                "execution_finished",
+                "progress",
+                "after_hook_failed",
+                "verification",
+                "resolved",
+                "report",
+            ],
+        );
+        t
     })
     .await;
 }
@@ -269,8 +304,7 @@ async fn interrupted(
 
 #[tokio::test]
 async fn an_interrupted_before_hook_runs_again_and_the_rollback_once() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         recovers(&t);
         let id = interrupted(
             &t,
@@ -305,14 +339,27 @@ async fn an_interrupted_before_hook_runs_again_and_the_rollback_once() {
                 step: rollbot::domain::ResumeStep::BeforeHooks
             }
         )));
+        t.expect_posted(&id);
+        t.expect_threads(
+            &id,
+            &[
+                "resumed",
+                "progress",
+                "progress",
+                "execution_finished",
+                "verification",
+                "resolved",
+                "report",
+            ],
+        );
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn a_restart_after_the_rollback_step_goes_on_with_the_next_step_without_rolling_back_again() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         recovers(&t);
         let id = interrupted(
             &t,
@@ -347,6 +394,12 @@ async fn a_restart_after_the_rollback_step_goes_on_with_the_next_step_without_ro
             ["maintenance-off for payment-api after 0 rollbacks"]
         );
         t.proposal(&id).expect_state(State::Verified);
+        t.expect_posted(&id);
+        t.expect_threads(
+            &id,
+            &["resumed", "progress", "verification", "resolved", "report"],
+        );
+        t
     })
     .await;
 }

@@ -11,9 +11,9 @@ use support::*;
 
 #[tokio::test]
 async fn dedup_keys_expire_after_the_retention_and_message_bindings_stay() {
-    bounded(async {
-        let t = Tester::new();
+    run_test(|t| async move {
         let p = t.propose_by("slack:UALICE").await.unwrap();
+        t.expect_posted(&p.id);
         let store = t.engine.store();
         let old = t0() - Duration::days(8);
         store.claim("alert:old", p.id.as_str(), old).unwrap();
@@ -34,6 +34,7 @@ async fn dedup_keys_expire_after_the_retention_and_message_bindings_stay() {
         assert!(store.seen("alert:new").unwrap().is_none());
         assert_eq!(store.claim("alert:new", "again", t0()).unwrap(), Claim::New);
         assert_eq!(store.message_owner(&at).unwrap(), Some(p.id));
+        t
     })
     .await;
 }
@@ -45,8 +46,10 @@ async fn dedup_keys_expire_after_the_retention_and_message_bindings_stay() {
 /// figures.
 #[tokio::test]
 async fn a_day_of_alerts_keeps_the_store_bounded() {
-    bounded(async {
-        let t = Tester::with_alerts(PAYMENT_ROUTE);
+    // 2,880 deliveries and ticks: more than the usual minute on a loaded
+    // 2-core CI machine in a debug build.
+    let limit = std::time::Duration::from_secs(240);
+    run_test_within(limit, || Tester::with_alerts(PAYMENT_ROUTE), |t| async move {
         t.engine
             .set_dedup_retention(std::time::Duration::from_secs(3600));
         let server = t.serve().await;
@@ -85,6 +88,9 @@ async fn a_day_of_alerts_keeps_the_store_bounded() {
         // a new one, which the following alerts join.
         let proposals = t.proposals();
         assert_eq!(proposals.len(), 48, "one proposal per half hour");
+        for p in &proposals {
+            t.expect_posted(&p.id);
+        }
         let total = deliveries as u64 * PER_DELIVERY as u64;
         let counted: u64 = proposals
             .iter()
@@ -112,6 +118,7 @@ async fn a_day_of_alerts_keeps_the_store_bounded() {
             "the store grew to {} bytes",
             end.bytes_on_disk
         );
+        t
     })
     .await;
 }

@@ -84,17 +84,22 @@ async fn stops_cleanly_on(signal: &str) {
         .spawn()
         .unwrap();
     let http = reqwest::Client::new();
-    loop {
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
-            assert_eq!(r.status(), 200);
-            break;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "rollbot serve exited before it was ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_within(
+        Duration::from_secs(45),
+        "rollbot serve answers /readyz",
+        async || {
+            if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
+                assert_eq!(r.status(), 200);
+                return true;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "rollbot serve exited before it was ready"
+            );
+            false
+        },
+    )
+    .await;
 
     let starts = (chrono::Utc::now() - chrono::Duration::minutes(6)).to_rfc3339();
     let alert = am_alert(

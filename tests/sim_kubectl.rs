@@ -4,6 +4,7 @@
 //! kubectl comes from `$KUBECTL` or `/usr/bin/kubectl`; a missing kubectl
 //! fails these tests. Everything runs on 127.0.0.1 with port 0.
 
+mod support;
 mod support_sim;
 
 use std::future::Future;
@@ -22,16 +23,17 @@ async fn bounded<F: Future<Output = ()>>(f: F) {
         .expect("test timed out");
 }
 
-/// Unfreezes the pods once a watch request has arrived.
+/// Unfreezes the pods once a watch request has arrived. kubectl lists
+/// before it watches, so it has seen the frozen rollout by then; and a
+/// watch replays from its resourceVersion, so no event is lost however
+/// soon after the request the pods move.
 async fn release_when_watched(sim: &rollbot::sim::SimHandle) {
-    while !sim
-        .requests()
-        .iter()
-        .any(|r| r.query.contains("watch=true"))
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    support::wait_until("kubectl watches the rollout", || {
+        sim.requests()
+            .iter()
+            .any(|r| r.query.contains("watch=true"))
+    })
+    .await;
     sim.set_pods_frozen(false);
 }
 

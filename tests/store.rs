@@ -241,6 +241,9 @@ fn iterations_transactions_and_flushes_together_never_stall() {
     let mut last: Vec<(u64, Instant)> = names.iter().map(|_| (0, Instant::now())).collect();
     let mut stalled = None;
     while started.elapsed() < Duration::from_secs(8) && stalled.is_none() {
+        // The watchdog's sampling interval, not synchronisation: the test
+        // is about progress over time, so it looks at the counters
+        // periodically for a fixed run.
         std::thread::sleep(Duration::from_millis(50));
         for (slot, name) in names.iter().enumerate() {
             let now = progress[slot].load(Ordering::Relaxed);
@@ -263,6 +266,8 @@ fn iterations_transactions_and_flushes_together_never_stall() {
                 .join(", ")
         };
         let at_stall = counts();
+        // Diagnosis only, on the way to failing: a second later shows
+        // whether the stall is for good (a deadlock) or a slow patch.
         std::thread::sleep(Duration::from_secs(1));
         panic!(
             "the store stalled: {name} made no progress for 2 s\n  at the stall: {at_stall}\n  1 s later:   {}",

@@ -293,6 +293,14 @@ impl Engine {
             .insert(id);
     }
 
+    fn is_bot(&self, user: &UserId) -> bool {
+        self.inner
+            .bots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(user)
+    }
+
     fn service(&self, name: &ServiceName) -> Result<&Service, EngineError> {
         self.inner
             .services
@@ -482,6 +490,12 @@ impl Engine {
         user: &UserId,
         note: PrivateNote,
     ) -> Result<(), EngineError> {
+        // rollbot's own reactions (e.g. the ✅/❌ it adds as voting hints)
+        // are refused, but telling itself why would be a private message
+        // to nobody.
+        if self.is_bot(user) {
+            return Ok(());
+        }
         if let Some(at) = p.primary_message()
             && let Err(e) = self
                 .inner

@@ -1,8 +1,15 @@
 //! In-memory doubles of the ports: a chat that records every call, an
 //! executor and a verifier that follow a script. Used by the engine tests
 //! and the test harness (`serve` without a chat uses `chat::none`).
+//!
+//! The chat also keeps track of which messages a test has looked at: each
+//! message the bot sends (a proposal, a thread note, a private note) stays
+//! pending until a `take_*` call consumes it, so the harness can fail a test
+//! that let a message go unnoticed (rust-lang/bors does the same with
+//! comments). Edits of a message already sent need no consuming.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +21,7 @@ use super::{
     ThreadNote, Verdict, Verifier,
 };
 use crate::config::Target;
-use crate::domain::{MessageRef, Plan, Proposal, ServiceName, State, UserId};
+use crate::domain::{MessageRef, Plan, Proposal, ProposalId, ServiceName, State, UserId};
 
 /// One call the engine made to the chat.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,10 +51,70 @@ pub enum ChatCall {
     },
 }
 
+impl ChatCall {
+    /// Whether the call sent a new message (which a test must consume)
+    /// rather than editing one already sent.
+    pub fn is_message(&self) -> bool {
+        matches!(
+            self,
+            ChatCall::Posted { .. } | ChatCall::Thread { .. } | ChatCall::Told { .. }
+        )
+    }
+}
+
+/// A message the bot sent, with the proposal it is about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sent {
+    pub proposal: ProposalId,
+    /// A [`ChatCall::Posted`], [`ChatCall::Thread`] or [`ChatCall::Told`].
+    pub call: ChatCall,
+}
+
+impl Sent {
+    /// The note's name as serialised (`verification`, `vote_refused`…), or
+    /// `proposal` for the proposal message itself.
+    pub fn name(&self) -> String {
+        match &self.call {
+            ChatCall::Thread { note, .. } | ChatCall::EditedThread { note, .. } => note_name(note),
+            ChatCall::Told { note, .. } => note_name(note),
+            ChatCall::Posted { .. } | ChatCall::Updated { .. } => "proposal".into(),
+        }
+    }
+}
+
+impl fmt::Display for Sent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let id = &self.proposal;
+        match &self.call {
+            ChatCall::Posted { channel, state, .. } => {
+                write!(f, "{id}: proposal posted in {channel} ({state:?})")
+            }
+            ChatCall::Thread { note, .. } => write!(f, "{id}: thread note {note:?}"),
+            ChatCall::Told { user, note, .. } => write!(f, "{id}: told {user}: {note:?}"),
+            other => write!(f, "{id}: {other:?}"),
+        }
+    }
+}
+
+/// The `note` tag a note serialises with: its variant's snake_case name.
+fn note_name(note: &impl serde::Serialize) -> String {
+    serde_json::to_value(note)
+        .ok()
+        .and_then(|v| v.get("note")?.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// One recorded call and whether a test has consumed it.
+struct Entry {
+    proposal: ProposalId,
+    call: ChatCall,
+    consumed: bool,
+}
+
 /// A chat that records calls. Can be told to fail, to exercise retries.
 #[derive(Default)]
 pub struct MemoryChat {
-    calls: Mutex<Vec<ChatCall>>,
+    calls: Mutex<Vec<Entry>>,
     counter: AtomicUsize,
     failing: std::sync::atomic::AtomicBool,
     changed: Notify,
@@ -58,9 +125,113 @@ impl MemoryChat {
         Arc::new(Self::default())
     }
 
-    /// Every call so far.
+    /// Every call so far, consumed or not.
     pub fn calls(&self) -> Vec<ChatCall> {
-        self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.entries().iter().map(|e| e.call.clone()).collect()
+    }
+
+    /// Messages sent that no test consumed yet, oldest first.
+    pub fn unconsumed(&self) -> Vec<Sent> {
+        self.entries()
+            .iter()
+            .filter(|e| !e.consumed)
+            .map(Entry::sent)
+            .collect()
+    }
+
+    /// Consumes the oldest pending message for which `pred` holds.
+    pub fn take(&self, pred: impl Fn(&Sent) -> bool) -> Option<Sent> {
+        let mut entries = self.entries();
+        let entry = entries
+            .iter_mut()
+            .find(|e| !e.consumed && pred(&e.sent()))?;
+        entry.consumed = true;
+        Some(entry.sent())
+    }
+
+    /// Waits until a pending message for which `pred` holds is sent (or
+    /// already was), then consumes it. Unbounded: callers put a timeout
+    /// around it.
+    pub async fn take_when(&self, pred: impl Fn(&Sent) -> bool) -> Sent {
+        loop {
+            // Registered before looking, so a message recorded in between
+            // still wakes us.
+            let notified = self.changed.notified();
+            if let Some(sent) = self.take(&pred) {
+                return sent;
+            }
+            notified.await;
+        }
+    }
+
+    /// Consumes every pending message for which `pred` holds, oldest first.
+    pub fn take_all(&self, pred: impl Fn(&Sent) -> bool) -> Vec<Sent> {
+        let mut entries = self.entries();
+        entries
+            .iter_mut()
+            .filter(|e| !e.consumed && pred(&e.sent()))
+            .map(|e| {
+                e.consumed = true;
+                e.sent()
+            })
+            .collect()
+    }
+
+    /// Consumes the post of proposal `id`; returns the channel it went to.
+    pub fn take_post(&self, id: &ProposalId) -> Option<String> {
+        match self
+            .take(|s| &s.proposal == id && matches!(s.call, ChatCall::Posted { .. }))?
+            .call
+        {
+            ChatCall::Posted { channel, .. } => Some(channel),
+            _ => None,
+        }
+    }
+
+    /// Consumes the oldest pending thread note named `name` (e.g.
+    /// `verification`) on proposal `id`.
+    pub fn take_thread(&self, id: &ProposalId, name: &str) -> Option<ThreadNote> {
+        let sent = self.take(|s| {
+            &s.proposal == id && matches!(s.call, ChatCall::Thread { .. }) && s.name() == name
+        })?;
+        match sent.call {
+            ChatCall::Thread { note, .. } => Some(note),
+            _ => None,
+        }
+    }
+
+    /// Consumes every pending thread note on proposal `id`, oldest first.
+    pub fn take_threads(&self, id: &ProposalId) -> Vec<ThreadNote> {
+        self.take_all(|s| &s.proposal == id && matches!(s.call, ChatCall::Thread { .. }))
+            .into_iter()
+            .filter_map(|s| match s.call {
+                ChatCall::Thread { note, .. } => Some(note),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Consumes the oldest pending private note named `name` (e.g.
+    /// `vote_refused`) told to `user`.
+    pub fn take_told(&self, user: &UserId, name: &str) -> Option<PrivateNote> {
+        let sent = self.take(|s| {
+            matches!(&s.call, ChatCall::Told { user: u, .. } if u == user) && s.name() == name
+        })?;
+        match sent.call {
+            ChatCall::Told { note, .. } => Some(note),
+            _ => None,
+        }
+    }
+
+    /// Marks every pending message consumed; returns how many there were.
+    pub fn consume_all(&self) -> usize {
+        self.take_all(|_| true).len()
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
+        // A test that panicked while holding the lock must not hide its
+        // recorded calls from the harness's report.
+        self.calls.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Makes every later call fail (retryable) until set back.
@@ -79,7 +250,7 @@ impl MemoryChat {
         }
     }
 
-    fn record(&self, call: ChatCall) -> Result<(), ChatError> {
+    fn record(&self, proposal: &ProposalId, call: ChatCall) -> Result<(), ChatError> {
         if self.failing.load(Ordering::SeqCst) {
             return Err(ChatError {
                 platform: "memory".into(),
@@ -87,10 +258,12 @@ impl MemoryChat {
                 retryable: true,
             });
         }
-        self.calls
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(call);
+        let consumed = !call.is_message();
+        self.entries().push(Entry {
+            proposal: proposal.clone(),
+            call,
+            consumed,
+        });
         self.changed.notify_waiters();
         Ok(())
     }
@@ -109,60 +282,75 @@ impl MemoryChat {
 impl Chat for MemoryChat {
     async fn post_proposal(&self, channel: &str, p: &Proposal) -> Result<MessageRef, ChatError> {
         let r = self.next_ref(channel);
-        self.record(ChatCall::Posted {
-            channel: channel.to_string(),
-            id: p.id.to_string(),
-            state: p.state,
-        })?;
+        self.record(
+            &p.id,
+            ChatCall::Posted {
+                channel: channel.to_string(),
+                id: p.id.to_string(),
+                state: p.state,
+            },
+        )?;
         Ok(r)
     }
 
     async fn update_proposal(&self, at: &MessageRef, p: &Proposal) -> Result<(), ChatError> {
-        self.record(ChatCall::Updated {
-            message: at.message.clone(),
-            state: p.state,
-            approvals: p.approvers().cloned().collect(),
-        })
+        self.record(
+            &p.id,
+            ChatCall::Updated {
+                message: at.message.clone(),
+                state: p.state,
+                approvals: p.approvers().cloned().collect(),
+            },
+        )
     }
 
     async fn post_thread(
         &self,
         at: &MessageRef,
-        _p: &Proposal,
+        p: &Proposal,
         note: &ThreadNote,
     ) -> Result<MessageRef, ChatError> {
         let r = self.next_ref(&at.channel);
-        self.record(ChatCall::Thread {
-            message: at.message.clone(),
-            note: note.clone(),
-        })?;
+        self.record(
+            &p.id,
+            ChatCall::Thread {
+                message: at.message.clone(),
+                note: note.clone(),
+            },
+        )?;
         Ok(r)
     }
 
     async fn edit_thread(
         &self,
         at: &MessageRef,
-        _p: &Proposal,
+        p: &Proposal,
         note: &ThreadNote,
     ) -> Result<(), ChatError> {
-        self.record(ChatCall::EditedThread {
-            message: at.message.clone(),
-            note: note.clone(),
-        })
+        self.record(
+            &p.id,
+            ChatCall::EditedThread {
+                message: at.message.clone(),
+                note: note.clone(),
+            },
+        )
     }
 
     async fn tell(
         &self,
-        _p: &Proposal,
+        p: &Proposal,
         channel: &str,
         user: &UserId,
         note: &PrivateNote,
     ) -> Result<(), ChatError> {
-        self.record(ChatCall::Told {
-            channel: channel.to_string(),
-            user: user.clone(),
-            note: note.clone(),
-        })
+        self.record(
+            &p.id,
+            ChatCall::Told {
+                channel: channel.to_string(),
+                user: user.clone(),
+                note: note.clone(),
+            },
+        )
     }
 }
 
@@ -184,6 +372,15 @@ pub struct ScriptedExecutor {
     follows: AtomicUsize,
     /// Held open while `execute` runs, so tests can observe `Executing`.
     gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
+}
+
+impl Entry {
+    fn sent(&self) -> Sent {
+        Sent {
+            proposal: self.proposal.clone(),
+            call: self.call.clone(),
+        }
+    }
 }
 
 impl ScriptedExecutor {

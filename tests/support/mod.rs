@@ -1,7 +1,13 @@
 //! The test harness: an in-memory world (config, people, a fake clock,
 //! recording chat, scripted executor and verifier), verbs like `approve`,
-//! and fluent expectations. Every test runs under a timeout and fails if a
-//! background task panicked.
+//! and fluent expectations.
+//!
+//! Engine-level tests run through [`run_test`] (rust-lang/bors's habit): the
+//! body runs under a timeout, then the harness waits for background work
+//! and fails the test if a background task panicked or if the bot sent a
+//! chat message the test did not consume (`expect_posted`, `expect_thread`,
+//! `expect_told`, or, where a test truly does not care, `ignore_messages`).
+//! Waiting for something to happen is [`wait_until`], never a fixed sleep.
 #![allow(dead_code)]
 
 pub mod fake_slack;
@@ -19,8 +25,8 @@ use rollbot::domain::{
 use rollbot::engine::{Engine, EngineError, Ports, ProposeRequest, VoteReply};
 use rollbot::http::webhooks::Webhooks;
 use rollbot::http::{self, AppState};
-use rollbot::ports::Executor;
-use rollbot::ports::memory::{ChatCall, MemoryChat, ScriptedExecutor, ScriptedVerifier};
+use rollbot::ports::memory::{ChatCall, MemoryChat, ScriptedExecutor, ScriptedVerifier, Sent};
+use rollbot::ports::{Executor, PrivateNote, ThreadNote};
 use rollbot::store::Store;
 
 /// The default world: payment-api with three SREs and a lead as approvers.
@@ -100,11 +106,178 @@ pub fn reference_plan() -> Plan {
     }
 }
 
+/// How long a test body may run.
+pub const TEST_LIMIT: Duration = Duration::from_secs(60);
+/// How long background work may take to finish after the body.
+pub const IDLE_LIMIT: Duration = Duration::from_secs(30);
+/// How long [`wait_until`] waits for its condition.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(20);
+
 /// Runs `f` under a timeout: no test may hang CI.
 pub async fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(60), f)
+    tokio::time::timeout(TEST_LIMIT, f)
         .await
         .expect("test timed out after 60 s")
+}
+
+/// Why [`run_test`] failed a test whose body itself passed.
+#[derive(Debug)]
+pub enum Failure {
+    /// The body did not finish within the limit.
+    TimedOut(Duration),
+    /// Background work was still running this long after the body.
+    StillBusy(Duration),
+    BackgroundPanic,
+    /// Messages the bot sent that the test never consumed.
+    Unconsumed(Vec<Sent>),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::TimedOut(d) => write!(f, "the test timed out after {d:?}"),
+            Failure::StillBusy(d) => {
+                write!(f, "background work still running {d:?} after the test")
+            }
+            Failure::BackgroundPanic => write!(f, "a background task panicked (see the log)"),
+            Failure::Unconsumed(sent) => {
+                writeln!(
+                    f,
+                    "the bot sent {} message(s) the test did not consume \
+                     (expect_posted / expect_thread / expect_told them):",
+                    sent.len()
+                )?;
+                for s in sent {
+                    writeln!(f, "  - {s}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Runs an engine-level test in the default world ([`Tester::new`]). The
+/// body gets the tester and hands it back (after a restart it is a new
+/// one) for the final checks; see [`try_run_test`].
+pub async fn run_test<F, Fut>(body: F)
+where
+    F: FnOnce(Tester) -> Fut,
+    Fut: std::future::Future<Output = Tester>,
+{
+    run_test_in(Tester::new, body).await;
+}
+
+/// [`run_test`] with a tester built by `make` (another config, executor…).
+pub async fn run_test_in<F, Fut>(make: impl FnOnce() -> Tester, body: F)
+where
+    F: FnOnce(Tester) -> Fut,
+    Fut: std::future::Future<Output = Tester>,
+{
+    run_test_within(TEST_LIMIT, make, body).await;
+}
+
+/// [`run_test_in`] with another limit, for a test that does a lot of work
+/// on purpose (a day of alerts); say why where it is used.
+pub async fn run_test_within<F, Fut>(limit: Duration, make: impl FnOnce() -> Tester, body: F)
+where
+    F: FnOnce(Tester) -> Fut,
+    Fut: std::future::Future<Output = Tester>,
+{
+    if let Err(failure) = try_run_test(limit, make, body).await {
+        panic!("{failure}");
+    }
+}
+
+/// The body of [`run_test`] without the panic: builds the tester, runs
+/// `body` under `limit`, then [`finish`]es. A failing assertion in the
+/// body panics as usual.
+///
+/// # Errors
+/// The body timed out, or [`finish`] failed.
+pub async fn try_run_test<F, Fut>(
+    limit: Duration,
+    make: impl FnOnce() -> Tester,
+    body: F,
+) -> Result<(), Failure>
+where
+    F: FnOnce(Tester) -> Fut,
+    Fut: std::future::Future<Output = Tester>,
+{
+    let t = tokio::time::timeout(limit, body(make()))
+        .await
+        .map_err(|_| Failure::TimedOut(limit))?;
+    finish(&t.engine, &t.chat).await
+}
+
+/// The end-of-test checks, usable on an engine built some other way (the
+/// whole `App`): waits for background work, then fails if any of it
+/// panicked or if a message sent to `chat` was not consumed.
+///
+/// # Errors
+/// The first of: still busy after [`IDLE_LIMIT`], a background panic,
+/// unconsumed messages.
+pub async fn finish(engine: &Engine, chat: &MemoryChat) -> Result<(), Failure> {
+    finish_within(IDLE_LIMIT, engine, chat).await
+}
+
+/// [`finish`] with another limit on the wait for background work.
+///
+/// # Errors
+/// As [`finish`].
+pub async fn finish_within(
+    idle_limit: Duration,
+    engine: &Engine,
+    chat: &MemoryChat,
+) -> Result<(), Failure> {
+    tokio::time::timeout(idle_limit, engine.wait_idle())
+        .await
+        .map_err(|_| Failure::StillBusy(idle_limit))?;
+    // Checked before the messages: a panic usually explains a missing or
+    // stray message, and is the thing to fix first.
+    if engine.background_panicked() {
+        return Err(Failure::BackgroundPanic);
+    }
+    let left = chat.unconsumed();
+    if !left.is_empty() {
+        return Err(Failure::Unconsumed(left));
+    }
+    Ok(())
+}
+
+/// Waits until `cond` holds, polling, for at most [`WAIT_LIMIT`]; panics
+/// naming `what` otherwise. For conditions nothing notifies us of (a
+/// state in the store, a file, a process); where something does notify
+/// (`MemoryChat::wait_for`, `Engine::wait_idle`), wait on that instead.
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    wait_until_within(WAIT_LIMIT, what, async || cond()).await;
+}
+
+/// [`wait_until`] for a condition that must itself await (an HTTP probe).
+pub async fn wait_until_async(what: &str, cond: impl AsyncFnMut() -> bool) {
+    wait_until_within(WAIT_LIMIT, what, cond).await;
+}
+
+/// [`wait_until_async`] with another limit (a slow external program).
+pub async fn wait_until_within(limit: Duration, what: &str, cond: impl AsyncFnMut() -> bool) {
+    assert!(
+        poll_until(limit, cond).await,
+        "timed out after {limit:?} waiting until {what}"
+    );
+}
+
+/// Polls `cond` until it holds (true) or `limit` has passed (false), for a
+/// caller that explains a timeout itself (with an external program's log).
+pub async fn poll_until(limit: Duration, mut cond: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !cond().await {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        // The polling interval, not a guess at how long the work takes:
+        // the condition decides when we go on.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
 }
 
 pub struct Tester {
@@ -133,7 +306,7 @@ impl Tester {
     pub fn with_executor(config: &str, executor: Arc<dyn Executor>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
-        Self::build(config, store, dir, Some(executor))
+        Self::build(config, store, dir, Some(executor), MemoryChat::new())
     }
 
     /// [`CONFIG`] plus [`ALERTS`] plus `extra` (routes, `[server]`…), with
@@ -185,7 +358,7 @@ impl Tester {
     }
 
     fn from_parts(config: &str, store: Store, dir: tempfile::TempDir) -> Self {
-        Self::build(config, store, dir, None)
+        Self::build(config, store, dir, None, MemoryChat::new())
     }
 
     fn build(
@@ -193,9 +366,9 @@ impl Tester {
         store: Store,
         dir: tempfile::TempDir,
         real: Option<Arc<dyn Executor>>,
+        chat: Arc<MemoryChat>,
     ) -> Self {
         let config = Config::parse(config).expect("test config is valid");
-        let chat = MemoryChat::new();
         let executor = ScriptedExecutor::new(reference_plan());
         let verifier = ScriptedVerifier::new();
         let clock = Arc::new(ManualClock::new(t0()));
@@ -222,13 +395,16 @@ impl Tester {
     }
 
     /// Simulates a restart: drops the engine and store, reopens the same db.
+    /// The chat is the outside world and stays: what the bot sent before
+    /// the restart is still there, and still has to be consumed.
     pub async fn restart(self) -> Self {
         self.engine.wait_idle().await;
         self.engine.store().flush().await.unwrap();
         let dir = self.dir;
+        let chat = self.chat;
         drop(self.engine);
         let store = Store::open(&dir.path().join("db")).unwrap();
-        Self::from_parts(CONFIG, store, dir)
+        Self::build(CONFIG, store, dir, None, chat)
     }
 
     /// `/rollback payment-api` typed by `who`.
@@ -280,7 +456,117 @@ impl Tester {
         );
     }
 
-    /// Private messages told to `who`.
+    /// Consumes the post of proposal `id`; returns the channel it went to.
+    #[track_caller]
+    pub fn expect_posted(&self, id: &ProposalId) -> String {
+        self.chat
+            .take_post(id)
+            .unwrap_or_else(|| self.missing(&format!("the post of proposal {id}")))
+    }
+
+    /// Consumes the oldest pending proposal post, whichever proposal it is
+    /// (one opened by an alert); returns that proposal's id.
+    #[track_caller]
+    pub fn expect_new_proposal(&self) -> ProposalId {
+        self.chat
+            .take(|s| matches!(s.call, ChatCall::Posted { .. }))
+            .unwrap_or_else(|| self.missing("a proposal post"))
+            .proposal
+    }
+
+    /// Consumes the oldest pending thread note named `name` (its serialised
+    /// tag: `execution_started`, `verification`, `report`…) on `id`.
+    #[track_caller]
+    pub fn expect_thread(&self, id: &ProposalId, name: &str) -> ThreadNote {
+        self.chat
+            .take_thread(id, name)
+            .unwrap_or_else(|| self.missing(&format!("a `{name}` thread note on {id}")))
+    }
+
+    /// [`Tester::expect_thread`] for a note sent by work the test does not
+    /// otherwise wait for (a delivery processed by a real Alertmanager):
+    /// waits for it, for at most [`WAIT_LIMIT`].
+    pub async fn expect_thread_soon(&self, id: &ProposalId, name: &str) -> ThreadNote {
+        let sent = tokio::time::timeout(
+            WAIT_LIMIT,
+            self.chat.take_when(|s| {
+                &s.proposal == id && matches!(s.call, ChatCall::Thread { .. }) && s.name() == name
+            }),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            self.missing(&format!(
+                "a `{name}` thread note on {id} within {WAIT_LIMIT:?}"
+            ))
+        });
+        match sent.call {
+            ChatCall::Thread { note, .. } => note,
+            other => unreachable!("matched a thread note, got {other:?}"),
+        }
+    }
+
+    /// Consumes every pending thread note on `id` and checks their names,
+    /// in order: nothing missing, nothing extra.
+    #[track_caller]
+    pub fn expect_threads(&self, id: &ProposalId, names: &[&str]) -> Vec<ThreadNote> {
+        let notes = self.chat.take_threads(id);
+        let got: Vec<String> = notes
+            .iter()
+            .map(|n| {
+                serde_json::to_value(n).unwrap()["note"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(got, names, "the thread notes on {id}");
+        notes
+    }
+
+    /// Consumes the oldest pending private note named `name`
+    /// (`vote_refused`, `already_counted`, `text`) told to `who`.
+    #[track_caller]
+    pub fn expect_told(&self, who: &str, name: &str) -> PrivateNote {
+        self.chat
+            .take_told(&user(who), name)
+            .unwrap_or_else(|| self.missing(&format!("a `{name}` note told to {who}")))
+    }
+
+    /// Fails now if a message is pending: the bot sent nothing unexpected
+    /// up to this point.
+    #[track_caller]
+    pub fn expect_no_messages(&self) {
+        let left = self.chat.unconsumed();
+        assert!(left.is_empty(), "{}", Failure::Unconsumed(left));
+    }
+
+    /// Consumes every pending message: for a test about something else
+    /// (the store, HTTP) that would otherwise restate the bot's chatter.
+    /// Use sparingly; the messages are part of the behaviour.
+    pub fn ignore_messages(&self) {
+        self.chat.consume_all();
+    }
+
+    #[track_caller]
+    fn missing(&self, what: &str) -> ! {
+        let pending: Vec<String> = self
+            .chat
+            .unconsumed()
+            .iter()
+            .map(|s| format!("  - {s}"))
+            .collect();
+        panic!(
+            "expected {what}; pending messages:\n{}",
+            if pending.is_empty() {
+                "  (none)".to_string()
+            } else {
+                pending.join("\n")
+            }
+        )
+    }
+
+    /// Private messages told to `who`, as JSON, without consuming them
+    /// (tests under [`run_test`] use [`Tester::expect_told`]).
     pub fn told(&self, who: &str) -> Vec<String> {
         self.chat
             .calls()
