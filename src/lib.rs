@@ -39,7 +39,8 @@
 //! - [`verify`]: the `Verifier` over HTTP health checks and Prometheus queries.
 //! - [`report`]: rendering of messages, the resolved notice, the draft
 //!   incident report and its chart.
-//! - [`templates`]: every user-facing message, from `templates/<locale>/`.
+//! - [`templates`]: every user-facing message: layouts per platform
+//!   (`templates/{slack,text,markdown}/`), wording per locale (`templates/locales/`).
 //!
 //! Around them:
 //! - [`app`]: wiring for `rollbot serve` (and the demo), shared by `main`

@@ -403,10 +403,10 @@ async fn executor_outcomes_map_to_states() {
         assert!(x.timeline.iter().any(|e| matches!(&e.kind,
             EventKind::ExecutionFinished { ok: false, detail } if detail.contains("progress deadline"))));
         t.expect_posted(&p.id);
-        let notes = t.expect_threads(&p.id, &["execution_started", "execution_finished"]);
+        let notes = t.expect_threads(&p.id, &["execution_started", "execution_failed"]);
         assert!(matches!(
             &notes[1],
-            ThreadNote::ExecutionFinished { ok: false, detail } if detail.contains("progress deadline")
+            ThreadNote::ExecutionFailed { error } if error.message.contains("progress deadline")
         ));
         t
     })
@@ -613,10 +613,10 @@ async fn recovery_executes_approved_and_flags_interrupted_rollbacks() {
             EventKind::ExecutionFinished { ok: false, detail } if detail.contains("restarted"))));
         t.expect_posted(&a.id);
         t.expect_posted(&b.id);
-        let notes = t.expect_threads(&a.id, &["execution_finished"]);
+        let notes = t.expect_threads(&a.id, &["execution_failed"]);
         assert!(matches!(
             &notes[0],
-            ThreadNote::ExecutionFinished { ok: false, detail } if detail.contains("restarted")
+            ThreadNote::ExecutionFailed { error } if error.message.contains("restarted")
         ));
         t.expect_threads(
             &b.id,

@@ -147,7 +147,7 @@ async fn alert_to_report_on_the_simulated_cluster() {
                 ThreadNote::Progress { .. } => "progress",
                 ThreadNote::ExecutionFinished { ok: true, .. } => "finished",
                 ThreadNote::Verification { passed: true, .. } => "verified",
-                ThreadNote::Resolved => "resolved",
+                ThreadNote::Resolved { .. } => "resolved",
                 ThreadNote::Report { .. } => "report",
                 _ => "other",
             })

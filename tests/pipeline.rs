@@ -208,9 +208,9 @@ async fn a_failing_before_hook_stops_the_rollout_before_anything_is_rolled_back(
             .into_iter()
             .find_map(|c| match c {
                 ChatCall::Thread {
-                    note: ThreadNote::ExecutionFinished { ok: false, detail },
+                    note: ThreadNote::ExecutionFailed { error },
                     ..
-                } => Some(detail),
+                } => Some(error.message),
                 _ => None,
             })
             .expect("the thread says the rollout failed");
@@ -222,7 +222,7 @@ async fn a_failing_before_hook_stops_the_rollout_before_anything_is_rolled_back(
         t.expect_posted(&p.id);
         t.expect_threads(
             &p.id,
-            &["execution_started", "progress", "execution_finished"],
+            &["execution_started", "progress", "execution_failed"],
         );
         t
     })
@@ -265,7 +265,7 @@ async fn a_failing_after_hook_still_verifies_and_asks_people_to_finish_it() {
                 "progress",
                 "execution_finished",
                 "progress",
-                "text",
+                "after_hook_failed",
                 "verification",
                 "resolved",
                 "report",

@@ -266,7 +266,7 @@ async fn reference_incident(locale: &str) -> (World, Proposal) {
     assert!(
         !thread_notes(&w.chat)
             .iter()
-            .any(|n| matches!(n, ThreadNote::Report { .. } | ThreadNote::Resolved)),
+            .any(|n| matches!(n, ThreadNote::Report { .. } | ThreadNote::Resolved { .. })),
         "an alert proposal is resolved by its alert, not by verification"
     );
     w.clock.set(at(15, 0, 20));
@@ -301,7 +301,18 @@ async fn the_reference_incident_ends_with_a_resolved_notice_and_a_report() {
                 ],
                 "{locale}"
             );
-            let resolved = rollbot::report::render_note(templates, &p, &ThreadNote::Resolved)
+            // The notice carries the first check's current value, as the
+            // runbooks' [RESOLVED] message does.
+            let note = notes
+                .iter()
+                .find(|n| matches!(n, ThreadNote::Resolved { .. }))
+                .unwrap();
+            assert!(
+                matches!(note, ThreadNote::Resolved { check: Some(c) }
+                    if c.name == "health" && c.value == "HTTP 200, version=v1.2.0"),
+                "{note:?}"
+            );
+            let resolved = rollbot::report::render_note(templates, &p, note)
                 .unwrap()
                 .replace(p.id.as_str(), "RB-ID");
             insta::assert_snapshot!(format!("resolved_notice_{locale}"), resolved);
@@ -416,7 +427,7 @@ async fn progress_edits_one_message_at_most_every_interval_and_delivers_the_last
         let notes = thread_notes(&w.chat);
         assert!(matches!(
             &notes[notes.len() - 2..],
-            [ThreadNote::Resolved, ThreadNote::Report { .. }]
+            [ThreadNote::Resolved { .. }, ThreadNote::Report { .. }]
         ));
     })
     .await;

@@ -7,7 +7,9 @@ use rollbot::chat::commands::CommandError;
 use rollbot::chat::slack::render::{self, Emoji, Reply, Summary};
 use rollbot::config::LOCALES;
 use rollbot::domain::{Origin, Proposal, ProposalId, Refusal, ResumeStep, State, Vote, VoteVia};
-use rollbot::ports::{CheckResult, PrivateNote, ThreadNote, UnreachableSource};
+use rollbot::ports::{
+    CheckResult, ExecError, ExecErrorKind, PrivateNote, ThreadNote, UnreachableSource,
+};
 use rollbot::templates::Templates;
 use support::*;
 
@@ -93,9 +95,18 @@ fn every_slack_message_renders_as_block_kit() {
                     error: "Connection refused (os error 111)".into(),
                 }],
             },
-            ThreadNote::Resolved,
+            ThreadNote::ExecutionFailed {
+                error: ExecError::new(
+                    ExecErrorKind::RolloutFailed,
+                    "error: deployment \"prod-payment-deploy\" exceeded its progress deadline",
+                ),
+            },
+            ThreadNote::DrillChecksSkipped,
+            ThreadNote::Resolved { check: None },
+            ThreadNote::Resolved {
+                check: Some(CheckResult { name: "success rate".into(), passed: true, value: "0.997".into() }),
+            },
             ThreadNote::Report { markdown: "# Report".into(), chart_png: None },
-            ThreadNote::Text { text: "note <b>".into() },
         ];
         for n in &notes {
             out.push(("thread", render::thread(&t, &p, n).unwrap().json));
@@ -120,16 +131,12 @@ fn every_slack_message_renders_as_block_kit() {
                     service: "payment-api".into(),
                 },
             },
-            PrivateNote::Text {
-                text: "hello".into(),
+            PrivateNote::AlreadyCounted {
+                approvals: 1,
+                required: 2,
             },
         ] {
-            out.push((
-                "private",
-                render::private(&t, locale, Some("RB-7K3M9Q"), &note)
-                    .unwrap()
-                    .json,
-            ));
+            out.push(("private", render::private(&t, &p, &note).unwrap().json));
         }
         let replies = [
             Reply::Help {

@@ -2,9 +2,10 @@
 //! (the proposal, votes, progress, verification, the resolved notice and the
 //! report) for `rollbot demo` and drills run from a shell.
 //!
-//! It renders the same plain-text templates every chat uses; attachments
-//! (the report and its chart) are written to a directory and named in the
-//! transcript.
+//! It renders the plain-text layouts (`templates/text/`) in the proposal's
+//! locale; attachments (the report and its chart) are written to a
+//! directory under the names a drill's or an incident's report gets, and
+//! named in the transcript.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -79,20 +80,51 @@ impl ConsoleChat {
             chart_png,
         } = note
         {
+            // `<ID>-report.md` as before (`rollbot demo` waits for it); a
+            // drill's files say so in their names.
+            let kind = if p.drill { "-drill" } else { "" };
+            let report_file = format!("{}{kind}-report.md", p.id);
+            let chart_file = format!("{}{kind}-chart.png", p.id);
+            let path = |file: &str| minijinja::context! { path => self.attachments.join(file).display().to_string() };
             std::fs::create_dir_all(&self.attachments).map_err(Self::error)?;
-            let md = self.attachments.join(format!("{}-report.md", p.id));
-            std::fs::write(&md, markdown).map_err(Self::error)?;
-            let mut text = format!("📄 Draft incident report: {}", md.display());
+            std::fs::write(self.attachments.join(&report_file), markdown).map_err(Self::error)?;
+            let mut text = format!(
+                "📄 {}",
+                t.text(&p.locale, "thread.report_file", path(&report_file))
+                    .map_err(Self::error)?
+            );
             if let Some(png) = chart_png {
-                let chart = self.attachments.join(format!("{}-chart.png", p.id));
-                std::fs::write(&chart, png).map_err(Self::error)?;
-                text.push_str(&format!("\n📈 Chart: {}", chart.display()));
+                std::fs::write(self.attachments.join(&chart_file), png).map_err(Self::error)?;
+                text.push_str(&format!(
+                    "\n📈 {}",
+                    t.text(&p.locale, "thread.chart_file", path(&chart_file))
+                        .map_err(Self::error)?
+                ));
             }
             let preview: Vec<&str> = markdown.lines().take(8).collect();
             text.push_str(&format!("\n{}\n…", preview.join("\n")));
             return Ok(text);
         }
         report::render_note(t, p, note).map_err(Self::error)
+    }
+
+    /// A header line's words (`console.<key>` in the catalogue), in `p`'s locale.
+    fn header(p: &Proposal, key: &str, args: minijinja::Value) -> Result<String, ChatError> {
+        Self::templates()?
+            .text(&p.locale, &format!("console.{key}"), args)
+            .map_err(Self::error)
+    }
+
+    /// `[DRILL] ` before a drill's headers, so every line of its transcript
+    /// says what it is.
+    fn drill_mark(p: &Proposal) -> Result<String, ChatError> {
+        if !p.drill {
+            return Ok(String::new());
+        }
+        let tag = Self::templates()?
+            .text(&p.locale, "drill.tag", ())
+            .map_err(Self::error)?;
+        Ok(format!("[{tag}] "))
     }
 }
 
@@ -106,13 +138,16 @@ impl Chat for ConsoleChat {
         let text = report::render_proposal(Self::templates()?, p).map_err(Self::error)?;
         let at = self.next_ref(channel);
         let name = channel.strip_prefix("console:").unwrap_or(channel);
-        self.write(&format!("{} rollbot in {name}:", stamp()), &text);
+        let head = Self::header(p, "posted", minijinja::context! { channel => name })?;
+        self.write(&format!("{} {head}", stamp()), &text);
         Ok(at)
     }
 
     async fn update_proposal(&self, _at: &MessageRef, p: &Proposal) -> Result<(), ChatError> {
         let text = report::render_status_line(Self::templates()?, p).map_err(Self::error)?;
-        self.write(&format!("{} ✎ {} updated:", stamp(), p.id), &text);
+        let mark = Self::drill_mark(p)?;
+        let head = Self::header(p, "updated", minijinja::context! { id => p.id.as_str() })?;
+        self.write(&format!("{} ✎ {mark}{head}", stamp()), &text);
         Ok(())
     }
 
@@ -123,7 +158,8 @@ impl Chat for ConsoleChat {
         note: &ThreadNote,
     ) -> Result<MessageRef, ChatError> {
         let text = self.thread_text(p, note)?;
-        self.write(&format!("{} ↳ rollbot in thread {}:", stamp(), p.id), &text);
+        let head = Self::header(p, "thread", minijinja::context! { id => p.id.as_str() })?;
+        self.write(&format!("{} ↳ {head}", stamp()), &text);
         Ok(self.next_ref(&at.channel))
     }
 
@@ -134,7 +170,12 @@ impl Chat for ConsoleChat {
         note: &ThreadNote,
     ) -> Result<(), ChatError> {
         let text = self.thread_text(p, note)?;
-        self.write(&format!("{} ↳ ✎ thread {}:", stamp(), p.id), &text);
+        let head = Self::header(
+            p,
+            "thread_edited",
+            minijinja::context! { id => p.id.as_str() },
+        )?;
+        self.write(&format!("{} ↳ ✎ {head}", stamp()), &text);
         Ok(())
     }
 
@@ -145,31 +186,9 @@ impl Chat for ConsoleChat {
         user: &UserId,
         note: &PrivateNote,
     ) -> Result<(), ChatError> {
-        let text = match note {
-            PrivateNote::Text { text } => text.clone(),
-            PrivateNote::AlreadyCounted {
-                approvals,
-                required,
-            } => {
-                let t = Self::templates()?;
-                t.render(
-                    &p.locale,
-                    "already_counted.txt",
-                    minijinja::context! { id => p.id.as_str(), approvals => approvals, required => required },
-                )
-                .map_err(Self::error)?
-            }
-            PrivateNote::VoteRefused { refusal } => {
-                let t = Self::templates()?;
-                t.render(
-                    &p.locale,
-                    "vote_refused.txt",
-                    minijinja::context! { id => p.id.as_str(), refusal => minijinja::value::Serde(refusal) },
-                )
-                .map_err(Self::error)?
-            }
-        };
-        self.write(&format!("{} (only visible to {user}):", stamp()), &text);
+        let text = report::render_private(Self::templates()?, p, note).map_err(Self::error)?;
+        let head = Self::header(p, "private", minijinja::context! { user => user.as_str() })?;
+        self.write(&format!("{} {head}", stamp()), &text);
         Ok(())
     }
 }

@@ -18,6 +18,9 @@ pub struct Summary {
     pub approvals: usize,
     pub required: u8,
     pub created_at: String,
+    /// A drill: answers say so, since a drill's "rolled back" touched no
+    /// production workload.
+    pub drill: bool,
 }
 
 impl Summary {
@@ -29,6 +32,7 @@ impl Summary {
             approvals: p.approvals.len(),
             required: p.required,
             created_at: p.created_at.to_rfc3339(),
+            drill: p.drill,
         }
     }
 }

@@ -353,11 +353,11 @@ mod tests {
         let on_teams = at("teams", "teams:T1");
         router.update_proposal(&on_slack, &p).await.unwrap();
         router
-            .post_thread(&on_teams, &p, &ThreadNote::Resolved)
+            .post_thread(&on_teams, &p, &ThreadNote::Resolved { check: None })
             .await
             .unwrap();
         router
-            .edit_thread(&on_slack, &p, &ThreadNote::Resolved)
+            .edit_thread(&on_slack, &p, &ThreadNote::Resolved { check: None })
             .await
             .unwrap();
         assert_eq!(
@@ -377,7 +377,10 @@ mod tests {
         let router = ChatRouter::new()
             .with("slack", slack.clone())
             .with("teams", teams.clone());
-        let note = PrivateNote::Text { text: "hi".into() };
+        let note = PrivateNote::AlreadyCounted {
+            approvals: 1,
+            required: 2,
+        };
         let bob = UserId::parse("slack:UBOB").unwrap();
         let on_teams = proposal(vec![at("teams", "T1")]);
         router.tell(&on_teams, "T1", &bob, &note).await.unwrap();

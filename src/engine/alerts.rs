@@ -181,7 +181,7 @@ impl Engine {
         self.inner.store.flush().await?;
         if first {
             self.update_message(&p).await?;
-            self.post_thread(&p, ThreadNote::Resolved).await?;
+            self.post_thread(&p, self.resolved_note(&p)?).await?;
             // The rollout waits at its report step for the alert to clear.
             self.report_step(&p).await?;
         }

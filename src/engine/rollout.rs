@@ -88,6 +88,8 @@ impl Engine {
         if p.no_checks {
             return Ok(p);
         }
+        // The timeline keeps an English line for operators; people in the
+        // thread get the note in their locale.
         let text = "DRILL: verification checks were not run; they measure production, which this drill did not change";
         let (_, p) = self
             .inner
@@ -98,12 +100,20 @@ impl Engine {
             })
             .map_err(store_only)?;
         self.inner.store.flush().await?;
-        self.post_thread(&p, ThreadNote::Text { text: text.into() })
-            .await?;
+        self.post_thread(&p, ThreadNote::DrillChecksSkipped).await?;
         self.update_message(&p).await?;
         // The copy stays up until the next tick reaps it, so people (and
         // tests) can look at the rolled-back copy meanwhile.
         Ok(p)
+    }
+
+    /// The resolved notice of `p`, with the current value of its first
+    /// verification check read from the timeline.
+    pub(super) fn resolved_note(&self, p: &Proposal) -> Result<ThreadNote, EngineError> {
+        let timeline = self.inner.store.timeline(&p.id)?;
+        Ok(ThreadNote::Resolved {
+            check: crate::report::first_check(&timeline),
+        })
     }
 
     /// The verify step: runs the checks, and records the verdict together
@@ -206,7 +216,7 @@ impl Engine {
         // its resolution. Alert proposals get the notice from `alert_resolved`.
         if p.state == State::Verified && p.origin != Origin::Alert && p.alert_resolved_at.is_none()
         {
-            self.post_thread(&p, ThreadNote::Resolved).await?;
+            self.post_thread(&p, self.resolved_note(&p)?).await?;
         }
         Ok(p)
     }
@@ -557,15 +567,8 @@ impl Engine {
             vec![step_finished(step, false, &failure)],
         )?;
         self.inner.store.flush().await?;
-        self.post_thread(
-            &p,
-            ThreadNote::Text {
-                text: format!(
-                    "A runbook step after the rollback failed ({failure}). The rollback is in place and verification goes on; finish that step by hand."
-                ),
-            },
-        )
-        .await?;
+        self.post_thread(&p, ThreadNote::AfterHookFailed { failure })
+            .await?;
         Ok(Some(p))
     }
 
@@ -631,10 +634,7 @@ impl Engine {
                     ok: false,
                     detail: e.message.clone(),
                 }],
-                ThreadNote::ExecutionFinished {
-                    ok: false,
-                    detail: e.message,
-                },
+                ThreadNote::ExecutionFailed { error: e },
             ),
         };
         if let Some(step) = step {

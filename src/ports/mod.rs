@@ -25,7 +25,9 @@ pub struct ChatError {
     pub retryable: bool,
 }
 
-/// Something posted into a proposal's thread.
+/// Something posted into a proposal's thread: the facts only. Each chat
+/// lays it out and words it in the proposal's locale (see
+/// [`crate::templates`]), so no variant carries a sentence for people.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "note", rename_all = "snake_case")]
 pub enum ThreadNote {
@@ -34,9 +36,17 @@ pub enum ThreadNote {
     Progress {
         line: String,
     },
+    /// The rollback ran to its end (`ok`), with the executor's last word.
+    /// Failures come as [`ThreadNote::ExecutionFailed`]; `ok: false` is
+    /// still shown, as a failure without a kind.
     ExecutionFinished {
         ok: bool,
         detail: String,
+    },
+    /// The rollback failed: shown as what to do for its kind, then the
+    /// executor's message quoted as output.
+    ExecutionFailed {
+        error: ExecError,
     },
     Superseded {
         reason: String,
@@ -54,20 +64,31 @@ pub enum ThreadNote {
         checks: Vec<CheckResult>,
         unreachable: Vec<UnreachableSource>,
     },
-    /// The triggering alert cleared.
-    Resolved,
+    /// A runbook step after the rollback failed (`failure` is what it
+    /// said): the rollback stays and verification goes on; people finish
+    /// the step by hand.
+    AfterHookFailed {
+        failure: String,
+    },
+    /// A drill's rollback is done; its checks were not run, since they
+    /// measure production, which a drill does not change.
+    DrillChecksSkipped,
+    /// The incident is over (the alert cleared, or a manual proposal passed
+    /// verification): the resolved notice, with the current value of the
+    /// first verification check when there is one.
+    Resolved {
+        check: Option<CheckResult>,
+    },
     /// The draft incident report (Markdown) and an optional chart.
     Report {
         markdown: String,
         #[serde(skip)]
         chart_png: Option<Vec<u8>>,
     },
-    Text {
-        text: String,
-    },
 }
 
-/// What one person alone is told (e.g. why their vote did not count).
+/// What one person alone is told (e.g. why their vote did not count); the
+/// facts only, worded by each chat in the locale.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "note", rename_all = "snake_case")]
 pub enum PrivateNote {
@@ -78,9 +99,6 @@ pub enum PrivateNote {
     AlreadyCounted {
         approvals: usize,
         required: u8,
-    },
-    Text {
-        text: String,
     },
 }
 

@@ -355,16 +355,18 @@ impl Chat for SlackChat {
         } = note
         {
             let b64 = base64::engine::general_purpose::STANDARD;
+            let names =
+                crate::report::attachments(&self.templates, p).map_err(RenderError::from)?;
             let mut files = vec![(
-                format!("incident-report-{}.md", p.id),
-                format!("Incident report {}", p.id),
+                names.report_file,
+                names.report_title,
                 "text/markdown",
                 b64.encode(markdown),
             )];
             if let Some(png) = chart_png {
                 files.push((
-                    format!("incident-chart-{}.png", p.id),
-                    format!("Incident chart {}", p.id),
+                    names.chart_file,
+                    names.chart_title,
                     "image/png",
                     b64.encode(png),
                 ));
@@ -423,7 +425,7 @@ impl Chat for SlackChat {
             )));
         };
         let ch = bare_channel(channel);
-        let content = render::private(&self.templates, &p.locale, Some(p.id.as_str()), note)?.json;
+        let content = render::private(&self.templates, p, note)?.json;
         self.ephemeral(ch, uid, content).await
     }
 }

@@ -8,7 +8,7 @@
 //! - [`decode`]: the decoding of those HTTP bodies, shared with the fuzz
 //!   targets.
 //! - [`socket`]: the same events over Socket Mode instead of HTTP.
-//! - [`render`]: the `templates/<locale>/slack/*.json.j2` messages.
+//! - [`render`]: Slack's layouts (`templates/slack/*.json.j2`), worded per locale.
 //! - [`user_groups`]: `[groups]` members `slack-group:S…`, read from Slack.
 //!
 //! Start-up never waits for Slack: [`Slack::connect`] learns the bot's own

@@ -1,11 +1,15 @@
-//! Slack messages rendered from `templates/<locale>/slack/*.json.j2`.
+//! Slack messages: the Slack layouts (`templates/slack/*.json.j2`), worded
+//! from the catalogue of the proposal's or service's locale (see
+//! [`crate::templates`]).
 //!
-//! Each template renders one Block Kit message (`{"text": …, "blocks": […]}`,
+//! Each layout renders one Block Kit message (`{"text": …, "blocks": […]}`,
 //! i.e. slack-morphism's `SlackMessageContent`). minijinja escapes every
-//! `{{ … }}` as JSON in `.json` templates, so templates never build JSON
-//! strings by hand. What people typed (reasons, change causes) is escaped
-//! for Slack's mrkdwn here, before it reaches a template, so nobody can
-//! inject a mention or a link into the bot's message.
+//! `{{ … }}` as JSON in `.json` layouts, so layouts never build JSON
+//! strings by hand. What people typed (reasons, change causes) and what
+//! programs printed is escaped for Slack's mrkdwn here, before it reaches a
+//! layout, so nobody can inject a mention or a link into the bot's message.
+//! The `text` of every message (what notifications and previews show)
+//! carries the drill mark when the proposal is a drill.
 
 use serde::Serialize;
 use slack_morphism::prelude::SlackMessageContent;
@@ -71,6 +75,8 @@ struct ProposalView {
     target: RevisionView,
     warnings: Vec<String>,
     advice: Option<&'static str>,
+    /// The findings behind the advice (worded under `finding.` in the catalogue).
+    because: Vec<crate::domain::decision::Finding>,
     proposer: String,
     from_alert: bool,
     reason: String,
@@ -82,7 +88,7 @@ struct ProposalView {
     rejected_by: Option<String>,
     drill: bool,
     no_checks: bool,
-    alert_resolved: bool,
+    alert_resolved_at: Option<String>,
     approve_emoji: String,
     reject_emoji: String,
 }
@@ -117,6 +123,11 @@ fn proposal_view(p: &Proposal, emoji: &Emoji) -> ProposalView {
         target: revision(&p.plan.target),
         warnings: p.plan.warnings.iter().map(|w| escape(w)).collect(),
         advice: p.recommendation.as_ref().map(|r| r.advice.as_str()),
+        because: p
+            .recommendation
+            .as_ref()
+            .map(|r| r.because.clone())
+            .unwrap_or_default(),
         proposer: mention(&p.proposer),
         from_alert: !p.origin.proposer_is_person(),
         reason: escape(&p.reason),
@@ -128,7 +139,7 @@ fn proposal_view(p: &Proposal, emoji: &Emoji) -> ProposalView {
         rejected_by: p.rejected_by.as_ref().map(mention),
         drill: p.drill,
         no_checks: p.no_checks,
-        alert_resolved: p.alert_resolved_at.is_some(),
+        alert_resolved_at: p.alert_resolved_at.map(|at| at.to_rfc3339()),
         approve_emoji: emoji.approve.clone(),
         reject_emoji: emoji.reject.clone(),
     }
@@ -158,21 +169,22 @@ pub fn proposal(t: &Templates, p: &Proposal, emoji: &Emoji) -> Result<Rendered, 
     let out = t.render(
         &p.locale,
         "slack/proposal.json",
-        minijinja::context! { p => minijinja::value::Serde(proposal_view(p, emoji)) },
+        minijinja::context! { p => minijinja::Value::from(minijinja::value::Serde(proposal_view(p, emoji))) },
     )?;
     finish("proposal.json", out)
 }
 
+/// The facts of the proposal a thread message may name, escaped.
 #[derive(Serialize)]
-struct NoteView {
-    note: &'static str,
-    line: String,
-    ok: bool,
-    detail: String,
-    passed: bool,
-    checks: String,
-    /// Where work resumed after a restart (`apply`, `follow`, `verify`).
-    step: &'static str,
+struct ThreadView {
+    id: String,
+    service: String,
+    workload: String,
+    reason: String,
+    /// The first alert's name, for the resolved notice.
+    alert: Option<String>,
+    approvers: String,
+    drill: bool,
 }
 
 /// A message in the proposal's thread.
@@ -180,116 +192,48 @@ struct NoteView {
 /// # Errors
 /// A template bug.
 pub fn thread(t: &Templates, p: &Proposal, note: &ThreadNote) -> Result<Rendered, RenderError> {
-    let mut v = NoteView {
-        note: "",
-        line: String::new(),
-        ok: false,
-        detail: String::new(),
-        passed: false,
-        checks: String::new(),
-        step: "",
+    let locale = p.locale.as_str();
+    let view = ThreadView {
+        id: p.id.to_string(),
+        service: p.service.to_string(),
+        workload: escape(&p.plan.workload),
+        reason: escape(&p.reason),
+        alert: p.alerts.first().map(|a| escape(&a.name)),
+        approvers: p.approvers().map(mention).collect::<Vec<_>>().join(", "),
+        drill: p.drill,
     };
-    v.note = match note {
-        ThreadNote::ExecutionStarted => "execution_started",
-        ThreadNote::Progress { line } => {
-            v.line = escape(line);
-            "progress"
-        }
-        ThreadNote::ExecutionFinished { ok, detail } => {
-            v.ok = *ok;
-            v.detail = escape(detail);
-            "execution_finished"
-        }
-        ThreadNote::Superseded { reason } => {
-            v.detail = escape(reason);
-            "superseded"
-        }
-        ThreadNote::Verification { passed, checks } => {
-            v.passed = *passed;
-            v.checks = check_lines(checks);
-            "verification"
-        }
-        ThreadNote::Unverified {
-            checks,
-            unreachable,
-        } => {
-            v.checks = check_lines(checks);
-            v.detail = unreachable
-                .iter()
-                .map(|u| {
-                    format!(
-                        "{} (`{}`: {})",
-                        escape(&u.source),
-                        escape(&u.check),
-                        escape(&u.error)
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            "unverified"
-        }
-        ThreadNote::Resumed { step } => {
-            v.step = step.name();
-            "resumed"
-        }
-        ThreadNote::Resolved => "resolved",
-        ThreadNote::Report { .. } => "report",
-        ThreadNote::Text { text } => {
-            v.detail = escape(text);
-            "text"
-        }
-    };
+    // Everything in a note (progress lines, executor output, check values)
+    // comes from outside: escape it all.
+    let mut note = serde_json::to_value(note).unwrap_or_default();
+    escape_strings(&mut note);
+    let (start, end, impact_seconds) = crate::report::impact(p);
     let out = t.render(
-        &p.locale,
+        locale,
         "slack/thread.json",
-        minijinja::context! { id => p.id.to_string(), service => p.service.to_string(), drill => p.drill, n => minijinja::value::Serde(v) },
+        minijinja::context! {
+            p => minijinja::Value::from(minijinja::value::Serde(view)),
+            note => minijinja::Value::from(minijinja::value::Serde(note)),
+            old => escape(&crate::report::version(t, locale, &p.plan.current)?),
+            new => escape(&crate::report::version(t, locale, &p.plan.target)?),
+            start => start.to_rfc3339(),
+            end => end.to_rfc3339(),
+            impact_seconds => impact_seconds,
+        },
     )?;
     finish("thread.json", out)
-}
-
-/// One line per check: a mark, the name, the value.
-fn check_lines(checks: &[crate::ports::CheckResult]) -> String {
-    checks
-        .iter()
-        .map(|c| {
-            let mark = if c.passed {
-                ":white_check_mark:"
-            } else {
-                ":x:"
-            };
-            format!("{mark} {}: `{}`", escape(&c.name), escape(&c.value))
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// What one person alone sees (ephemeral).
 ///
 /// # Errors
 /// A template bug.
-pub fn private(
-    t: &Templates,
-    locale: &str,
-    id: Option<&str>,
-    note: &PrivateNote,
-) -> Result<Rendered, RenderError> {
-    let text = match note {
-        PrivateNote::VoteRefused { refusal } => t.render(
-            locale,
-            "vote_refused.txt",
-            minijinja::context! { id => id.unwrap_or("?"), refusal => minijinja::value::Serde(refusal) },
-        )?,
-        PrivateNote::AlreadyCounted { approvals, required } => t.render(
-            locale,
-            "already_counted.txt",
-            minijinja::context! { id => id.unwrap_or("?"), approvals => approvals, required => required },
-        )?,
-        PrivateNote::Text { text } => escape(text),
-    };
+pub fn private(t: &Templates, p: &Proposal, note: &PrivateNote) -> Result<Rendered, RenderError> {
+    let locale = p.locale.as_str();
+    let text = crate::report::render_private(t, p, note)?;
     let out = t.render(
         locale,
         "slack/private.json",
-        minijinja::context! { text => text },
+        minijinja::context! { text => escape(&text) },
     )?;
     finish("private.json", out)
 }
@@ -305,7 +249,7 @@ pub fn reply(t: &Templates, locale: &str, r: &Reply) -> Result<Rendered, RenderE
     let out = t.render(
         locale,
         "slack/reply.json",
-        minijinja::context! { r => minijinja::value::Serde(r) },
+        minijinja::context! { r => minijinja::Value::from(minijinja::value::Serde(r)) },
     )?;
     finish("reply.json", out)
 }
