@@ -4,9 +4,12 @@
 mod support;
 
 use rollbot::chat::commands::CommandError;
+use rollbot::chat::failure::UserError;
 use rollbot::chat::slack::render::{self, Emoji, Reply, Summary};
 use rollbot::config::LOCALES;
-use rollbot::domain::{Origin, Proposal, ProposalId, Refusal, ResumeStep, State, Vote, VoteVia};
+use rollbot::domain::{
+    Origin, Proposal, ProposalId, Refusal, ResumeStep, ServiceName, State, Vote, VoteVia,
+};
 use rollbot::ports::{
     CheckResult, ExecError, ExecErrorKind, PrivateNote, ThreadNote, UnreachableSource,
 };
@@ -194,8 +197,60 @@ fn every_slack_message_renders_as_block_kit() {
                     known: "payment-api, search".into(),
                 },
             },
-            Reply::Failed {
-                text: "search already has an open rollback proposal".into(),
+            Reply::Refused {
+                error: UserError::AlreadyOpen {
+                    service: ServiceName::parse("search").unwrap(),
+                    existing: ProposalId::parse("RB-7K3M9Q").unwrap(),
+                    state: State::Proposed,
+                },
+            },
+            Reply::Refused {
+                error: UserError::Plan {
+                    service: ServiceName::parse("search").unwrap(),
+                    error: ExecError::new(
+                        ExecErrorKind::NoHistory,
+                        "deployment \"search\" has no previous revision",
+                    ),
+                },
+            },
+            Reply::Refused {
+                error: UserError::NotFound {
+                    id: ProposalId::parse("RB-AAAAAA").unwrap(),
+                },
+            },
+            Reply::Refused {
+                error: UserError::NotAllowed {
+                    service: ServiceName::parse("search").unwrap(),
+                    id: ProposalId::parse("RB-7K3M9Q").unwrap(),
+                },
+            },
+            Reply::Refused {
+                error: UserError::NotCancellable {
+                    id: ProposalId::parse("RB-7K3M9Q").unwrap(),
+                    state: State::Executing,
+                },
+            },
+            Reply::Refused {
+                error: UserError::UnknownService {
+                    service: "paymnet-api".into(),
+                    known: "payment-api, search".into(),
+                },
+            },
+            Reply::Refused {
+                error: UserError::Drill {
+                    service: ServiceName::parse("search").unwrap(),
+                    error: ExecError::new(
+                        ExecErrorKind::NotFound,
+                        "deployments.apps \"search\" not found",
+                    ),
+                },
+            },
+            Reply::Refused {
+                error: UserError::DrillOpen {
+                    service: ServiceName::parse("search").unwrap(),
+                    existing: ProposalId::parse("RB-7K3M9Q").unwrap(),
+                    state: State::Approved,
+                },
             },
             Reply::Accepted {
                 service: "payment-api".into(),

@@ -10,14 +10,15 @@
 //! generic line carrying that reference, which operators find in the logs.
 
 use crate::chat::reply::Reply;
+pub use crate::chat::reply::UserError;
 use crate::engine::EngineError;
 
 /// How a failure reaches the person who asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
-    /// Their request cannot be done as asked; the text says why and what
-    /// to do.
-    User(String),
+    /// Their request cannot be done as asked; the catalogue words why and
+    /// what to do.
+    User(UserError),
     /// rollbot's own fault, logged under `reference`.
     Internal { reference: String },
 }
@@ -26,19 +27,51 @@ impl Failure {
     /// Classifies an engine error; an internal one is logged here, once.
     /// `doing` says what failed, for the log (e.g. `"listing proposals"`).
     pub fn of(e: &EngineError, doing: &str) -> Self {
-        match e {
-            EngineError::UnknownService { .. }
-            | EngineError::AlreadyOpen { .. }
-            | EngineError::Plan { .. }
-            | EngineError::NotFound(_)
-            | EngineError::NotAllowed { .. }
-            | EngineError::NotCancellable { .. }
-            | EngineError::Drill { .. }
-            | EngineError::DrillOpen { .. } => Self::User(e.to_string()),
+        let user = match e {
+            EngineError::UnknownService { name, known } => UserError::UnknownService {
+                service: name.clone(),
+                known: known.clone(),
+            },
+            EngineError::AlreadyOpen {
+                service,
+                existing,
+                state,
+            } => UserError::AlreadyOpen {
+                service: service.clone(),
+                existing: existing.clone(),
+                state: *state,
+            },
+            EngineError::Plan { service, source } => UserError::Plan {
+                service: service.clone(),
+                error: source.clone(),
+            },
+            EngineError::NotFound(id) => UserError::NotFound { id: id.clone() },
+            EngineError::NotAllowed { service, id } => UserError::NotAllowed {
+                service: service.clone(),
+                id: id.clone(),
+            },
+            EngineError::NotCancellable { id, state } => UserError::NotCancellable {
+                id: id.clone(),
+                state: *state,
+            },
+            EngineError::Drill { service, source } => UserError::Drill {
+                service: service.clone(),
+                error: source.clone(),
+            },
+            EngineError::DrillOpen {
+                service,
+                existing,
+                state,
+            } => UserError::DrillOpen {
+                service: service.clone(),
+                existing: existing.clone(),
+                state: *state,
+            },
             EngineError::Store(_) | EngineError::Report(_) | EngineError::AlertNotHandled(_) => {
-                Self::internal(e, doing)
+                return Self::internal(e, doing);
             }
-        }
+        };
+        Self::User(user)
     }
 
     /// An internal error: logs `e` at error level with a new reference id.
@@ -51,7 +84,7 @@ impl Failure {
     /// The answer to show.
     pub fn reply(self) -> Reply {
         match self {
-            Self::User(text) => Reply::Failed { text },
+            Self::User(error) => Reply::Refused { error },
             Self::Internal { reference } => Reply::Internal { reference },
         }
     }
@@ -123,10 +156,10 @@ mod tests {
         });
         assert_eq!(
             user,
-            Failure::User(
-                "RB-7K3M9Q is executing; only a proposal still waiting for votes can be cancelled"
-                    .into()
-            )
+            Failure::User(UserError::NotCancellable {
+                id: id.clone(),
+                state: State::Executing
+            })
         );
         assert!(log.is_empty(), "a user error is not logged: {log}");
 
@@ -163,7 +196,7 @@ mod tests {
             known: ServiceName::parse("payment-api").unwrap().to_string(),
         };
         assert!(
-            matches!(Failure::of(&unknown, "x"), Failure::User(t) if t.contains("paymnet-api"))
+            matches!(Failure::of(&unknown, "x"), Failure::User(UserError::UnknownService { service, .. }) if service == "paymnet-api")
         );
         // Two failures, two references.
         let (a, _) = logged(|| Failure::internal(&"disk full", "x"));

@@ -181,6 +181,23 @@ impl CommandHandler {
         self.engine.background_panicked()
     }
 
+    /// The locale of a channel the platform gave none for: the one its
+    /// services share, else the one all services share (a deployment in
+    /// one language), else none.
+    fn channel_locale(&self, platform: &str, channel: &str) -> Option<String> {
+        let services = self.engine.services();
+        let here = format!("{platform}:{channel}");
+        let one = |mut locales: std::collections::BTreeSet<&str>| {
+            (locales.len() == 1).then(|| locales.pop_first().unwrap_or("en").to_string())
+        };
+        one(services
+            .values()
+            .filter(|s| s.channel.as_deref() == Some(here.as_str()))
+            .map(|s| s.locale.as_str())
+            .collect())
+        .or_else(|| one(services.values().map(|s| s.locale.as_str()).collect()))
+    }
+
     fn locale_of(&self, service: &str) -> String {
         self.engine
             .service_named(service)
@@ -208,6 +225,7 @@ impl CommandHandler {
             .locale
             .clone()
             .filter(|l| crate::config::LOCALES.contains(&l.as_str()))
+            .or_else(|| self.channel_locale(&input.platform, &input.channel))
             .unwrap_or_else(|| "en".into());
         let cmd = match commands::parse(&input.text, &names) {
             Ok(c) => c,
@@ -520,7 +538,8 @@ mod tests {
     }
 
     fn engine_over(store: crate::store::Store) -> Engine {
-        let config = crate::config::Config::parse(
+        engine_with(
+            store,
             r#"
             [services.payment-api]
             approvers = ["slack:UALICE", "slack:UBOB"]
@@ -529,7 +548,10 @@ mod tests {
             name = "payment-api"
             "#,
         )
-        .unwrap();
+    }
+
+    fn engine_with(store: crate::store::Store, config: &str) -> Engine {
+        let config = crate::config::Config::parse(config).unwrap();
         let plan = crate::domain::Plan {
             workload: "deployment production/payment-api".into(),
             current: crate::domain::RevisionInfo {
@@ -601,7 +623,7 @@ mod tests {
         let answer = handler.command(typed("cancel RB-AAAAAA")).await.unwrap();
         drop(guard);
         assert!(
-            matches!(&answer.reply, Reply::Failed { text } if text.contains("RB-AAAAAA does not exist")),
+            matches!(&answer.reply, Reply::Refused { error: crate::chat::failure::UserError::NotFound { id } } if id.as_str() == "RB-AAAAAA"),
             "{answer:?}"
         );
         assert!(!log().contains("ERROR"), "{}", log());
@@ -631,6 +653,62 @@ mod tests {
         }
     }
 
+    /// Slack gives no locale: help and mistakes are worded in the locale of
+    /// the channel's services, else in the one all services share.
+    #[tokio::test]
+    async fn a_channel_without_a_given_locale_answers_in_its_services_locale() {
+        let handler = CommandHandler::new(
+            engine_with(
+                crate::store::Store::temporary().unwrap(),
+                r#"
+                [services.payment-api]
+                approvers = ["slack:UALICE", "slack:UBOB"]
+                channel = "slack:CZH"
+                locale = "zh"
+                [services.payment-api.kubernetes]
+                namespace = "production"
+                name = "payment-api"
+                [services.search]
+                approvers = ["slack:UALICE", "slack:UBOB"]
+                channel = "slack:CJA"
+                locale = "ja"
+                [services.search.kubernetes]
+                namespace = "production"
+                name = "search"
+                "#,
+            ),
+            Arc::new(ChatRouter::new()),
+        );
+        for (channel, expect) in [("CZH", "zh"), ("CJA", "ja"), ("COTHER", "en")] {
+            for text in ["help", "stauts"] {
+                let answer = handler
+                    .command(CommandInput {
+                        channel: channel.into(),
+                        ..typed(text)
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(answer.locale, expect, "{text} in {channel}");
+            }
+        }
+        // One language everywhere: every channel speaks it.
+        let handler = CommandHandler::new(
+            engine_with(
+                crate::store::Store::temporary().unwrap(),
+                r#"
+                locale = "ja"
+                [services.payment-api]
+                approvers = ["slack:UALICE", "slack:UBOB"]
+                [services.payment-api.kubernetes]
+                namespace = "production"
+                name = "payment-api"
+                "#,
+            ),
+            Arc::new(ChatRouter::new()),
+        );
+        assert_eq!(handler.command(typed("help")).await.unwrap().locale, "ja");
+    }
+
     /// A command that fails after it was acknowledged is answered later,
     /// through the platform that took it, in the service's locale.
     #[tokio::test]
@@ -658,7 +736,12 @@ mod tests {
             ("slack:CINCIDENT", "slack:UBOB")
         );
         assert!(
-            matches!(&answer.reply, Reply::Failed { text } if text.contains("already has an open rollback proposal")),
+            matches!(
+                &answer.reply,
+                Reply::Refused {
+                    error: crate::chat::failure::UserError::AlreadyOpen { .. }
+                }
+            ),
             "{answer:?}"
         );
         // Carried out and forgotten: nothing left for a restart.

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::chat::commands::CommandError;
-use crate::domain::{Proposal, State, UserId};
-use crate::ports::ChatError;
+use crate::domain::{Proposal, ProposalId, ServiceName, State, UserId};
+use crate::ports::{ChatError, ExecError};
 
 /// One line of `/rollback status|list|history`.
 #[derive(Debug, Clone, Serialize)]
@@ -37,6 +37,48 @@ impl Summary {
     }
 }
 
+/// A request that cannot be done as asked, with the facts a catalogue
+/// needs to word it (and what to do next) in the person's locale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum UserError {
+    UnknownService {
+        service: String,
+        known: String,
+    },
+    AlreadyOpen {
+        service: ServiceName,
+        existing: ProposalId,
+        state: State,
+    },
+    /// The executor could not plan the rollback; its message is quoted.
+    Plan {
+        service: ServiceName,
+        error: ExecError,
+    },
+    NotFound {
+        id: ProposalId,
+    },
+    NotAllowed {
+        service: ServiceName,
+        id: ProposalId,
+    },
+    NotCancellable {
+        id: ProposalId,
+        state: State,
+    },
+    /// The drill could not start; the executor's message is quoted.
+    Drill {
+        service: ServiceName,
+        error: ExecError,
+    },
+    DrillOpen {
+        service: ServiceName,
+        existing: ProposalId,
+        state: State,
+    },
+}
+
 /// An answer to a `/rollback` command, shown only to the person who typed it.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
@@ -47,9 +89,9 @@ pub enum Reply {
     Error {
         error: CommandError,
     },
-    /// A failure reported by the engine (already phrased for people).
-    Failed {
-        text: String,
+    /// The request cannot be done as asked (see [`crate::chat::failure`]).
+    Refused {
+        error: UserError,
     },
     /// rollbot's own failure, logged under `reference` (see
     /// [`crate::chat::failure`]).
