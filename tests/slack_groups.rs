@@ -101,20 +101,12 @@ impl GroupTester {
 
     /// Waits until `service`'s approvers are `want` (a refresh landed).
     async fn wait_approvers(&self, service: &str, want: &[&str]) {
-        let wait = async {
-            while self.approvers(service) != want {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        };
-        if tokio::time::timeout(Duration::from_secs(10), wait)
-            .await
-            .is_err()
-        {
-            panic!(
-                "{service}'s approvers stayed {:?}, expected {want:?}",
-                self.approvers(service)
-            );
-        }
+        let landed = poll_until(WAIT_LIMIT, async || self.approvers(service) == want).await;
+        assert!(
+            landed,
+            "{service}'s approvers stayed {:?}, expected {want:?}",
+            self.approvers(service)
+        );
     }
 }
 

@@ -558,6 +558,8 @@ async fn api(
     });
     inner.changed.notify_waiters();
     if let Some(d) = slow {
+        // Models the outside world: a deliberately slow network
+        // (`answer_slowly`), not synchronisation.
         tokio::time::sleep(d).await;
     }
     axum::Json(answer).into_response()

@@ -280,6 +280,21 @@ pub async fn poll_until(limit: Duration, mut cond: impl AsyncFnMut() -> bool) ->
     true
 }
 
+/// [`poll_until`] for a plain condition, usable inside a spawned task: a
+/// future generic over `AsyncFnMut` is not (yet) provably `Send` to the
+/// compiler, this one is.
+pub async fn poll_until_sync(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !cond() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        // The polling interval; the condition decides when we go on.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
+}
+
 pub struct Tester {
     pub engine: Engine,
     pub chat: Arc<MemoryChat>,
