@@ -148,6 +148,14 @@ async fn a_slash_command_and_two_reactions_roll_the_cluster_back() {
             !fake.calls_to("auth.test").is_empty(),
             "the bot's id was asked"
         );
+        fake.expect_post(&format!("Rollback proposal {}", p.id));
+        fake.expect_reply(&ts, "Rolling back payment-api");
+        // kubectl's progress lines, as many as the rollout took.
+        fake.take_replies(&ts, "`Waiting for");
+        fake.expect_reply(&ts, "Rollback applied");
+        finish_app(&engine, &fake)
+            .await
+            .unwrap_or_else(|f| panic!("{f}"));
     })
     .await;
 }
@@ -300,6 +308,10 @@ async fn serve_takes_alerts_while_slack_is_down_and_posts_them_once_it_is_back()
         );
         assert_eq!(engine.get(&p.id).unwrap().approvals.len(), 1);
         assert!(!served.is_finished(), "still serving");
+        fake.expect_post(&format!("Rollback proposal {}", p.id));
+        finish_app(&engine, &fake)
+            .await
+            .unwrap_or_else(|f| panic!("{f}"));
     })
     .await;
 }
@@ -345,6 +357,7 @@ async fn a_refused_bot_token_stops_serve_with_advice() {
         assert!(stderr.contains("check slack.bot_token"), "{stderr}");
         assert_eq!(fake.calls_to("auth.test").len(), 1, "asked again after the 429 only");
         assert_eq!(fake.failures(), 1);
+        fake.expect_no_messages();
     })
     .await;
 }
@@ -399,6 +412,9 @@ async fn a_channel_of_an_unconfigured_platform_is_refused_by_name() {
         );
         engine.wait_idle().await;
         assert!(fake.calls_to("chat.postMessage").is_empty());
+        finish_app(&engine, &fake)
+            .await
+            .unwrap_or_else(|f| panic!("{f}"));
     })
     .await;
 }

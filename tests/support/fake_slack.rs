@@ -262,6 +262,23 @@ impl FakeSlack {
         Some(pending.remove(at))
     }
 
+    /// Consumes every pending message for which `pred` holds (progress
+    /// lines whose number depends on timing), oldest first.
+    pub fn take_all(&self, pred: impl Fn(&Call) -> bool) -> Vec<Call> {
+        let mut pending = self.inner.pending.lock().unwrap();
+        let (taken, left) = pending.drain(..).partition(|c| pred(c));
+        *pending = left;
+        taken
+    }
+
+    /// Consumes every pending reply in the thread of `ts` containing
+    /// `needle` (progress lines, however many there were).
+    pub fn take_replies(&self, ts: &str, needle: &str) -> Vec<Call> {
+        self.take_all(|c| {
+            c.method == "chat.postMessage" && thread_ts(c) == Some(ts) && mentions(c, needle)
+        })
+    }
+
     /// Consumes the oldest pending top-level `chat.postMessage` (a
     /// proposal, not a thread reply) whose text or blocks contain `needle`.
     #[track_caller]

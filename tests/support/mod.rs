@@ -281,6 +281,28 @@ pub async fn finish_slack(engine: &Engine, slack: &fake_slack::FakeSlack) -> Res
     Ok(())
 }
 
+/// [`finish_slack`] for a whole `App` (whose Slack adapter a test cannot
+/// reach): also waits until the `slack` outbox in the engine's store has
+/// delivered everything, so no message is still on its way.
+///
+/// # Errors
+/// As [`finish`].
+pub async fn finish_app(engine: &Engine, slack: &fake_slack::FakeSlack) -> Result<(), Failure> {
+    let outbox = rollbot::outbox::Outbox::open(engine.store(), "slack").unwrap();
+    tokio::time::timeout(IDLE_LIMIT, async {
+        loop {
+            engine.wait_idle().await;
+            if outbox.is_empty() {
+                return;
+            }
+            poll_until_sync(IDLE_LIMIT, || outbox.is_empty()).await;
+        }
+    })
+    .await
+    .map_err(|_| Failure::StillBusy(IDLE_LIMIT))?;
+    finish_slack(engine, slack).await
+}
+
 /// Runs a Slack-level test: builds its world with `make`, runs `body`
 /// under [`TEST_LIMIT`], then calls `finish` on what the body hands back
 /// (which settles the world and calls [`finish_slack`]), panicking on
