@@ -84,12 +84,32 @@ enum Shown {
 #[derive(Default)]
 struct Board {
     shown: Mutex<Vec<Shown>>,
+    /// What people would see as a new message (everything but edits of
+    /// the proposal), until the test consumes it: the harness's
+    /// discipline, on the board too.
+    pending: Mutex<Vec<Shown>>,
     next: Mutex<u32>,
 }
 
 impl Board {
     fn show(&self, s: Shown) {
+        if !matches!(s, Shown::Updated { .. }) {
+            self.pending.lock().unwrap().push(s.clone());
+        }
         self.shown.lock().unwrap().push(s);
+    }
+
+    /// Consumes every pending message for which `pred` holds.
+    fn take_all(&self, pred: impl Fn(&Shown) -> bool) -> Vec<Shown> {
+        let mut pending = self.pending.lock().unwrap();
+        let (taken, left) = pending.drain(..).partition(|s| pred(s));
+        *pending = left;
+        taken
+    }
+
+    /// Messages shown and not consumed.
+    fn unconsumed(&self) -> Vec<Shown> {
+        self.pending.lock().unwrap().clone()
     }
 
     fn shown(&self) -> Vec<Shown> {
@@ -305,6 +325,24 @@ impl World {
         }
     }
 
+    /// The end-of-test checks: background work and Slack's outbox done
+    /// without a panic; every message on Slack and on the board consumed.
+    async fn finish(self) -> Result<(), Failure> {
+        tokio::time::timeout(IDLE_LIMIT, async {
+            self.engine.wait_idle().await;
+            self.slack_chat.outbox().wait_empty().await;
+        })
+        .await
+        .map_err(|_| Failure::StillBusy(IDLE_LIMIT))?;
+        finish_slack(&self.engine, &self.fake).await?;
+        let left = self.board.unconsumed();
+        assert!(
+            left.is_empty(),
+            "the board showed messages the test did not consume: {left:#?}"
+        );
+        Ok(())
+    }
+
     /// Waits for background work and Slack's outbox; fails on panics.
     async fn settle(&self) {
         self.engine.wait_idle().await;
@@ -367,204 +405,203 @@ impl World {
 
 #[tokio::test]
 async fn incidents_on_slack_and_on_a_platform_added_by_a_test_run_side_by_side() {
-    bounded(async {
-        let w = World::new().await;
-
-        // Proposed on each platform, each in its own channel.
-        let r = w
-            .slack_command("UALICE", "payment-api checkout errors", "1.1.aa")
-            .await;
-        assert!(
-            r["text"]
-                .as_str()
-                .unwrap()
-                .contains("Planning a rollback of payment-api"),
-            "{r}"
-        );
-        let answer = w
-            .handler
-            .command(Board::typed(
-                "1001",
-                "checkout cart errors",
-                "interaction-1",
-            ))
-            .await
-            .unwrap();
-        assert!(
-            matches!(answer.reply, Reply::Accepted { ref service } if service == "checkout"),
-            "{answer:?}"
-        );
-        w.settle().await;
-
-        let pay = w.proposal_of("payment-api");
-        let shop = w.proposal_of("checkout");
-        let slack_at = pay.primary_message().unwrap().clone();
-        let board_at = shop.primary_message().unwrap().clone();
-        assert_eq!(
-            (slack_at.platform.as_str(), slack_at.channel.as_str()),
-            ("slack", SLACK_CHANNEL)
-        );
-        assert_eq!(
-            (board_at.platform.as_str(), board_at.channel.as_str()),
-            ("discord", BOARD_CHANNEL)
-        );
-        let posts = w.fake.calls_to("chat.postMessage");
-        assert_eq!(posts.len(), 1, "only payment-api goes to Slack: {posts:#?}");
-        assert!(
-            posts[0].body["text"]
-                .as_str()
-                .unwrap()
-                .contains(pay.id.as_str())
-        );
-        assert_eq!(
-            w.board.shown(),
-            [Shown::Posted {
-                channel: format!("discord:{BOARD_CHANNEL}"),
-                id: shop.id.to_string()
-            }]
-        );
-
-        // A second checkout proposal is refused, later, on the board only.
-        w.handler
-            .command(Board::typed("1002", "checkout again", "interaction-2"))
-            .await
-            .unwrap();
-        w.settle().await;
-        let answered: Vec<_> = w
-            .board
-            .shown()
-            .into_iter()
-            .filter(|s| matches!(s, Shown::Answered { .. }))
-            .collect();
-        assert_eq!(answered.len(), 1, "{answered:?}");
-        let Shown::Answered {
-            channel,
-            user,
-            reply,
-        } = &answered[0]
-        else {
-            unreachable!()
-        };
-        assert_eq!(
-            (channel.as_str(), user.as_str()),
-            ("discord:9001", "discord:1002")
-        );
-        assert!(
-            reply.contains("already has an open rollback proposal"),
-            "{reply}"
-        );
-        assert!(w.fake.calls_to("chat.postEphemeral").is_empty());
-
-        // Two approvals each, on each platform, interleaved.
-        w.slack_approval("Ev1", "UBOB", &slack_at.message).await;
-        let first = w
-            .handler
-            .vote(Board::approval("1002", &board_at, "d1"))
-            .await
-            .unwrap();
-        assert_eq!(first, Voted::Taken);
-        // A redelivery counts once.
-        let again = w
-            .handler
-            .vote(Board::approval("1002", &board_at, "d1"))
-            .await
-            .unwrap();
-        assert_eq!(again, Voted::Repeat);
-        w.slack_approval("Ev2", "UCAROL", &slack_at.message).await;
-        w.handler
-            .vote(Board::approval("1003", &board_at, "d2"))
-            .await
-            .unwrap();
-        w.settle().await;
-
-        // Rolled back and verified; then the alerts clear.
-        for id in [&pay.id, &shop.id] {
-            assert_eq!(w.engine.get(id).unwrap().state, State::Verified, "{id}");
-        }
-        for id in [&pay.id, &shop.id] {
-            w.engine.alert_resolved(id, "fp", t0()).await.unwrap();
-        }
-        w.settle().await;
-        for id in [&pay.id, &shop.id] {
-            let events = w.engine.store().timeline(id).unwrap();
-            let names: Vec<_> = events.iter().map(|e| e.kind.name()).collect();
-            assert!(names.contains(&"resolved"), "{id}: {names:?}");
-        }
-
-        // The board saw checkout's whole incident, on checkout's message.
-        let notes: Vec<String> = w
-            .board
-            .shown()
-            .into_iter()
-            .filter_map(|s| match s {
-                Shown::Thread { message, note } => {
-                    assert_eq!(message, board_at.message, "threads hang off the proposal");
-                    Some(note)
-                }
-                _ => None,
-            })
-            .collect();
-        for note in [
-            "execution_started",
-            "execution_finished",
-            "verification",
-            "resolved",
-        ] {
+    run_world(
+        World::new,
+        |w| async move {
+            // Proposed on each platform, each in its own channel.
+            let r = w
+                .slack_command("UALICE", "payment-api checkout errors", "1.1.aa")
+                .await;
             assert!(
-                notes.iter().any(|n| n == note),
-                "{note} missing on the board: {notes:?}"
+                r["text"]
+                    .as_str()
+                    .unwrap()
+                    .contains("Planning a rollback of payment-api"),
+                "{r}"
             );
-        }
-        let states: Vec<State> = w
-            .board
-            .shown()
-            .into_iter()
-            .filter_map(|s| match s {
-                Shown::Updated { message, state } => {
-                    assert_eq!(message, board_at.message);
-                    Some(state)
-                }
-                _ => None,
-            })
-            .collect();
-        assert_eq!(states.last(), Some(&State::Verified), "{states:?}");
-        // Nothing of payment-api reached the board, nothing of checkout Slack.
-        assert!(
-            !format!("{:?}", w.board.shown()).contains(pay.id.as_str()),
-            "{:?}",
-            w.board.shown()
-        );
-        let slack_calls = w.fake.calls();
-        assert!(
-            slack_calls
-                .iter()
-                .all(|c| !c.raw.contains(shop.id.as_str())),
-            "checkout leaked to Slack"
-        );
-        // Slack saw payment-api's whole incident in its thread.
-        let thread: Vec<String> = w
-            .fake
-            .calls_to("chat.postMessage")
-            .into_iter()
-            .filter(|c| c.body["thread_ts"] == slack_at.message.as_str())
-            .map(|c| c.body["text"].as_str().unwrap_or_default().to_string())
-            .collect();
-        assert!(
-            thread
-                .iter()
-                .any(|t| t.contains("Rolling back payment-api")),
-            "{thread:#?}"
-        );
-        assert!(
-            thread.len() >= 4,
-            "started, finished, verified, resolved: {thread:#?}"
-        );
-        assert!(
-            w.fake
-                .calls_to("chat.update")
-                .iter()
-                .all(|c| c.body["ts"] == slack_at.message.as_str())
-        );
-    })
+            let answer = w
+                .handler
+                .command(Board::typed(
+                    "1001",
+                    "checkout cart errors",
+                    "interaction-1",
+                ))
+                .await
+                .unwrap();
+            assert!(
+                matches!(answer.reply, Reply::Accepted { ref service } if service == "checkout"),
+                "{answer:?}"
+            );
+            w.settle().await;
+
+            let pay = w.proposal_of("payment-api");
+            let shop = w.proposal_of("checkout");
+            let slack_at = pay.primary_message().unwrap().clone();
+            let board_at = shop.primary_message().unwrap().clone();
+            assert_eq!(
+                (slack_at.platform.as_str(), slack_at.channel.as_str()),
+                ("slack", SLACK_CHANNEL)
+            );
+            assert_eq!(
+                (board_at.platform.as_str(), board_at.channel.as_str()),
+                ("discord", BOARD_CHANNEL)
+            );
+            let posts = w.fake.calls_to("chat.postMessage");
+            assert_eq!(posts.len(), 1, "only payment-api goes to Slack: {posts:#?}");
+            assert!(
+                posts[0].body["text"]
+                    .as_str()
+                    .unwrap()
+                    .contains(pay.id.as_str())
+            );
+            assert_eq!(
+                w.board.shown(),
+                [Shown::Posted {
+                    channel: format!("discord:{BOARD_CHANNEL}"),
+                    id: shop.id.to_string()
+                }]
+            );
+            w.fake.expect_post(pay.id.as_str());
+            w.board.take_all(|s| matches!(s, Shown::Posted { .. }));
+
+            // A second checkout proposal is refused, later, on the board only.
+            w.handler
+                .command(Board::typed("1002", "checkout again", "interaction-2"))
+                .await
+                .unwrap();
+            w.settle().await;
+            let answered = w.board.take_all(|s| matches!(s, Shown::Answered { .. }));
+            assert_eq!(answered.len(), 1, "{answered:?}");
+            let Shown::Answered {
+                channel,
+                user,
+                reply,
+            } = &answered[0]
+            else {
+                unreachable!()
+            };
+            assert_eq!(
+                (channel.as_str(), user.as_str()),
+                ("discord:9001", "discord:1002")
+            );
+            assert!(
+                reply.contains("already has an open rollback proposal"),
+                "{reply}"
+            );
+            assert!(w.fake.calls_to("chat.postEphemeral").is_empty());
+
+            // Two approvals each, on each platform, interleaved.
+            w.slack_approval("Ev1", "UBOB", &slack_at.message).await;
+            let first = w
+                .handler
+                .vote(Board::approval("1002", &board_at, "d1"))
+                .await
+                .unwrap();
+            assert_eq!(first, Voted::Taken);
+            // A redelivery counts once.
+            let again = w
+                .handler
+                .vote(Board::approval("1002", &board_at, "d1"))
+                .await
+                .unwrap();
+            assert_eq!(again, Voted::Repeat);
+            w.slack_approval("Ev2", "UCAROL", &slack_at.message).await;
+            w.handler
+                .vote(Board::approval("1003", &board_at, "d2"))
+                .await
+                .unwrap();
+            w.settle().await;
+
+            // Rolled back and verified; then the alerts clear.
+            for id in [&pay.id, &shop.id] {
+                assert_eq!(w.engine.get(id).unwrap().state, State::Verified, "{id}");
+            }
+            for id in [&pay.id, &shop.id] {
+                w.engine.alert_resolved(id, "fp", t0()).await.unwrap();
+            }
+            w.settle().await;
+            for id in [&pay.id, &shop.id] {
+                let events = w.engine.store().timeline(id).unwrap();
+                let names: Vec<_> = events.iter().map(|e| e.kind.name()).collect();
+                assert!(names.contains(&"resolved"), "{id}: {names:?}");
+            }
+
+            // The board saw checkout's whole incident, on checkout's message.
+            let notes: Vec<String> = w
+                .board
+                .take_all(|s| matches!(s, Shown::Thread { .. }))
+                .into_iter()
+                .filter_map(|s| match s {
+                    Shown::Thread { message, note } => {
+                        assert_eq!(message, board_at.message, "threads hang off the proposal");
+                        Some(note)
+                    }
+                    _ => None,
+                })
+                .collect();
+            for note in [
+                "execution_started",
+                "execution_finished",
+                "verification",
+                "resolved",
+            ] {
+                assert!(
+                    notes.iter().any(|n| n == note),
+                    "{note} missing on the board: {notes:?}"
+                );
+            }
+            let states: Vec<State> = w
+                .board
+                .shown()
+                .into_iter()
+                .filter_map(|s| match s {
+                    Shown::Updated { message, state } => {
+                        assert_eq!(message, board_at.message);
+                        Some(state)
+                    }
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(states.last(), Some(&State::Verified), "{states:?}");
+            // Nothing of payment-api reached the board, nothing of checkout Slack.
+            assert!(
+                !format!("{:?}", w.board.shown()).contains(pay.id.as_str()),
+                "{:?}",
+                w.board.shown()
+            );
+            let slack_calls = w.fake.calls();
+            assert!(
+                slack_calls
+                    .iter()
+                    .all(|c| !c.raw.contains(shop.id.as_str())),
+                "checkout leaked to Slack"
+            );
+            // Slack saw payment-api's whole incident in its thread.
+            let thread: Vec<String> = w
+                .fake
+                .take_all(|c| c.body["thread_ts"] == slack_at.message.as_str())
+                .into_iter()
+                .map(|c| c.body["text"].as_str().unwrap_or_default().to_string())
+                .collect();
+            assert!(
+                thread
+                    .iter()
+                    .any(|t| t.contains("Rolling back payment-api")),
+                "{thread:#?}"
+            );
+            assert!(
+                thread.len() >= 4,
+                "started, finished, verified, resolved: {thread:#?}"
+            );
+            assert!(
+                w.fake
+                    .calls_to("chat.update")
+                    .iter()
+                    .all(|c| c.body["ts"] == slack_at.message.as_str())
+            );
+            w
+        },
+        World::finish,
+    )
     .await;
 }

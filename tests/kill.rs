@@ -364,6 +364,7 @@ async fn drive(w: &mut World, script: Script, inc: &mut Incident) {
         "Slack assigned ts {first_ts} to the proposal message"
     ));
     if kill_at(Point::ProposalPosted) {
+        // Models the outside world: a kill lands at a random moment.
         tokio::time::sleep(jitter).await;
         kill(w, inc, "after the proposal reached Slack").await;
     }
@@ -403,7 +404,8 @@ async fn drive(w: &mut World, script: Script, inc: &mut Incident) {
             _ => kill_at(Point::Vote2Acked),
         };
         if acked && after_ack {
-            // Anywhere from at once to ~10 ms: the window in which a vote
+            // Models the outside world: the kill lands anywhere from at once
+            // to ~10 ms later, the window in which a vote
             // acknowledged before it is stored is lost.
             tokio::time::sleep(Duration::from_millis(script.jitter_ms % 11)).await;
             kill(
@@ -422,6 +424,7 @@ async fn drive(w: &mut World, script: Script, inc: &mut Incident) {
         })
         .await;
         if patched.is_some() {
+            // Models the outside world: a kill lands at a random moment.
             tokio::time::sleep(jitter).await;
             if script.sigterm {
                 // A rolling update of rollbot itself: SIGTERM mid-rollout
@@ -497,6 +500,7 @@ async fn drive(w: &mut World, script: Script, inc: &mut Incident) {
     );
     deliver_alert(w, &resolved, None, inc).await;
     if kill_at(Point::ResolvedAcked) {
+        // Models the outside world: a kill lands at a random moment.
         tokio::time::sleep(jitter).await;
         kill(w, inc, "just after the resolved alert was acknowledged").await;
     }
@@ -511,6 +515,7 @@ async fn drive(w: &mut World, script: Script, inc: &mut Incident) {
         })
         .await;
         if began.is_some() {
+            // Models the outside world: a kill lands at a random moment.
             tokio::time::sleep(jitter).await;
             kill(w, inc, "when the report upload had begun").await;
         }
@@ -718,6 +723,7 @@ async fn deliver_alert(
         let result = match kill_after.take() {
             Some(after) => {
                 let sending = tokio::spawn(req);
+                // Models the outside world: the kill lands while the request is in flight.
                 tokio::time::sleep(after).await;
                 kill(w, inc, "while the alert delivery was in flight").await;
                 sending.await.expect("the request task")
@@ -733,12 +739,25 @@ async fn deliver_alert(
         if status.is_some_and(|s| (200..300).contains(&s)) {
             return;
         }
+        // Retry once rollbot says it can take alerts (`/readyz`), rather
+        // than after a guessed pause.
+        let (http, base) = (w.http.clone(), w.bot.base.clone());
+        let ready = support::poll_until(
+            deadline.saturating_duration_since(Instant::now()),
+            async || {
+                http.get(format!("{base}/readyz"))
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            },
+        )
+        .await;
         assert!(
-            Instant::now() < deadline,
+            ready && Instant::now() < deadline,
             "Alertmanager could not deliver an alert within {WAIT:?}: {}",
             w.bot.log_tail(20)
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -774,6 +793,7 @@ async fn deliver_vote(
         let result = match kill_after.take() {
             Some(after) => {
                 let sending = tokio::spawn(send);
+                // Models the outside world: the kill lands while the request is in flight.
                 tokio::time::sleep(after).await;
                 kill(w, inc, "while a vote delivery was in flight").await;
                 sending.await.expect("the request task")
@@ -789,29 +809,26 @@ async fn deliver_vote(
             inc.acked.push((event_id.to_string(), voter.to_string()));
             return true;
         }
-        // Slack waits before retrying; compressed here.
+        // Models the outside world: Slack waits before retrying (compressed).
         let pause = 100 + w.rng.below(200);
         tokio::time::sleep(Duration::from_millis(pause)).await;
     }
     false
 }
 
-/// Polls `f` every 50 ms until it yields, at most `limit`.
+/// Polls `f` (with [`support::poll_until`]) until it yields, at most `limit`.
 async fn wait_for<T, F, Fut>(limit: Duration, mut f: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f().await {
-            return Some(v);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut got = None;
+    support::poll_until(limit, async || {
+        got = f().await;
+        got.is_some()
+    })
+    .await;
+    got
 }
 
 async fn proposals(w: &World) -> Option<Vec<Value>> {

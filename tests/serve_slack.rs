@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use hmac::{Hmac, Mac};
 use rollbot::app::App;
 use rollbot::config::Config;
@@ -88,16 +86,17 @@ async fn a_slash_command_and_two_reactions_roll_the_cluster_back() {
         })
         .await;
         // The message's ts, once the outbox has mapped Slack's answer to it.
-        let (p, ts) = loop {
-            if let Some(p) = engine.store().list().unwrap().pop()
-                && let Some(at) = p.primary_message()
-                && !at.message.starts_with("pending")
-            {
+        let mut mapped = None;
+        wait_until("the outbox maps the proposal to its Slack ts", || {
+            mapped = engine.store().list().unwrap().pop().and_then(|p| {
+                let at = p.primary_message()?;
                 let ts = at.message.clone();
-                break (p, ts);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+                (!ts.starts_with("pending")).then_some((p, ts))
+            });
+            mapped.is_some()
+        })
+        .await;
+        let (p, ts) = mapped.unwrap();
 
         for (event, who) in [("Ev1", "UALICE"), ("Ev2", "UBOB")] {
             let body = json!({
@@ -120,17 +119,14 @@ async fn a_slash_command_and_two_reactions_roll_the_cluster_back() {
             assert_eq!(r.status(), 200);
         }
 
-        let done = loop {
-            let now = engine.get(&p.id).unwrap();
-            if !matches!(
-                now.state,
+        wait_until("the rollback finishes", || {
+            !matches!(
+                engine.get(&p.id).unwrap().state,
                 State::Proposed | State::Approved | State::Executing
-            ) {
-                break now;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        assert_eq!(done.state, State::RolledBack);
+            )
+        })
+        .await;
+        assert_eq!(engine.get(&p.id).unwrap().state, State::RolledBack);
         let d = cluster
             .get(Kind::Deployment, "production", "prod-payment-deploy")
             .unwrap();
@@ -152,6 +148,14 @@ async fn a_slash_command_and_two_reactions_roll_the_cluster_back() {
             !fake.calls_to("auth.test").is_empty(),
             "the bot's id was asked"
         );
+        fake.expect_post(&format!("Rollback proposal {}", p.id));
+        fake.expect_reply(&ts, "Rolling back payment-api");
+        // kubectl's progress lines, as many as the rollout took.
+        fake.take_replies(&ts, "`Waiting for");
+        fake.expect_reply(&ts, "Rollback applied");
+        finish_app(&engine, &fake)
+            .await
+            .unwrap_or_else(|f| panic!("{f}"));
     })
     .await;
 }
@@ -261,14 +265,12 @@ async fn serve_takes_alerts_while_slack_is_down_and_posts_them_once_it_is_back()
         // down; the outbox maps it to the message's real ts, the first the
         // fake hands out.
         let ts = "1700000000.000001".to_string();
-        loop {
+        wait_until_async("/readyz reports Slack connected", async || {
             let (status, body) = readyz(&http, &base).await;
             assert_eq!(status, 200, "{body}");
-            if body["chat"]["slack"] == "connected" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            body["chat"]["slack"] == "connected"
+        })
+        .await;
 
         // Later updates reach that message.
         let r = signed(
@@ -306,6 +308,10 @@ async fn serve_takes_alerts_while_slack_is_down_and_posts_them_once_it_is_back()
         );
         assert_eq!(engine.get(&p.id).unwrap().approvals.len(), 1);
         assert!(!served.is_finished(), "still serving");
+        fake.expect_post(&format!("Rollback proposal {}", p.id));
+        finish_app(&engine, &fake)
+            .await
+            .unwrap_or_else(|f| panic!("{f}"));
     })
     .await;
 }
@@ -351,6 +357,7 @@ async fn a_refused_bot_token_stops_serve_with_advice() {
         assert!(stderr.contains("check slack.bot_token"), "{stderr}");
         assert_eq!(fake.calls_to("auth.test").len(), 1, "asked again after the 429 only");
         assert_eq!(fake.failures(), 1);
+        fake.expect_no_messages();
     })
     .await;
 }
@@ -405,6 +412,9 @@ async fn a_channel_of_an_unconfigured_platform_is_refused_by_name() {
         );
         engine.wait_idle().await;
         assert!(fake.calls_to("chat.postMessage").is_empty());
+        finish_app(&engine, &fake)
+            .await
+            .unwrap_or_else(|f| panic!("{f}"));
     })
     .await;
 }

@@ -241,7 +241,7 @@ impl SlackTester {
         self.settle().await;
         let posts = self.fake.calls_to("chat.postMessage");
         assert_eq!(posts.len(), 1, "{posts:#?}");
-        let post = &posts[0].body;
+        let post = &self.fake.expect_post("Rollback proposal").body;
         assert_eq!(post["channel"], CHANNEL);
         let p = self.engine.store().list().unwrap().pop().unwrap();
         assert!(post["text"].as_str().unwrap().contains(p.id.as_str()));
@@ -251,11 +251,11 @@ impl SlackTester {
         (p.id.clone(), at.message.clone())
     }
 
+    /// Consumes the pending ephemeral notes to `who`; returns their texts.
     fn ephemerals_to(&self, who: &str) -> Vec<String> {
         self.fake
-            .calls_to("chat.postEphemeral")
+            .take_all(|c| c.method == "chat.postEphemeral" && c.body["user"] == who)
             .into_iter()
-            .filter(|c| c.body["user"] == who)
             .map(|c| c.body["text"].as_str().unwrap_or_default().to_string())
             .collect()
     }
@@ -269,6 +269,35 @@ impl SlackTester {
     }
 }
 
+impl SlackTester {
+    /// The end-of-test checks: inbound tasks, the engine and the outbox
+    /// settle without a panic, and every message the bot showed on Slack
+    /// was consumed.
+    async fn finish(self) -> Result<(), Failure> {
+        tokio::time::timeout(IDLE_LIMIT, async {
+            self.inbound.wait_idle().await;
+            self.engine.wait_idle().await;
+            self.chat.outbox().wait_empty().await;
+        })
+        .await
+        .map_err(|_| Failure::StillBusy(IDLE_LIMIT))?;
+        if self.inbound.background_panicked() {
+            return Err(Failure::BackgroundPanic);
+        }
+        finish_slack(&self.engine, &self.fake).await
+    }
+}
+
+/// Runs a test against a fresh [`SlackTester`] under the harness's timeout
+/// and end-of-test checks ([`SlackTester::finish`]).
+async fn run<F, Fut>(body: F)
+where
+    F: FnOnce(SlackTester) -> Fut,
+    Fut: std::future::Future<Output = SlackTester>,
+{
+    run_world(SlackTester::new, body, SlackTester::finish).await;
+}
+
 impl Drop for SlackTester {
     fn drop(&mut self) {
         self.worker.abort();
@@ -277,8 +306,7 @@ impl Drop for SlackTester {
 
 #[tokio::test]
 async fn two_reactions_update_the_message_and_start_the_rollback() {
-    bounded(async {
-        let t = SlackTester::new().await;
+    run(|t| async move {
         let (id, ts) = t.propose().await;
         assert_eq!(ts, "1700000000.000001");
         let post = &t.fake.calls_to("chat.postMessage")[0].body;
@@ -325,6 +353,14 @@ async fn two_reactions_update_the_message_and_start_the_rollback() {
                 .unwrap()
                 .contains("Rolling back payment-api")
         );
+        t.fake.expect_replies(
+            &ts,
+            &[
+                "Rolling back payment-api",
+                "`successfully rolled out`",
+                "Rollback applied",
+            ],
+        );
         // Every update went to the proposal's message.
         assert!(
             t.fake
@@ -332,14 +368,14 @@ async fn two_reactions_update_the_message_and_start_the_rollback() {
                 .iter()
                 .all(|c| c.body["ts"] == ts.as_str())
         );
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn self_approval_and_unauthorised_votes_are_refused_privately() {
-    bounded(async {
-        let t = SlackTester::new().await;
+    run(|t| async move {
         let (id, ts) = t.propose().await;
         t.react("Ev1", "UALICE", "white_check_mark", &ts).await;
         t.react("Ev2", "UMALLORY", "white_check_mark", &ts).await;
@@ -368,14 +404,14 @@ async fn self_approval_and_unauthorised_votes_are_refused_privately() {
         let p = t.engine.get(&id).unwrap();
         assert!(p.approvals.is_empty());
         assert_eq!(p.state, State::Proposed);
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn buttons_work_like_reactions() {
-    bounded(async {
-        let t = SlackTester::new().await;
+    run(|t| async move {
         let (id, ts) = t.propose().await;
         t.click("UALICE", "rollbot_approve", &id, &ts).await;
         assert_eq!(t.ephemerals_to("UALICE").len(), 1);
@@ -394,14 +430,22 @@ async fn buttons_work_like_reactions() {
             })
             .collect();
         assert_eq!(via, [rollbot::domain::VoteVia::Button; 2]);
+        t.fake.expect_replies(
+            &ts,
+            &[
+                "Rolling back payment-api",
+                "`successfully rolled out`",
+                "Rollback applied",
+            ],
+        );
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn a_reject_reaction_vetoes_and_removing_a_reaction_withdraws() {
-    bounded(async {
-        let t = SlackTester::new().await;
+    run(|t| async move {
         let (id, ts) = t.propose().await;
         t.react("Ev1", "UBOB", "white_check_mark", &ts).await;
         let body = SlackTester::reaction_event("Ev2", "UBOB", "white_check_mark", &ts, false);
@@ -415,14 +459,14 @@ async fn a_reject_reaction_vetoes_and_removing_a_reaction_withdraws() {
         // Other emoji are not votes.
         t.react("Ev4", "UBOB", "tada", &ts).await;
         assert_eq!(t.update_texts().len(), 3);
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn a_retried_event_counts_once() {
-    bounded(async {
-        let t = SlackTester::new().await;
+    run(|t| async move {
         let (id, ts) = t.propose().await;
         let body = SlackTester::reaction_event("EvSame", "UBOB", "white_check_mark", &ts, true);
         t.post_signed("/slack/events", "application/json", body.clone(), &[])
@@ -451,14 +495,14 @@ async fn a_retried_event_counts_once() {
             .count();
         assert_eq!(voted, 1);
         assert_eq!(t.update_texts().len(), 1);
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn unsigned_or_stale_requests_are_rejected_and_nothing_is_stored() {
-    bounded(async {
-        let t = SlackTester::new().await;
+    run(|t| async move {
         let form = "team_id=T0&channel_id=C1&user_id=UALICE&command=%2Frollback&text=payment-api&response_url=https%3A%2F%2Fhooks.slack.com%2Fx&trigger_id=1";
         let now = chrono::Utc::now().timestamp();
         let cases = [
@@ -497,14 +541,14 @@ async fn unsigned_or_stale_requests_are_rejected_and_nothing_is_stored() {
         assert!(t.engine.store().list().unwrap().is_empty());
         assert!(t.fake.calls_to("chat.postMessage").is_empty());
         assert!(t.fake.calls_to("chat.postEphemeral").is_empty());
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn url_verification_echoes_the_challenge() {
-    bounded(async {
-        let t = SlackTester::new().await;
+    run(|t| async move {
         let body =
             std::fs::read_to_string("tests/data/slack/events/url_verification.docs.json").unwrap();
         let r = t
@@ -516,14 +560,14 @@ async fn url_verification_echoes_the_challenge() {
             v,
             json!({"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"})
         );
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn commands_answer_privately_with_suggestions_and_lists() {
-    bounded(async {
-        let t = SlackTester::new().await;
+    run(|t| async move {
         let r = t.command("UBOB", "stauts").await;
         assert_eq!(r["response_type"], "ephemeral");
         let text = r["text"].as_str().unwrap();
@@ -563,113 +607,126 @@ async fn commands_answer_privately_with_suggestions_and_lists() {
         t.settle().await;
         assert_eq!(t.engine.get(&id).unwrap().state, State::Cancelled);
         assert!(t.update_texts().last().unwrap().contains("Cancelled"));
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn the_outbox_delivers_everything_once_in_order_after_an_outage() {
-    bounded(async {
-        let t = SlackTester::with_policy(RetryPolicy {
-            first_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(1),
-        })
-        .await;
-        t.fake.down_for(Duration::from_secs(10));
-        let reply = t.command("UALICE", "payment-api bad deploy").await;
-        assert!(reply["text"].as_str().unwrap().contains("Planning"));
-        t.inbound.wait_idle().await;
-        let p = t.engine.store().list().unwrap().pop().unwrap();
-        let provisional = p.primary_message().unwrap().message.clone();
-        assert!(Outbox::is_pending(&provisional), "{provisional}");
-        // Votes by button while Slack is down: nothing is lost.
-        for who in ["UBOB", "UCAROL"] {
-            t.click_quiet(who, "rollbot_approve", &p.id, "unknown")
-                .await;
-        }
-        assert!(t.fake.failures() > 0, "Slack was down");
-        assert_eq!(t.fake.calls().len(), 1, "only auth.test got through");
-        assert_eq!(t.executor.executions(), 1);
-        t.settle().await;
-        let calls: Vec<_> = t
-            .fake
-            .calls()
-            .into_iter()
-            .filter(|c| c.method != "auth.test")
-            .collect();
-        let posts: Vec<_> = calls
-            .iter()
-            .filter(|c| c.method == "chat.postMessage")
-            .collect();
-        assert!(
-            posts[0].body.get("thread_ts").is_none(),
-            "the proposal is a top-level post"
-        );
-        assert_eq!(
-            calls[0].method, "chat.postMessage",
-            "the proposal comes first"
-        );
-        assert!(
-            calls[0].body["text"]
-                .as_str()
-                .unwrap()
-                .contains(p.id.as_str())
-        );
-        let real = "1700000000.000001";
-        // Updates in order: 1 vote, 2 votes, approved → executing …, each once.
-        let updates: Vec<String> = calls
-            .iter()
-            .filter(|c| c.method == "chat.update")
-            .map(|c| {
-                assert_eq!(c.body["ts"], real);
-                c.body["text"].as_str().unwrap().to_string()
-            })
-            .collect();
-        let states: Vec<&str> = updates
-            .iter()
-            .map(|u| u.split_once("payment-api: ").unwrap().1)
-            .collect();
-        assert_eq!(
-            states,
-            [
-                ":hourglass_flowing_sand: Waiting for approvals",
-                ":white_check_mark: Approved; starting the rollback",
-                ":arrows_counterclockwise: Rolling back…",
-                ":leftwards_arrow_with_hook: Rolled back; verifying",
-                ":leftwards_arrow_with_hook: Rolled back (no verification checks configured)",
-            ],
-            "{updates:#?}"
-        );
-        let blocks: Vec<String> = calls
-            .iter()
-            .filter(|c| c.method == "chat.update")
-            .map(|c| c.body["blocks"].to_string())
-            .collect();
-        assert!(blocks[0].contains("1 of 2 approvals"));
-        assert!(blocks[1].contains("2 of 2 approvals"));
-        // Thread posts all hang off the real ts, after the proposal.
-        for c in posts.iter().skip(1) {
-            assert_eq!(c.body["thread_ts"], real);
-        }
-        let texts: Vec<_> = posts.iter().map(|c| c.body["text"].to_string()).collect();
-        let unique: std::collections::BTreeSet<_> = texts.iter().collect();
-        assert_eq!(unique.len(), texts.len(), "no message twice: {texts:#?}");
-        assert_eq!(
-            t.chat.outbox().pending_for(real).unwrap().as_deref(),
-            Some(provisional.as_str())
-        );
-        // Once delivered, the proposal names the real message, not the
-        // provisional reference it was bound to.
-        let now = t.engine.get(&p.id).unwrap();
-        assert_eq!(now.primary_message().unwrap().message, real);
-    })
+    let policy = RetryPolicy {
+        first_backoff: Duration::from_millis(200),
+        max_backoff: Duration::from_secs(1),
+    };
+    run_world(
+        || SlackTester::with_policy(policy),
+        |t| async move {
+            t.fake.down_for(Duration::from_secs(10));
+            let reply = t.command("UALICE", "payment-api bad deploy").await;
+            assert!(reply["text"].as_str().unwrap().contains("Planning"));
+            t.inbound.wait_idle().await;
+            let p = t.engine.store().list().unwrap().pop().unwrap();
+            let provisional = p.primary_message().unwrap().message.clone();
+            assert!(Outbox::is_pending(&provisional), "{provisional}");
+            // Votes by button while Slack is down: nothing is lost.
+            for who in ["UBOB", "UCAROL"] {
+                t.click_quiet(who, "rollbot_approve", &p.id, "unknown")
+                    .await;
+            }
+            assert!(t.fake.failures() > 0, "Slack was down");
+            assert_eq!(t.fake.calls().len(), 1, "only auth.test got through");
+            assert_eq!(t.executor.executions(), 1);
+            t.settle().await;
+            let calls: Vec<_> = t
+                .fake
+                .calls()
+                .into_iter()
+                .filter(|c| c.method != "auth.test")
+                .collect();
+            let posts: Vec<_> = calls
+                .iter()
+                .filter(|c| c.method == "chat.postMessage")
+                .collect();
+            assert!(
+                posts[0].body.get("thread_ts").is_none(),
+                "the proposal is a top-level post"
+            );
+            assert_eq!(
+                calls[0].method, "chat.postMessage",
+                "the proposal comes first"
+            );
+            assert!(
+                calls[0].body["text"]
+                    .as_str()
+                    .unwrap()
+                    .contains(p.id.as_str())
+            );
+            let real = "1700000000.000001";
+            // Updates in order: 1 vote, 2 votes, approved → executing …, each once.
+            let updates: Vec<String> = calls
+                .iter()
+                .filter(|c| c.method == "chat.update")
+                .map(|c| {
+                    assert_eq!(c.body["ts"], real);
+                    c.body["text"].as_str().unwrap().to_string()
+                })
+                .collect();
+            let states: Vec<&str> = updates
+                .iter()
+                .map(|u| u.split_once("payment-api: ").unwrap().1)
+                .collect();
+            assert_eq!(
+                states,
+                [
+                    ":hourglass_flowing_sand: Waiting for approvals",
+                    ":white_check_mark: Approved; starting the rollback",
+                    ":arrows_counterclockwise: Rolling back…",
+                    ":leftwards_arrow_with_hook: Rolled back; verifying",
+                    ":leftwards_arrow_with_hook: Rolled back (no verification checks configured)",
+                ],
+                "{updates:#?}"
+            );
+            let blocks: Vec<String> = calls
+                .iter()
+                .filter(|c| c.method == "chat.update")
+                .map(|c| c.body["blocks"].to_string())
+                .collect();
+            assert!(blocks[0].contains("1 of 2 approvals"));
+            assert!(blocks[1].contains("2 of 2 approvals"));
+            // Thread posts all hang off the real ts, after the proposal.
+            for c in posts.iter().skip(1) {
+                assert_eq!(c.body["thread_ts"], real);
+            }
+            let texts: Vec<_> = posts.iter().map(|c| c.body["text"].to_string()).collect();
+            let unique: std::collections::BTreeSet<_> = texts.iter().collect();
+            assert_eq!(unique.len(), texts.len(), "no message twice: {texts:#?}");
+            assert_eq!(
+                t.chat.outbox().pending_for(real).unwrap().as_deref(),
+                Some(provisional.as_str())
+            );
+            // Once delivered, the proposal names the real message, not the
+            // provisional reference it was bound to.
+            let now = t.engine.get(&p.id).unwrap();
+            assert_eq!(now.primary_message().unwrap().message, real);
+            t.fake.expect_post(p.id.as_str());
+            t.fake.expect_replies(
+                real,
+                &[
+                    "Rolling back payment-api",
+                    "`successfully rolled out`",
+                    "Rollback applied",
+                ],
+            );
+            t
+        },
+        SlackTester::finish,
+    )
     .await;
 }
 
 #[tokio::test]
 async fn rate_limits_are_waited_out_and_refusals_dropped() {
-    bounded(async {
-        let t = SlackTester::new().await;
+    run(|t| async move {
         t.fake.rate_limit(2);
         let (id, shown) = t.propose().await;
         assert_eq!(t.fake.failures(), 2);
@@ -688,6 +745,15 @@ async fn rate_limits_are_waited_out_and_refusals_dropped() {
         assert!(t.update_texts().len() >= 2);
         assert_eq!(t.executor.executions(), 1);
         assert_eq!(t.engine.get(&id).unwrap().state, State::RolledBack);
+        t.fake.expect_replies(
+            ts,
+            &[
+                "Rolling back payment-api",
+                "`successfully rolled out`",
+                "Rollback applied",
+            ],
+        );
+        t
     })
     .await;
 }
@@ -705,8 +771,7 @@ fn entry(op: Value) -> rollbot::outbox::Entry {
 #[tokio::test]
 async fn odd_but_valid_answers_count_as_delivered() {
     use rollbot::outbox::{Deliver, Delivery};
-    bounded(async {
-        let t = SlackTester::new().await;
+    run(|t| async move {
         t.fake.answer_oddly();
         let content = json!({ "text": "hello", "blocks": [] });
         let posted = t
@@ -766,6 +831,10 @@ async fn odd_but_valid_answers_count_as_delivered() {
             matches!(&refused, Delivery::Permanent(m) if m.contains("cant_update_message")),
             "{refused:?}"
         );
+        t.fake.expect_post("hello");
+        t.fake.expect_ephemeral("UALICE", "hello");
+        t.fake.expect_upload("Notes");
+        t
     })
     .await;
 }
@@ -773,8 +842,7 @@ async fn odd_but_valid_answers_count_as_delivered() {
 #[tokio::test]
 async fn the_report_and_its_chart_reach_the_proposals_thread() {
     use rollbot::ports::{Chat, ThreadNote};
-    bounded(async {
-        let t = SlackTester::new().await;
+    run(|t| async move {
         t.fake.answer_oddly();
         let (id, ts) = t.propose().await;
         let p = t.engine.get(&id).unwrap();
@@ -825,6 +893,10 @@ async fn the_report_and_its_chart_reach_the_proposals_thread() {
         // Three URLs were asked for: the retry did not reuse the first.
         assert_eq!(t.fake.calls_to("files.getUploadURLExternal").len(), 3);
         assert_eq!(t.chat.outbox().len(), 0);
+        t.fake.expect_reply(&ts, "Draft incident report");
+        t.fake.expect_upload(&format!("Incident report {id}"));
+        t.fake.expect_upload(&format!("Incident chart {id}"));
+        t
     })
     .await;
 }
@@ -842,8 +914,7 @@ fn next_trigger_id() -> String {
 /// restart.
 #[tokio::test]
 async fn a_reaction_vote_is_stored_before_its_200_and_counts_once() {
-    bounded(async {
-        let t = SlackTester::new().await;
+    run(|t| async move {
         let (id, ts) = t.propose().await;
         let body = SlackTester::reaction_event("EvDurable", "UBOB", "white_check_mark", &ts, true);
         let r = t
@@ -889,6 +960,7 @@ async fn a_reaction_vote_is_stored_before_its_200_and_counts_once() {
             "{:?}",
             t.ephemerals_to("UBOB")
         );
+        t
     })
     .await;
 }
@@ -897,8 +969,7 @@ async fn a_reaction_vote_is_stored_before_its_200_and_counts_once() {
 /// stops before the proposal is opened, the next start opens it — once.
 #[tokio::test]
 async fn a_command_acknowledged_before_a_restart_is_carried_out_once() {
-    bounded(async {
-        let t = SlackTester::new().await;
+    run(|t| async move {
         // What `/rollback payment-api …` leaves in the store before it
         // is carried out.
         let pending = json!({
@@ -931,6 +1002,8 @@ async fn a_command_acknowledged_before_a_restart_is_carried_out_once() {
         assert_eq!(store.list().unwrap().len(), 1);
         assert_eq!(t.fake.calls_to("chat.postMessage").len(), 1);
         assert!(t.ephemerals_to("UALICE").is_empty());
+        t.fake.expect_post(all[0].id.as_str());
+        t
     })
     .await;
 }
@@ -939,8 +1012,7 @@ async fn a_command_acknowledged_before_a_restart_is_carried_out_once() {
 /// and panic the request's task before the signature was even looked at.
 #[tokio::test]
 async fn out_of_range_timestamps_are_refused_and_the_server_keeps_answering() {
-    bounded(async {
-        let t = SlackTester::new().await;
+    run(|t| async move {
         let form = "team_id=T0&channel_id=C1&user_id=UALICE&command=%2Frollback&text=help&response_url=https%3A%2F%2Fhooks.slack.com%2Fx&trigger_id=1";
         for ts in [
             "-9223372036854775808",
@@ -978,6 +1050,7 @@ async fn out_of_range_timestamps_are_refused_and_the_server_keeps_answering() {
         assert!(reply["text"].is_string(), "{reply}");
         t.settle().await;
         assert!(t.engine.store().list().unwrap().is_empty());
+        t
     })
     .await;
 }
@@ -988,8 +1061,7 @@ async fn out_of_range_timestamps_are_refused_and_the_server_keeps_answering() {
 /// Slack's redelivery counts.
 #[tokio::test]
 async fn a_vote_on_a_message_still_being_posted_is_redelivered_not_lost() {
-    bounded(async {
-        let t = SlackTester::new().await;
+    run(|t| async move {
         t.fake
             .answer_slowly("chat.postMessage", Duration::from_millis(1500));
         t.command("UALICE", "payment-api payment success rate 95%")
@@ -1023,6 +1095,8 @@ async fn a_vote_on_a_message_still_being_posted_is_redelivered_not_lost() {
         assert_eq!(p.primary_message().unwrap().message, ts);
         let voters: Vec<String> = p.approvals.iter().map(|a| a.user.to_string()).collect();
         assert_eq!(voters, ["slack:UBOB"]);
+        t.fake.expect_post(p.id.as_str());
+        t
     })
     .await;
 }

@@ -181,6 +181,7 @@ impl SocketTester {
         let posts = self.fake.calls_to("chat.postMessage");
         assert_eq!(posts.len(), 1, "{posts:#?}");
         assert_eq!(posts[0].body["channel"], CHANNEL);
+        self.fake.expect_post("Rollback proposal");
         let p = self.engine.store().list().unwrap().pop().unwrap();
         assert!(
             posts[0].body["text"]
@@ -207,6 +208,35 @@ impl SocketTester {
     }
 }
 
+impl SocketTester {
+    /// The end-of-test checks: inbound tasks, the engine and the outbox
+    /// settle without a panic, and every message the bot showed on Slack
+    /// was consumed.
+    async fn finish(self) -> Result<(), Failure> {
+        tokio::time::timeout(IDLE_LIMIT, async {
+            self.inbound.wait_idle().await;
+            self.engine.wait_idle().await;
+            self.slack.chat.outbox().wait_empty().await;
+        })
+        .await
+        .map_err(|_| Failure::StillBusy(IDLE_LIMIT))?;
+        if self.inbound.background_panicked() {
+            return Err(Failure::BackgroundPanic);
+        }
+        finish_slack(&self.engine, &self.fake).await
+    }
+}
+
+/// Runs a test against a started [`SocketTester`] under the harness's
+/// timeout and end-of-test checks ([`SocketTester::finish`]).
+async fn run<F, Fut>(body: F)
+where
+    F: FnOnce(SocketTester) -> Fut,
+    Fut: std::future::Future<Output = SocketTester>,
+{
+    run_world(SocketTester::start, body, SocketTester::finish).await;
+}
+
 impl Drop for SocketTester {
     fn drop(&mut self) {
         self.worker.abort();
@@ -215,8 +245,7 @@ impl Drop for SocketTester {
 
 #[tokio::test]
 async fn a_command_and_two_reactions_over_socket_mode_roll_back_once() {
-    bounded(async {
-        let t = SocketTester::start().await;
+    run(|t| async move {
         // The connection came from apps.connections.open with the app token.
         assert!(!t.fake.calls_to("apps.connections.open").is_empty());
         assert_eq!(t.fake.sockets_refused(), 0);
@@ -283,15 +312,23 @@ async fn a_command_and_two_reactions_over_socket_mode_roll_back_once() {
         );
         let with_payload = frames.iter().filter(|f| f.get("payload").is_some()).count();
         assert_eq!(with_payload, 1, "{frames:#?}");
+        t.fake.expect_replies(
+            &ts,
+            &[
+                "Rolling back payment-api",
+                "`successfully rolled out`",
+                "Rollback applied",
+            ],
+        );
         t.socket.shutdown().await;
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn buttons_arrive_as_interactive_envelopes() {
-    bounded(async {
-        let t = SocketTester::start().await;
+    run(|t| async move {
         let (id, ts) = t.propose().await;
         for who in ["UBOB", "UCAROL"] {
             let payload = json!({
@@ -327,15 +364,16 @@ async fn buttons_arrive_as_interactive_envelopes() {
             })
             .collect();
         assert_eq!(via, [VoteVia::Button; 2]);
+        t.fake.expect_replies(&ts, &["Rolling back payment-api", "`successfully rolled out`", "Rollback applied"]);
         t.socket.shutdown().await;
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn a_refresh_request_reconnects_with_a_fresh_url() {
-    bounded(async {
-        let t = SocketTester::start().await;
+    run(|t| async move {
         let opened = t.fake.calls_to("apps.connections.open").len();
         let accepted = t.fake.sockets_accepted();
         t.fake.request_refresh();
@@ -351,20 +389,21 @@ async fn a_refresh_request_reconnects_with_a_fresh_url() {
         let ack = t.command("UBOB", "list").await;
         assert_eq!(ack["payload"]["response_type"], "ephemeral", "{ack}");
         t.socket.shutdown().await;
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn shutdown_closes_the_connections() {
-    bounded(async {
-        let t = SocketTester::start().await;
+    run(|t| async move {
         t.socket.shutdown().await;
         t.fake
             .wait_until("every Socket Mode connection closed", |f| {
                 f.sockets_open() == 0
             })
             .await;
+        t
     })
     .await;
 }
@@ -384,6 +423,7 @@ async fn a_bot_token_in_app_token_fails_start_up_and_says_what_to_fix() {
             "never print a token: {err}"
         );
         assert_eq!(fake.sockets_accepted(), 0);
+        fake.expect_no_messages();
     })
     .await;
 }

@@ -121,6 +121,7 @@ async fn soak(duration: Duration) {
         })
         .collect();
 
+    // The soak's run length: the load runs for this long, on purpose.
     tokio::time::sleep(duration).await;
     stop.store(true, Ordering::SeqCst);
     // Every request is bounded by GIVE_UP, so the workers stop promptly.
@@ -371,17 +372,25 @@ async fn worker(
             }
         } else if roll < 90 {
             // A ✅ (or now and then ❌) on a proposal message people see.
-            let posted: Vec<String> = proxy
-                .exchanges()
-                .into_iter()
-                .filter(|e| {
-                    e.method == "chat.postMessage"
-                        && e.request.get("thread_ts").is_none_or(Value::is_null)
-                })
-                .filter_map(|e| e.response["ts"].as_str().map(str::to_owned))
-                .collect();
+            let proposals_posted = || -> Vec<String> {
+                proxy
+                    .exchanges()
+                    .into_iter()
+                    .filter(|e| {
+                        e.method == "chat.postMessage"
+                            && e.request.get("thread_ts").is_none_or(Value::is_null)
+                    })
+                    .filter_map(|e| e.response["ts"].as_str().map(str::to_owned))
+                    .collect()
+            };
+            let posted = proposals_posted();
             let Some(ts) = posted.get(rng.below(posted.len().max(1) as u64) as usize) else {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                // Nothing to vote on yet: wait until the bot has posted a
+                // proposal (or the run ends), then roll again.
+                support::poll_until_sync(GIVE_UP, || {
+                    !proposals_posted().is_empty() || stop.load(Ordering::SeqCst)
+                })
+                .await;
                 continue;
             };
             let voter = ["UALICE", "UBOB", "UCAROL"][rng.below(3) as usize];
@@ -411,6 +420,7 @@ async fn worker(
                 let sample = timed("vote", req.body(body.clone()), started).await;
                 if sample.status == Some(503) && attempt < 3 {
                     attempt += 1;
+                    // Models the outside world: Slack's retry back-off.
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
                 }

@@ -56,6 +56,9 @@ pub struct Call {
 #[derive(Default)]
 struct Inner {
     calls: Mutex<Vec<Call>>,
+    /// Messages people would see (see [`FakeSlack::unconsumed`]) that the
+    /// test has not consumed yet, oldest first.
+    pending: Mutex<Vec<Call>>,
     /// Every call fails with HTTP 500 until then.
     down_until: Mutex<Option<Instant>>,
     /// Every call fails with HTTP 500 until [`FakeSlack::recover`].
@@ -244,6 +247,159 @@ impl FakeSlack {
         }
     }
 
+    /// Messages the bot showed people (posts, thread replies, ephemeral
+    /// notes, shared files) that the test has not consumed, oldest first.
+    /// Edits (`chat.update`) are not messages: read them with
+    /// [`FakeSlack::calls_to`].
+    pub fn unconsumed(&self) -> Vec<Call> {
+        self.inner.pending.lock().unwrap().clone()
+    }
+
+    /// Consumes the oldest pending message for which `pred` holds.
+    pub fn take(&self, pred: impl Fn(&Call) -> bool) -> Option<Call> {
+        let mut pending = self.inner.pending.lock().unwrap();
+        let at = pending.iter().position(pred)?;
+        Some(pending.remove(at))
+    }
+
+    /// Consumes every pending message for which `pred` holds (progress
+    /// lines whose number depends on timing), oldest first.
+    pub fn take_all(&self, pred: impl Fn(&Call) -> bool) -> Vec<Call> {
+        let mut pending = self.inner.pending.lock().unwrap();
+        let (taken, left) = pending.drain(..).partition(|c| pred(c));
+        *pending = left;
+        taken
+    }
+
+    /// Consumes every pending reply in the thread of `ts` containing
+    /// `needle` (progress lines, however many there were).
+    pub fn take_replies(&self, ts: &str, needle: &str) -> Vec<Call> {
+        self.take_all(|c| {
+            c.method == "chat.postMessage" && thread_ts(c) == Some(ts) && mentions(c, needle)
+        })
+    }
+
+    /// Consumes the oldest pending top-level `chat.postMessage` (a
+    /// proposal, not a thread reply) whose text or blocks contain `needle`.
+    #[track_caller]
+    pub fn expect_post(&self, needle: &str) -> Call {
+        self.take(|c| {
+            c.method == "chat.postMessage" && thread_ts(c).is_none() && mentions(c, needle)
+        })
+        .unwrap_or_else(|| self.missing(&format!("a post containing {needle:?}")))
+    }
+
+    /// Consumes the oldest pending reply in the thread of `ts` containing
+    /// `needle`.
+    #[track_caller]
+    pub fn expect_reply(&self, ts: &str, needle: &str) -> Call {
+        self.take(|c| {
+            c.method == "chat.postMessage" && thread_ts(c) == Some(ts) && mentions(c, needle)
+        })
+        .unwrap_or_else(|| {
+            self.missing(&format!(
+                "a reply in the thread of {ts} containing {needle:?}"
+            ))
+        })
+    }
+
+    /// Consumes every pending reply in the thread of `ts` and checks, in
+    /// order, that each contains its `needles` entry: nothing missing,
+    /// nothing extra.
+    #[track_caller]
+    pub fn expect_replies(&self, ts: &str, needles: &[&str]) -> Vec<Call> {
+        let mut replies = Vec::new();
+        while let Some(c) =
+            self.take(|c| c.method == "chat.postMessage" && thread_ts(c) == Some(ts))
+        {
+            replies.push(c);
+        }
+        let texts: Vec<String> = replies.iter().map(text_of).collect();
+        assert_eq!(
+            replies.len(),
+            needles.len(),
+            "the replies in the thread of {ts}: {texts:#?}"
+        );
+        for (text, needle) in texts.iter().zip(needles) {
+            assert!(
+                text.contains(needle),
+                "expected {needle:?} in the reply {text:?}"
+            );
+        }
+        replies
+    }
+
+    /// Consumes the oldest pending ephemeral note to `user` containing
+    /// `needle`; returns its text.
+    #[track_caller]
+    pub fn expect_ephemeral(&self, user: &str, needle: &str) -> String {
+        let c = self
+            .take(|c| {
+                c.method == "chat.postEphemeral" && c.body["user"] == user && mentions(c, needle)
+            })
+            .unwrap_or_else(|| {
+                self.missing(&format!(
+                    "an ephemeral note to {user} containing {needle:?}"
+                ))
+            });
+        text_of(&c)
+    }
+
+    /// Consumes the oldest pending shared file (`files.completeUploadExternal`)
+    /// whose arguments contain `needle` (a title).
+    #[track_caller]
+    pub fn expect_upload(&self, needle: &str) -> Call {
+        self.take(|c| c.method == "files.completeUploadExternal" && c.raw.contains(needle))
+            .unwrap_or_else(|| self.missing(&format!("a shared file mentioning {needle:?}")))
+    }
+
+    /// Fails now if a message is pending.
+    #[track_caller]
+    pub fn expect_no_messages(&self) {
+        let left = self.describe_unconsumed();
+        assert!(
+            left.is_empty(),
+            "unconsumed Slack messages:\n{}",
+            left.join("\n")
+        );
+    }
+
+    /// Consumes every pending message; for a test about something else.
+    /// Use sparingly: the messages are part of the behaviour.
+    pub fn ignore_messages(&self) {
+        self.inner.pending.lock().unwrap().clear();
+    }
+
+    /// One line per pending message, for failure reports.
+    pub fn describe_unconsumed(&self) -> Vec<String> {
+        self.unconsumed()
+            .iter()
+            .map(|c| {
+                let to = c.body["user"]
+                    .as_str()
+                    .map(|u| format!(" to {u}"))
+                    .unwrap_or_default();
+                let thread = thread_ts(c)
+                    .map(|t| format!(" in thread {t}"))
+                    .unwrap_or_default();
+                format!("  - {}{to}{thread}: {}", c.method, text_of(c))
+            })
+            .collect()
+    }
+
+    #[track_caller]
+    fn missing(&self, what: &str) -> ! {
+        let pending = self.describe_unconsumed();
+        panic!(
+            "expected {what}; pending Slack messages:\n{}",
+            if pending.is_empty() {
+                "  (none)".to_string()
+            } else {
+                pending.join("\n")
+            }
+        )
+    }
+
     /// Defines a user group for `usergroups.users.list`; other ids are
     /// answered `no_such_subteam`.
     pub fn set_user_group(&self, id: &str, members: &[&str]) {
@@ -352,6 +508,23 @@ impl FakeSlack {
             "debug_info": { "host": "applink-fake" }
         }));
     }
+}
+
+/// The `thread_ts` of a post, if it is a thread reply.
+fn thread_ts(c: &Call) -> Option<&str> {
+    c.body["thread_ts"].as_str().filter(|t| !t.is_empty())
+}
+
+/// A message's `text`, or its raw arguments when it has none.
+pub fn text_of(c: &Call) -> String {
+    c.body["text"]
+        .as_str()
+        .map_or_else(|| c.raw.clone(), str::to_string)
+}
+
+/// Whether a message's arguments (text, blocks, title…) contain `needle`.
+fn mentions(c: &Call, needle: &str) -> bool {
+    c.raw.contains(needle) || c.body.to_string().contains(needle)
 }
 
 /// Accepts WebSocket connections that present a ticket from
@@ -551,16 +724,33 @@ async fn api(
         answer
     };
     let slow = inner.slow.lock().unwrap().get(&method).copied();
-    inner.calls.lock().unwrap().push(Call {
+    let call = Call {
         method,
         body: parsed,
         raw,
-    });
+    };
+    if answer["ok"] == true && is_message(&call.method) {
+        inner.pending.lock().unwrap().push(call.clone());
+    }
+    inner.calls.lock().unwrap().push(call);
     inner.changed.notify_waiters();
     if let Some(d) = slow {
+        // Models the outside world: a deliberately slow network
+        // (`answer_slowly`), not synchronisation.
         tokio::time::sleep(d).await;
     }
     axum::Json(answer).into_response()
+}
+
+/// Whether a successful call to `method` shows people something new: a
+/// message, a thread reply, a private (ephemeral) note or a shared file.
+/// Edits of a message (`chat.update`), the upload steps before a file is
+/// shared, and reads are not messages, as in `MemoryChat`.
+fn is_message(method: &str) -> bool {
+    matches!(
+        method,
+        "chat.postMessage" | "chat.postEphemeral" | "files.completeUploadExternal"
+    )
 }
 
 /// The first required argument of `method` that `body` lacks.

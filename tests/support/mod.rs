@@ -130,6 +130,9 @@ pub enum Failure {
     BackgroundPanic,
     /// Messages the bot sent that the test never consumed.
     Unconsumed(Vec<Sent>),
+    /// Messages the bot showed on the fake Slack that the test never
+    /// consumed, one line each ([`fake_slack::FakeSlack::describe_unconsumed`]).
+    UnconsumedSlack(Vec<String>),
 }
 
 impl std::fmt::Display for Failure {
@@ -149,6 +152,18 @@ impl std::fmt::Display for Failure {
                 )?;
                 for s in sent {
                     writeln!(f, "  - {s}")?;
+                }
+                Ok(())
+            }
+            Failure::UnconsumedSlack(left) => {
+                writeln!(
+                    f,
+                    "the bot showed {} message(s) on Slack the test did not consume \
+                     (expect_post / expect_reply / expect_ephemeral / expect_upload them):",
+                    left.len()
+                )?;
+                for l in left {
+                    writeln!(f, "{l}")?;
                 }
                 Ok(())
             }
@@ -244,6 +259,71 @@ pub async fn finish_within(
     Ok(())
 }
 
+/// [`finish`] for an engine whose chat is Slack (the fake): waits for
+/// background work, then fails on a background panic or on a message the
+/// bot showed on `slack` that the test did not consume. The caller waits
+/// for its own adapter first (inbound tasks, the outbox), as only it knows
+/// them.
+///
+/// # Errors
+/// As [`finish`].
+pub async fn finish_slack(engine: &Engine, slack: &fake_slack::FakeSlack) -> Result<(), Failure> {
+    tokio::time::timeout(IDLE_LIMIT, engine.wait_idle())
+        .await
+        .map_err(|_| Failure::StillBusy(IDLE_LIMIT))?;
+    if engine.background_panicked() {
+        return Err(Failure::BackgroundPanic);
+    }
+    let left = slack.describe_unconsumed();
+    if !left.is_empty() {
+        return Err(Failure::UnconsumedSlack(left));
+    }
+    Ok(())
+}
+
+/// [`finish_slack`] for a whole `App` (whose Slack adapter a test cannot
+/// reach): also waits until the `slack` outbox in the engine's store has
+/// delivered everything, so no message is still on its way.
+///
+/// # Errors
+/// As [`finish`].
+pub async fn finish_app(engine: &Engine, slack: &fake_slack::FakeSlack) -> Result<(), Failure> {
+    let outbox = rollbot::outbox::Outbox::open(engine.store(), "slack").unwrap();
+    tokio::time::timeout(IDLE_LIMIT, async {
+        loop {
+            engine.wait_idle().await;
+            if outbox.is_empty() {
+                return;
+            }
+            poll_until_sync(IDLE_LIMIT, || outbox.is_empty()).await;
+        }
+    })
+    .await
+    .map_err(|_| Failure::StillBusy(IDLE_LIMIT))?;
+    finish_slack(engine, slack).await
+}
+
+/// Runs a Slack-level test: builds its world with `make`, runs `body`
+/// under [`TEST_LIMIT`], then calls `finish` on what the body hands back
+/// (which settles the world and calls [`finish_slack`]), panicking on
+/// failure.
+pub async fn run_world<W, M, MF, F, Fut, Fin, FinF>(make: M, body: F, finish: Fin)
+where
+    M: FnOnce() -> MF,
+    MF: std::future::Future<Output = W>,
+    F: FnOnce(W) -> Fut,
+    Fut: std::future::Future<Output = W>,
+    Fin: FnOnce(W) -> FinF,
+    FinF: std::future::Future<Output = Result<(), Failure>>,
+{
+    let w = tokio::time::timeout(TEST_LIMIT, async { body(make().await).await })
+        .await
+        .unwrap_or_else(|_| panic!("{}", Failure::TimedOut(TEST_LIMIT)));
+    if let Err(failure) = finish(w).await {
+        panic!("{failure}");
+    }
+}
+
 /// Waits until `cond` holds, polling, for at most [`WAIT_LIMIT`]; panics
 /// naming `what` otherwise. For conditions nothing notifies us of (a
 /// state in the store, a file, a process); where something does notify
@@ -275,6 +355,21 @@ pub async fn poll_until(limit: Duration, mut cond: impl AsyncFnMut() -> bool) ->
         }
         // The polling interval, not a guess at how long the work takes:
         // the condition decides when we go on.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
+}
+
+/// [`poll_until`] for a plain condition, usable inside a spawned task: a
+/// future generic over `AsyncFnMut` is not (yet) provably `Send` to the
+/// compiler, this one is.
+pub async fn poll_until_sync(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !cond() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        // The polling interval; the condition decides when we go on.
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     true

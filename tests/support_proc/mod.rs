@@ -271,6 +271,8 @@ async fn forward(
     });
     if method == "chat.postMessage" && request.get("thread_ts").is_none_or(Value::is_null) {
         let delay = *inner.post_delay.lock().unwrap();
+        // Models the outside world: a slow network between rollbot and
+        // Slack (the message exists before rollbot learns its ts).
         tokio::time::sleep(delay).await;
     }
     let mut url = format!("{}/{method}", inner.upstream);
@@ -508,50 +510,58 @@ impl Rollbot {
             .expect("rollbot binary runs");
         self.child = Some(child);
         let deadline = Instant::now() + START_TIMEOUT;
-        let addr = loop {
+        // Polls (with the shared bounded poll) for the log line naming the
+        // address, or for the process's early exit.
+        let mut addr = None;
+        let mut exited = None;
+        let child = self.child.as_mut().unwrap();
+        let seen = crate::support::poll_until(START_TIMEOUT, async || {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(addr) = text
+            addr = text
                 .lines()
                 .filter(|l| l.contains("rollbot serving"))
                 .find_map(|l| l.split("addr=").nth(1)?.split_whitespace().next())
-                .and_then(|a| strip_ansi(a).parse::<SocketAddr>().ok())
-            {
-                break addr;
-            }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                .and_then(|a| strip_ansi(a).parse::<SocketAddr>().ok());
+            exited = child.try_wait().unwrap();
+            addr.is_some() || exited.is_some()
+        })
+        .await;
+        let addr = match (addr, exited) {
+            (Some(addr), _) => addr,
+            (None, Some(status)) => {
                 return Err(format!(
                     "rollbot serve exited ({status}) while starting:\n{}",
                     self.log_tail(40)
                 ));
             }
-            if Instant::now() > deadline {
+            (None, None) => {
+                assert!(!seen);
                 return Err(format!(
                     "rollbot serve did not start within {START_TIMEOUT:?}:\n{}",
                     self.log_tail(40)
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         };
         self.addr = Some(addr);
         self.base = format!("http://{addr}");
         let http = reqwest::Client::new();
-        loop {
-            let ok = http
-                .get(format!("{}/healthz", self.base))
+        let base = self.base.clone();
+        let left = deadline.saturating_duration_since(Instant::now());
+        let healthy = crate::support::poll_until(left, async || {
+            http.get(format!("{base}/healthz"))
                 .timeout(Duration::from_secs(2))
                 .send()
                 .await
-                .is_ok_and(|r| r.status().is_success());
-            if ok {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "rollbot serve never answered /healthz:\n{}",
-                    self.log_tail(40)
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        if healthy {
+            Ok(())
+        } else {
+            Err(format!(
+                "rollbot serve never answered /healthz:\n{}",
+                self.log_tail(40)
+            ))
         }
     }
 
