@@ -485,7 +485,7 @@ async fn incidents_on_slack_and_on_a_platform_added_by_a_test_run_side_by_side()
                 ("discord:9001", "discord:1002")
             );
             assert!(
-                reply.contains("already has an open rollback proposal"),
+                reply.contains(r#""reply":"refused","error":{"code":"already_open""#),
                 "{reply}"
             );
             assert!(w.fake.calls_to("chat.postEphemeral").is_empty());

@@ -152,7 +152,7 @@ async fn a_slash_command_and_two_reactions_roll_the_cluster_back() {
         fake.expect_reply(&ts, "Rolling back payment-api");
         // kubectl's progress lines, as many as the rollout took.
         fake.take_replies(&ts, "`Waiting for");
-        fake.expect_reply(&ts, "Rollback applied");
+        fake.expect_reply(&ts, "Rollback complete");
         finish_app(&engine, &fake)
             .await
             .unwrap_or_else(|f| panic!("{f}"));

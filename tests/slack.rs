@@ -358,7 +358,7 @@ async fn two_reactions_update_the_message_and_start_the_rollback() {
             &[
                 "Rolling back payment-api",
                 "`successfully rolled out`",
-                "Rollback applied",
+                "Rollback complete",
             ],
         );
         // Every update went to the proposal's message.
@@ -435,7 +435,7 @@ async fn buttons_work_like_reactions() {
             &[
                 "Rolling back payment-api",
                 "`successfully rolled out`",
-                "Rollback applied",
+                "Rollback complete",
             ],
         );
         t
@@ -601,7 +601,7 @@ async fn commands_answer_privately_with_suggestions_and_lists() {
         // Cancelling by someone not allowed, then by the proposer.
         // Cancelling is quick: the answer to the command is its outcome.
         let r = t.command("UMALLORY", &format!("cancel {id}")).await;
-        assert!(r.to_string().contains("only the proposer"), "{r}");
+        assert!(r.to_string().contains("Only the proposer"), "{r}");
         let r = t.command("UALICE", &format!("cancel {id}")).await;
         assert!(r.to_string().contains(id.as_str()), "{r}");
         t.settle().await;
@@ -714,7 +714,7 @@ async fn the_outbox_delivers_everything_once_in_order_after_an_outage() {
                 &[
                     "Rolling back payment-api",
                     "`successfully rolled out`",
-                    "Rollback applied",
+                    "Rollback complete",
                 ],
             );
             t
@@ -750,7 +750,7 @@ async fn rate_limits_are_waited_out_and_refusals_dropped() {
             &[
                 "Rolling back payment-api",
                 "`successfully rolled out`",
-                "Rollback applied",
+                "Rollback complete",
             ],
         );
         t

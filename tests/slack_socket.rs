@@ -317,7 +317,7 @@ async fn a_command_and_two_reactions_over_socket_mode_roll_back_once() {
             &[
                 "Rolling back payment-api",
                 "`successfully rolled out`",
-                "Rollback applied",
+                "Rollback complete",
             ],
         );
         t.socket.shutdown().await;
@@ -364,7 +364,7 @@ async fn buttons_arrive_as_interactive_envelopes() {
             })
             .collect();
         assert_eq!(via, [VoteVia::Button; 2]);
-        t.fake.expect_replies(&ts, &["Rolling back payment-api", "`successfully rolled out`", "Rollback applied"]);
+        t.fake.expect_replies(&ts, &["Rolling back payment-api", "`successfully rolled out`", "Rollback complete"]);
         t.socket.shutdown().await;
         t
     })
