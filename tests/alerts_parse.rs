@@ -686,10 +686,10 @@ fn bad_route_configs_name_the_problem() {
         "routes[0].severities[0]: unknown severity \"urgent\": use critical, high, medium or low (aliases such as p0-p4, sev1-sev5, warning, info are accepted)"
     );
 
-    let err = routes("[[routes]]\nservice = \"s\"\nfor_duration = \"5 minutes\"").unwrap_err();
+    let err = routes("[[routes]]\nservice = \"s\"\nfor_duration = \"5 fortnights\"").unwrap_err();
     assert!(
         err.to_string()
-            .starts_with("routes[0].for_duration: invalid duration \"5 minutes\""),
+            .starts_with("routes[0].for_duration: invalid duration \"5 fortnights\""),
         "{err}"
     );
 

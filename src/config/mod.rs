@@ -27,7 +27,7 @@ use crate::exec::{CustomTarget, KUBERNETES, Target};
 
 mod alerts;
 mod chat;
-mod duration;
+pub mod duration;
 mod secret;
 mod server;
 mod service;
