@@ -610,13 +610,15 @@ async fn recovery_executes_approved_and_flags_interrupted_rollbacks() {
         let x = t.proposal(&a.id);
         x.expect_state(State::Failed);
         assert!(x.timeline.iter().any(|e| matches!(&e.kind,
-            EventKind::ExecutionFinished { ok: false, detail } if detail.contains("restarted"))));
+            EventKind::Restarted { state: State::Executing })));
+        assert!(x.timeline.iter().any(|e| matches!(&e.kind,
+            EventKind::ExecutionFinished { ok: false, detail } if detail.contains("cannot tell whether"))));
         t.expect_posted(&a.id);
         t.expect_posted(&b.id);
         let notes = t.expect_threads(&a.id, &["execution_failed"]);
         assert!(matches!(
             &notes[0],
-            ThreadNote::ExecutionFailed { error } if error.message.contains("restarted")
+            ThreadNote::ExecutionFailed { error } if error.kind == rollbot::ports::ExecErrorKind::Interrupted
         ));
         t.expect_threads(
             &b.id,

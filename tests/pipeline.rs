@@ -210,15 +210,12 @@ async fn a_failing_before_hook_stops_the_rollout_before_anything_is_rolled_back(
                 ChatCall::Thread {
                     note: ThreadNote::ExecutionFailed { error },
                     ..
-                } => Some(error.message),
+                } => Some(error),
                 _ => None,
             })
             .expect("the thread says the rollout failed");
-        assert!(
-            failed.contains("db-backup: exit status 3")
-                && failed.contains("nothing was rolled back"),
-            "{failed}"
-        );
+        assert_eq!(failed.kind, ExecErrorKind::HookFailed);
+        assert_eq!(failed.message, "db-backup: exit status 3");
         t.expect_posted(&p.id);
         t.expect_threads(
             &p.id,

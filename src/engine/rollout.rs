@@ -550,12 +550,7 @@ impl Engine {
         if step.failure_stops() {
             // Nothing was rolled back: the proposal fails with the hook's
             // error, recorded with the step's end in one write.
-            let e = ExecError::new(
-                crate::ports::ExecErrorKind::Other,
-                format!(
-                    "a runbook step before the rollback failed, so nothing was rolled back ({failure}); fix it and propose again"
-                ),
-            );
+            let e = ExecError::new(crate::ports::ExecErrorKind::HookFailed, failure);
             self.conclude(&p, Err(e), Some(step)).await?;
             return Ok(None);
         }
@@ -734,20 +729,16 @@ impl Engine {
             }
             Ok(Standing::Unknown) => {
                 let e = ExecError::new(
-                    crate::ports::ExecErrorKind::Other,
-                    "rollbot restarted while this rollback was in progress and cannot tell whether it was applied; check the workload (e.g. `kubectl rollout status`) and propose again if needed",
+                    crate::ports::ExecErrorKind::Interrupted,
+                    "the executor cannot tell whether the plan was applied",
                 );
                 self.conclude(&p, Err(e), Some(Step::Rollback)).await?;
                 return Ok(());
             }
             Err(e) => {
-                let e = ExecError::new(
-                    e.kind,
-                    format!(
-                        "rollbot restarted while this rollback was in progress and could not read the workload to resume it ({}); check the workload (e.g. `kubectl rollout status`) and propose again if needed",
-                        e.message
-                    ),
-                );
+                // The executor's own words say why it could not read the
+                // workload; the catalogue says what the restart means.
+                let e = ExecError::new(crate::ports::ExecErrorKind::Interrupted, e.message);
                 self.conclude(&p, Err(e), Some(Step::Rollback)).await?;
                 return Ok(());
             }

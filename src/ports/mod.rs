@@ -163,6 +163,10 @@ pub enum ExecErrorKind {
     Unsupported,
     Unreachable,
     RolloutFailed,
+    /// A runbook step before the rollback failed; nothing was rolled back.
+    HookFailed,
+    /// rollbot restarted mid-rollback and cannot tell whether it was applied.
+    Interrupted,
     Other,
 }
 
