@@ -7,13 +7,13 @@ mod support;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rollbot::domain::{EventKind, Origin, ServiceName, State};
+use rollbot::domain::{EventKind, Origin, Refusal, ServiceName, State};
 use rollbot::engine::{DrillRequest, EngineError};
 use rollbot::exec::KubeRollback;
 use rollbot::exec::kubernetes::drill::{Drills, snapshot};
 use rollbot::exec::kubernetes::{KubeExecutor, KubeTarget, WorkloadKind};
 use rollbot::ports::memory::ChatCall;
-use rollbot::ports::{ExecErrorKind, ThreadNote};
+use rollbot::ports::{ExecErrorKind, PrivateNote, ThreadNote};
 use rollbot::sim::{self, Kind, seed::Seed};
 use support::*;
 
@@ -97,11 +97,10 @@ fn drill_request(who: &str) -> DrillRequest {
 
 #[tokio::test]
 async fn a_drill_rolls_back_its_copy_and_leaves_the_source_untouched() {
-    bounded(async {
-        let source = source().await;
-        let before = resource_versions(&source);
-        let (t, drills) = tester(&source);
-
+    let source = bounded(source()).await;
+    let before = resource_versions(&source);
+    let (t, drills) = tester(&source);
+    run_test_in(|| t, |t| async move {
         let p = t.engine.drill(drill_request("slack:UALICE")).await.unwrap();
         assert!(p.drill);
         assert_eq!(p.origin, Origin::Drill);
@@ -124,6 +123,12 @@ async fn a_drill_rolls_back_its_copy_and_leaves_the_source_untouched() {
 
         // The two-person rule is rehearsed too: the proposer does not count.
         t.approve(&p.id, "slack:UALICE").await;
+        assert_eq!(
+            t.expect_told("slack:UALICE", "vote_refused"),
+            PrivateNote::VoteRefused {
+                refusal: Refusal::SelfApproval
+            }
+        );
         t.approve(&p.id, "slack:UBOB").await;
         t.proposal(&p.id).expect_state(State::Proposed);
         t.approve(&p.id, "slack:UCAROL").await;
@@ -180,6 +185,9 @@ async fn a_drill_rolls_back_its_copy_and_leaves_the_source_untouched() {
         t.engine.tick().await.unwrap();
         assert!(drills.running().is_empty());
         assert!(reqwest::get(&lab).await.is_err(), "the copy is shut down");
+        assert_eq!(t.expect_posted(&p.id), "memory:incidents");
+        t.expect_threads(&p.id, &["execution_started", "progress", "execution_finished", "drill_checks_skipped", "report"]);
+        t
     })
     .await;
 }
@@ -245,9 +253,9 @@ async fn the_copy_has_the_sources_rollout_history() {
 
 #[tokio::test]
 async fn a_drill_and_a_real_proposal_do_not_block_each_other() {
-    bounded(async {
-        let source = source().await;
-        let (t, _drills) = tester(&source);
+    let source = bounded(source()).await;
+    let (t, _drills) = tester(&source);
+    run_test_in(|| t, |t| async move {
         let drill = t.engine.drill(drill_request("slack:UALICE")).await.unwrap();
         let real = t.propose_by("slack:UBOB").await.unwrap();
         assert!(!real.drill);
@@ -257,7 +265,7 @@ async fn a_drill_and_a_real_proposal_do_not_block_each_other() {
                 .open_for(&real.service)
                 .unwrap()
                 .map(|p| p.id),
-            Some(real.id)
+            Some(real.id.clone())
         );
         // One drill per service at a time.
         let again = t.engine.drill(drill_request("slack:UCAROL")).await;
@@ -265,16 +273,19 @@ async fn a_drill_and_a_real_proposal_do_not_block_each_other() {
             matches!(&again, Err(EngineError::DrillOpen { existing, .. }) if *existing == drill.id),
             "{again:?}"
         );
+        assert_eq!(t.expect_posted(&drill.id), "memory:incidents");
+        assert_eq!(t.expect_posted(&real.id), "memory:incidents");
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn a_drill_without_its_simulator_fails_and_changes_nothing() {
-    bounded(async {
-        let source = source().await;
-        let before = resource_versions(&source);
-        let (t, drills) = tester(&source);
+    let source = bounded(source()).await;
+    let before = resource_versions(&source);
+    let (t, drills) = tester(&source);
+    run_test_in(|| t, |t| async move {
         let p = t.engine.drill(drill_request("slack:UALICE")).await.unwrap();
         // As after a restart: the drill's simulator is gone.
         drills.release(&p.id);
@@ -287,44 +298,52 @@ async fn a_drill_without_its_simulator_fails_and_changes_nothing() {
             EventKind::ExecutionFinished { ok: false, detail } if detail.contains("no longer running"))));
         assert_eq!(writes(&source), Vec::<String>::new());
         assert_eq!(resource_versions(&source), before);
+        assert_eq!(t.expect_posted(&p.id), "memory:incidents");
+        t.expect_threads(&p.id, &["execution_started", "execution_failed"]);
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn a_drill_interrupted_by_a_restart_keeps_its_clear_message() {
-    bounded(async {
-        let source = source().await;
-        let (t, drills) = tester(&source);
-        let p = t.engine.drill(drill_request("slack:UALICE")).await.unwrap();
-        // As a stop mid-rollback leaves it: executing; after the restart
-        // the drill's simulator is gone with the old process.
-        let store = t.engine.store().clone();
-        for s in [State::Approved, State::Executing] {
-            store
-                .update(&p.id, t0(), |p| p.transition(s, t0()).map(|_| ((), vec![])))
-                .unwrap();
-        }
-        drop(store);
-        drills.release(&p.id);
-        t.engine.recover().await.unwrap();
-        t.settle().await;
-        let x = t.proposal(&p.id);
-        x.expect_state(State::Failed);
-        assert!(x.events().contains(&"restarted"), "{:?}", x.events());
-        assert!(x.timeline.iter().any(|e| matches!(&e.kind,
+    let source = bounded(source()).await;
+    let (t, drills) = tester(&source);
+    run_test_in(
+        || t,
+        |t| async move {
+            let p = t.engine.drill(drill_request("slack:UALICE")).await.unwrap();
+            // As a stop mid-rollback leaves it: executing; after the restart
+            // the drill's simulator is gone with the old process.
+            let store = t.engine.store().clone();
+            for s in [State::Approved, State::Executing] {
+                store
+                    .update(&p.id, t0(), |p| p.transition(s, t0()).map(|_| ((), vec![])))
+                    .unwrap();
+            }
+            drop(store);
+            drills.release(&p.id);
+            t.engine.recover().await.unwrap();
+            t.settle().await;
+            let x = t.proposal(&p.id);
+            x.expect_state(State::Failed);
+            assert!(x.events().contains(&"restarted"), "{:?}", x.events());
+            assert!(x.timeline.iter().any(|e| matches!(&e.kind,
             EventKind::ExecutionFinished { ok: false, detail }
                 if detail.starts_with("DRILL: this drill's simulator is no longer running"))));
-        assert_eq!(writes(&source), Vec::<String>::new());
-    })
+            assert_eq!(writes(&source), Vec::<String>::new());
+            assert_eq!(t.expect_posted(&p.id), "memory:incidents");
+            t.expect_threads(&p.id, &["execution_failed"]);
+            t
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn an_executor_that_cannot_rehearse_refuses_drills() {
-    bounded(async {
-        // The scripted executor stands for a kind with no drills.
-        let t = Tester::new();
+    // The scripted executor stands for a kind with no drills.
+    run_test(|t| async move {
         let err = t
             .engine
             .drill(drill_request("slack:UALICE"))
@@ -340,15 +359,16 @@ async fn an_executor_that_cannot_rehearse_refuses_drills() {
             "{err}"
         );
         assert!(t.engine.store().list().unwrap().is_empty());
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn a_drill_of_a_missing_workload_says_what_to_check_and_keeps_nothing() {
-    bounded(async {
-        let source = source().await;
-        let (t, drills) = tester(&source);
+    let source = bounded(source()).await;
+    let (t, drills) = tester(&source);
+    run_test_in(|| t, |t| async move {
         // `search` is configured but its Deployment is not in the cluster.
         let mut req = drill_request("slack:UALICE");
         req.service = ServiceName::parse("search").unwrap();
@@ -364,6 +384,7 @@ async fn a_drill_of_a_missing_workload_says_what_to_check_and_keeps_nothing() {
         );
         assert!(drills.running().is_empty());
         assert!(t.engine.store().list().unwrap().is_empty());
+        t
     })
     .await;
 }

@@ -205,9 +205,8 @@ fn passed() -> Verdict {
 
 #[tokio::test]
 async fn a_kind_added_by_a_test_rolls_back_its_service_end_to_end() {
-    bounded(async {
-        let ledger = Arc::new(LedgerExecutor::with("billing", &["v1", "v2", "v3"]));
-        let t = tester(ledger.clone());
+    let ledger = &Arc::new(LedgerExecutor::with("billing", &["v1", "v2", "v3"]));
+    run_test_in(|| tester(ledger.clone()), |t| async move {
         t.verifier.push(passed());
 
         let p = t.propose_for("billing", "slack:UALICE").await.unwrap();
@@ -225,44 +224,50 @@ async fn a_kind_added_by_a_test_rolls_back_its_service_end_to_end() {
         assert!(x.timeline.iter().any(|e| matches!(&e.kind,
             EventKind::ExecutionFinished { ok: true, detail } if detail == "billing is back on v2")));
         assert_eq!(ledger.versions("billing"), ["v1", "v2"]);
+        assert_eq!(t.expect_posted(&p.id), "memory:incidents");
+        t.expect_threads(&p.id, &["execution_started", "progress", "execution_finished", "verification", "resolved", "report"]);
+        t
     })
     .await;
 }
 
 #[tokio::test]
 async fn a_target_whose_kind_has_no_executor_is_refused_and_nothing_runs() {
-    bounded(async {
-        let ledger = Arc::new(LedgerExecutor::with("billing", &["v1", "v2"]));
-        let t = tester(ledger.clone());
-        let err = t
-            .propose_for("payment-api", "slack:UALICE")
-            .await
-            .unwrap_err();
-        let EngineError::Plan { source, .. } = &err else {
-            panic!("{err:?}");
-        };
-        assert_eq!(source.kind, ExecErrorKind::Unsupported);
-        assert!(
-            source
-                .message
-                .starts_with("no executor for kubernetes targets in this rollbot (it has: ledger)"),
-            "{source}"
-        );
-        assert!(t.engine.store().list().unwrap().is_empty());
+    let ledger = &Arc::new(LedgerExecutor::with("billing", &["v1", "v2"]));
+    run_test_in(
+        || tester(ledger.clone()),
+        |t| async move {
+            let err = t
+                .propose_for("payment-api", "slack:UALICE")
+                .await
+                .unwrap_err();
+            let EngineError::Plan { source, .. } = &err else {
+                panic!("{err:?}");
+            };
+            assert_eq!(source.kind, ExecErrorKind::Unsupported);
+            assert!(
+                source.message.starts_with(
+                    "no executor for kubernetes targets in this rollbot (it has: ledger)"
+                ),
+                "{source}"
+            );
+            assert!(t.engine.store().list().unwrap().is_empty());
 
-        // The router alone: an unknown custom kind, and an empty router.
-        let nomad = Target::Custom(CustomTarget {
-            kind: "nomad".into(),
-            settings: serde_json::json!({}),
-        });
-        let router = Executors::new().register(LEDGER, ledger.clone());
-        let e = router.plan(&nomad, None).await.unwrap_err();
-        assert_eq!(e.kind, ExecErrorKind::Unsupported);
-        assert!(e.message.contains("no executor for nomad targets"), "{e}");
-        let e = Executors::new().plan(&nomad, None).await.unwrap_err();
-        assert!(e.message.contains("(it has: none)"), "{e}");
-        assert_eq!(ledger.versions("billing"), ["v1", "v2"]);
-    })
+            // The router alone: an unknown custom kind, and an empty router.
+            let nomad = Target::Custom(CustomTarget {
+                kind: "nomad".into(),
+                settings: serde_json::json!({}),
+            });
+            let router = Executors::new().register(LEDGER, ledger.clone());
+            let e = router.plan(&nomad, None).await.unwrap_err();
+            assert_eq!(e.kind, ExecErrorKind::Unsupported);
+            assert!(e.message.contains("no executor for nomad targets"), "{e}");
+            let e = Executors::new().plan(&nomad, None).await.unwrap_err();
+            assert!(e.message.contains("(it has: none)"), "{e}");
+            assert_eq!(ledger.versions("billing"), ["v1", "v2"]);
+            t
+        },
+    )
     .await;
 }
 
@@ -277,40 +282,57 @@ fn drill(service: &str) -> DrillRequest {
 
 #[tokio::test]
 async fn a_kind_that_rehearses_runs_drills_on_its_copy_and_releases_it() {
-    bounded(async {
-        let ledger = Arc::new(LedgerExecutor::with("billing", &["v1", "v2", "v3"]));
-        let t = tester(ledger.clone());
-        let p = t.engine.drill(drill("billing")).await.unwrap();
-        assert!(p.drill);
-        assert_eq!(ledger.copies(), std::slice::from_ref(&p.id));
-        t.approve(&p.id, "slack:UBOB").await;
-        t.approve(&p.id, "slack:UCAROL").await;
-        t.settle().await;
-        t.proposal(&p.id).expect_state(State::RolledBack);
-        // The copy was rolled back; the service itself was not touched.
-        assert_eq!(ledger.versions("billing"), ["v1", "v2", "v3"]);
-        assert_eq!(ledger.versions(&format!("drill-{}", p.id)), ["v1", "v2"]);
-        // The drill is over: the engine asks the executor to release it.
-        t.engine.tick().await.unwrap();
-        assert!(ledger.copies().is_empty());
-        assert!(ledger.versions(&format!("drill-{}", p.id)).is_empty());
-    })
+    let ledger = &Arc::new(LedgerExecutor::with("billing", &["v1", "v2", "v3"]));
+    run_test_in(
+        || tester(ledger.clone()),
+        |t| async move {
+            let p = t.engine.drill(drill("billing")).await.unwrap();
+            assert!(p.drill);
+            assert_eq!(ledger.copies(), std::slice::from_ref(&p.id));
+            t.approve(&p.id, "slack:UBOB").await;
+            t.approve(&p.id, "slack:UCAROL").await;
+            t.settle().await;
+            t.proposal(&p.id).expect_state(State::RolledBack);
+            // The copy was rolled back; the service itself was not touched.
+            assert_eq!(ledger.versions("billing"), ["v1", "v2", "v3"]);
+            assert_eq!(ledger.versions(&format!("drill-{}", p.id)), ["v1", "v2"]);
+            // The drill is over: the engine asks the executor to release it.
+            t.engine.tick().await.unwrap();
+            assert!(ledger.copies().is_empty());
+            assert!(ledger.versions(&format!("drill-{}", p.id)).is_empty());
+            assert_eq!(t.expect_posted(&p.id), "memory:incidents");
+            t.expect_threads(
+                &p.id,
+                &[
+                    "execution_started",
+                    "progress",
+                    "execution_finished",
+                    "drill_checks_skipped",
+                    "report",
+                ],
+            );
+            t
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn a_drill_that_cannot_be_proposed_releases_its_copy() {
-    bounded(async {
-        let ledger = Arc::new(LedgerExecutor {
-            refuse_copies: true,
-            ..LedgerExecutor::with("billing", &["v1", "v2"])
-        });
-        let t = tester(ledger.clone());
-        let err = t.engine.drill(drill("billing")).await.unwrap_err();
-        assert!(err.to_string().contains("the copy is broken"), "{err}");
-        assert!(ledger.copies().is_empty(), "{:?}", ledger.copies());
-        assert!(t.engine.store().list().unwrap().is_empty());
-    })
+    let ledger = &Arc::new(LedgerExecutor {
+        refuse_copies: true,
+        ..LedgerExecutor::with("billing", &["v1", "v2"])
+    });
+    run_test_in(
+        || tester(ledger.clone()),
+        |t| async move {
+            let err = t.engine.drill(drill("billing")).await.unwrap_err();
+            assert!(err.to_string().contains("the copy is broken"), "{err}");
+            assert!(ledger.copies().is_empty(), "{:?}", ledger.copies());
+            assert!(t.engine.store().list().unwrap().is_empty());
+            t
+        },
+    )
     .await;
 }
 

@@ -29,62 +29,71 @@ fn image_of(sim: &sim::SimHandle) -> String {
 
 #[tokio::test]
 async fn two_approvals_roll_the_deployment_back_with_kubectl_progress() {
-    bounded(async {
-        let sim = sim().await;
-        let exec = KubeRollback::new(KubeExecutor::for_url(&sim.url()).unwrap());
-        let t = Tester::with_executor(CONFIG, Arc::new(exec));
-        let p = t.propose_by("slack:UALICE").await.unwrap();
-        // The plan is kubectl's: previous = revision 2, v1.2.0.
-        assert_eq!(p.plan.current.revision, 3);
-        assert_eq!(p.plan.current.images[0].image, "payment-api:v1.3.0");
-        assert_eq!(p.plan.target.revision, 2);
-        assert_eq!(p.plan.target.images[0].image, "payment-api:v1.2.0");
-        assert_eq!(
-            p.plan.current.change_cause.as_deref(),
-            Some("CHG-2025-015: upgrade to v1.3.0")
-        );
-        assert_eq!(image_of(&sim), "payment-api:v1.3.0");
-        assert_eq!(success_rate(&sim).await, 0.95);
+    let sim = sim().await;
+    let exec = KubeRollback::new(KubeExecutor::for_url(&sim.url()).unwrap());
+    run_test_in(
+        || Tester::with_executor(CONFIG, Arc::new(exec)),
+        |t| async move {
+            let p = t.propose_by("slack:UALICE").await.unwrap();
+            // The plan is kubectl's: previous = revision 2, v1.2.0.
+            assert_eq!(p.plan.current.revision, 3);
+            assert_eq!(p.plan.current.images[0].image, "payment-api:v1.3.0");
+            assert_eq!(p.plan.target.revision, 2);
+            assert_eq!(p.plan.target.images[0].image, "payment-api:v1.2.0");
+            assert_eq!(
+                p.plan.current.change_cause.as_deref(),
+                Some("CHG-2025-015: upgrade to v1.3.0")
+            );
+            assert_eq!(image_of(&sim), "payment-api:v1.3.0");
+            assert_eq!(success_rate(&sim).await, 0.95);
 
-        t.approve(&p.id, "slack:UBOB").await;
-        assert_eq!(
-            image_of(&sim),
-            "payment-api:v1.3.0",
-            "one approval changes nothing"
-        );
-        t.approve(&p.id, "slack:UCAROL").await;
-        t.settle().await;
+            t.approve(&p.id, "slack:UBOB").await;
+            assert_eq!(
+                image_of(&sim),
+                "payment-api:v1.3.0",
+                "one approval changes nothing"
+            );
+            t.approve(&p.id, "slack:UCAROL").await;
+            t.settle().await;
 
-        assert_eq!(image_of(&sim), "payment-api:v1.2.0");
-        let x = t.proposal(&p.id);
-        x.expect_state(State::RolledBack);
-        let lines: Vec<_> = x
-            .timeline
-            .iter()
-            .filter_map(|e| match &e.kind {
-                EventKind::Progress { line } => Some(line.as_str()),
-                _ => None,
-            })
-            .collect();
-        assert!(
-            lines.iter().any(|l| l
-                .starts_with("Waiting for deployment \"prod-payment-deploy\" rollout to finish:")),
-            "{lines:?}"
-        );
-        assert_eq!(
-            lines.last().copied(),
-            Some("deployment \"prod-payment-deploy\" successfully rolled out")
-        );
-        // Exactly one PATCH reached the cluster.
-        let patches = sim
-            .requests()
-            .iter()
-            .filter(|r| r.method == "PATCH")
-            .count();
-        assert_eq!(patches, 1);
-        // The simulated payment success rate recovered with the rollback.
-        assert_eq!(success_rate(&sim).await, 0.998);
-    })
+            assert_eq!(image_of(&sim), "payment-api:v1.2.0");
+            let x = t.proposal(&p.id);
+            x.expect_state(State::RolledBack);
+            let lines: Vec<_> = x
+                .timeline
+                .iter()
+                .filter_map(|e| match &e.kind {
+                    EventKind::Progress { line } => Some(line.as_str()),
+                    _ => None,
+                })
+                .collect();
+            assert!(
+                lines.iter().any(|l| l.starts_with(
+                    "Waiting for deployment \"prod-payment-deploy\" rollout to finish:"
+                )),
+                "{lines:?}"
+            );
+            assert_eq!(
+                lines.last().copied(),
+                Some("deployment \"prod-payment-deploy\" successfully rolled out")
+            );
+            // Exactly one PATCH reached the cluster.
+            let patches = sim
+                .requests()
+                .iter()
+                .filter(|r| r.method == "PATCH")
+                .count();
+            assert_eq!(patches, 1);
+            // The simulated payment success rate recovered with the rollback.
+            assert_eq!(success_rate(&sim).await, 0.998);
+            assert_eq!(t.expect_posted(&p.id), "memory:incidents");
+            t.expect_threads(
+                &p.id,
+                &["execution_started", "progress", "execution_finished"],
+            );
+            t
+        },
+    )
     .await;
 }
 
@@ -128,29 +137,22 @@ async fn the_simulated_metric_answers_like_prometheus() {
         );
         // The sampler records history for query_range.
         let now = chrono::Utc::now().timestamp();
-        let range = loop {
-            let v: serde_json::Value = client
-                .get(format!(
-                    "{}/api/v1/query_range?query=payment_success_rate&start={}&end={}&step=1",
-                    sim.url(),
-                    now - 5,
-                    now + 1
-                ))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if !v["data"]["result"][0]["values"]
+        let url = format!(
+            "{}/api/v1/query_range?query=payment_success_rate&start={}&end={}&step=1",
+            sim.url(),
+            now - 5,
+            now + 1
+        );
+        let mut range = serde_json::Value::Null;
+        let sampled = poll_until(WAIT_LIMIT, async || {
+            range = client.get(&url).send().await.unwrap().json().await.unwrap();
+            !range["data"]["result"][0]["values"]
                 .as_array()
                 .unwrap()
                 .is_empty()
-            {
-                break v;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        };
+        })
+        .await;
+        assert!(sampled, "no sample within {WAIT_LIMIT:?}: {range}");
         assert_eq!(range["data"]["resultType"], "matrix");
         assert_eq!(range["data"]["result"][0]["values"][0][1], "0.95");
         let r = client
@@ -173,44 +175,49 @@ async fn the_simulated_metric_answers_like_prometheus() {
 
 #[tokio::test]
 async fn a_revision_that_moved_after_approval_supersedes_the_proposal() {
-    bounded(async {
-        let sim = sim().await;
-        let exec = KubeRollback::new(KubeExecutor::for_url(&sim.url()).unwrap());
-        let t = Tester::with_executor(CONFIG, Arc::new(exec));
-        let p = t.propose_by("slack:UALICE").await.unwrap();
-        // Someone deploys a hotfix while people are voting.
-        let kubeconfig = t.dir.path().join("kubeconfig");
-        sim.write_kubeconfig(&kubeconfig).unwrap();
-        let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "/usr/bin/kubectl".into());
-        // tokio's Command: a blocking wait would stall the in-process simulator.
-        let out = tokio::process::Command::new(&kubectl)
-            .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
-            .args(["--cache-dir", t.dir.path().join("cache").to_str().unwrap()])
-            .args([
-                "-n",
-                "production",
-                "set",
-                "image",
-                "deployment/prod-payment-deploy",
-            ])
-            .arg("payment-api=payment-api:v1.3.1")
-            .output()
-            .await
-            .unwrap_or_else(|e| panic!("cannot run {kubectl}: {e}; run scripts/test.sh"));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        t.approve(&p.id, "slack:UBOB").await;
-        t.approve(&p.id, "slack:UCAROL").await;
-        t.settle().await;
-        t.proposal(&p.id).expect_state(State::Superseded);
-        assert_eq!(
-            image_of(&sim),
-            "payment-api:v1.3.1",
-            "the hotfix was not rolled back"
-        );
-    })
+    let sim = sim().await;
+    let exec = KubeRollback::new(KubeExecutor::for_url(&sim.url()).unwrap());
+    run_test_in(
+        || Tester::with_executor(CONFIG, Arc::new(exec)),
+        |t| async move {
+            let p = t.propose_by("slack:UALICE").await.unwrap();
+            // Someone deploys a hotfix while people are voting.
+            let kubeconfig = t.dir.path().join("kubeconfig");
+            sim.write_kubeconfig(&kubeconfig).unwrap();
+            let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "/usr/bin/kubectl".into());
+            // tokio's Command: a blocking wait would stall the in-process simulator.
+            let out = tokio::process::Command::new(&kubectl)
+                .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
+                .args(["--cache-dir", t.dir.path().join("cache").to_str().unwrap()])
+                .args([
+                    "-n",
+                    "production",
+                    "set",
+                    "image",
+                    "deployment/prod-payment-deploy",
+                ])
+                .arg("payment-api=payment-api:v1.3.1")
+                .output()
+                .await
+                .unwrap_or_else(|e| panic!("cannot run {kubectl}: {e}; run scripts/test.sh"));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            t.approve(&p.id, "slack:UBOB").await;
+            t.approve(&p.id, "slack:UCAROL").await;
+            t.settle().await;
+            t.proposal(&p.id).expect_state(State::Superseded);
+            assert_eq!(
+                image_of(&sim),
+                "payment-api:v1.3.1",
+                "the hotfix was not rolled back"
+            );
+            assert_eq!(t.expect_posted(&p.id), "memory:incidents");
+            t.expect_threads(&p.id, &["execution_started", "superseded"]);
+            t
+        },
+    )
     .await;
 }

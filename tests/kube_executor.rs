@@ -1,6 +1,7 @@
 //! The kube-rs rollback executor against the simulator, checked for
 //! equivalence with real `kubectl rollout undo` on an identical simulator.
 
+mod support;
 mod support_sim;
 
 use std::collections::BTreeMap;
@@ -99,8 +100,13 @@ async fn equivalent_undo(kind: WorkloadKind, name: &str, to_revision: Option<u64
         ),
         "{lines:?}"
     );
-    // Let the last controller writes (history cleanup, revision bump) land.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The last controller writes (history cleanup, revision bump) land
+    // after the rollout reports done: wait until both sides agree, and on
+    // a timeout show where they differ.
+    support::poll_until_sync(support::WAIT_LIMIT, || {
+        snapshot(&a, sim_kind, name) == snapshot(&b, sim_kind, name)
+    })
+    .await;
     assert_eq!(snapshot(&a, sim_kind, name), snapshot(&b, sim_kind, name));
 }
 
@@ -214,8 +220,17 @@ async fn a_change_between_plan_and_execute_supersedes_the_plan() {
             .iter()
             .filter(|r| r.method == "PATCH")
             .count();
-        // Wait for the controller to assign revision 4 to the new template.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        support::wait_until(
+            "the controller assigns revision 4 to the new template",
+            || {
+                sim.handle
+                    .get(Kind::Deployment, "production", NAME)
+                    .is_some_and(|d| {
+                        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "4"
+                    })
+            },
+        )
+        .await;
         let outcome = exec.execute(&plan).await.unwrap();
         assert!(matches!(outcome, Outcome::Superseded { .. }), "{outcome:?}");
         let patches_after = sim

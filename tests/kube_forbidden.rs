@@ -19,7 +19,7 @@ use rollbot::ports::ExecErrorKind;
 use rollbot::sim::Kind;
 use rollbot::sim::seed::ForbidRule;
 use serde_json::{Value, json};
-use support::{CONFIG, Tester, bounded};
+use support::{CONFIG, Tester, bounded, run_test_in};
 use support_sim::{Sim, fast_seed, start};
 
 const NAME: &str = "prod-payment-deploy";
@@ -270,53 +270,67 @@ fn tester(sim: &Sim) -> Tester {
 
 #[tokio::test]
 async fn an_approved_rollback_refused_by_rbac_fails_with_what_to_grant() {
-    bounded(async {
-        let sim = forbidding("patch", "deployments").await;
-        let t = tester(&sim);
-        let p = t.propose_by("slack:UALICE").await.unwrap();
-        assert_eq!(p.plan.target.revision, 2);
-        t.approve(&p.id, "slack:UBOB").await;
-        t.approve(&p.id, "slack:UCAROL").await;
-        t.settle().await;
-        let x = t.proposal(&p.id);
-        x.expect_state(State::Failed);
-        let details: Vec<&str> = x
-            .timeline
-            .iter()
-            .filter_map(|e| match &e.kind {
-                EventKind::ExecutionFinished { ok: false, detail } => Some(detail.as_str()),
-                _ => None,
-            })
-            .collect();
-        let [detail] = details.as_slice() else {
-            panic!("expected one failed execution, got {details:?}");
-        };
-        assert!(detail.contains(PATCH_DENIED), "{detail}");
-        assert_says_what_to_grant(detail, "patch", "deployments");
-        assert_eq!(image_of(&sim), "payment-api:v1.3.0");
-    })
+    let sim = &forbidding("patch", "deployments").await;
+    run_test_in(
+        || tester(sim),
+        |t| async move {
+            let p = t.propose_by("slack:UALICE").await.unwrap();
+            assert_eq!(p.plan.target.revision, 2);
+            t.approve(&p.id, "slack:UBOB").await;
+            t.approve(&p.id, "slack:UCAROL").await;
+            t.settle().await;
+            let x = t.proposal(&p.id);
+            x.expect_state(State::Failed);
+            let details: Vec<&str> = x
+                .timeline
+                .iter()
+                .filter_map(|e| match &e.kind {
+                    EventKind::ExecutionFinished { ok: false, detail } => Some(detail.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let [detail] = details.as_slice() else {
+                panic!("expected one failed execution, got {details:?}");
+            };
+            assert!(detail.contains(PATCH_DENIED), "{detail}");
+            assert_says_what_to_grant(detail, "patch", "deployments");
+            assert_eq!(image_of(sim), "payment-api:v1.3.0");
+            assert_eq!(t.expect_posted(&p.id), "memory:incidents");
+            let notes = t.expect_threads(&p.id, &["execution_started", "execution_failed"]);
+            // The thread tells people the same: forbidden, and what to grant.
+            let rollbot::ports::ThreadNote::ExecutionFailed { error } = &notes[1] else {
+                unreachable!("checked by name above");
+            };
+            assert_eq!(error.kind, ExecErrorKind::Forbidden);
+            assert_says_what_to_grant(&error.message, "patch", "deployments");
+            t
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn proposing_without_read_access_is_a_plan_error_with_what_to_grant() {
-    bounded(async {
-        let sim = forbidding("list", "replicasets").await;
-        let t = tester(&sim);
-        let err = t.propose_by("slack:UALICE").await.unwrap_err();
-        let EngineError::Plan { source, .. } = &err else {
-            panic!("expected a plan error, got {err:?}");
-        };
-        assert_eq!(source.kind, ExecErrorKind::Forbidden);
-        assert_says_what_to_grant(&source.message, "list", "replicasets");
-        assert!(
-            err.to_string()
-                .starts_with("cannot plan a rollback of payment-api: forbidden: "),
-            "{err}"
-        );
-        assert!(t.proposals().is_empty(), "no proposal was opened");
-        // Nothing but reads reached the cluster.
-        assert!(sim.handle.requests().iter().all(|r| r.method == "GET"));
-    })
+    let sim = &forbidding("list", "replicasets").await;
+    run_test_in(
+        || tester(sim),
+        |t| async move {
+            let err = t.propose_by("slack:UALICE").await.unwrap_err();
+            let EngineError::Plan { source, .. } = &err else {
+                panic!("expected a plan error, got {err:?}");
+            };
+            assert_eq!(source.kind, ExecErrorKind::Forbidden);
+            assert_says_what_to_grant(&source.message, "list", "replicasets");
+            assert!(
+                err.to_string()
+                    .starts_with("cannot plan a rollback of payment-api: forbidden: "),
+                "{err}"
+            );
+            assert!(t.proposals().is_empty(), "no proposal was opened");
+            // Nothing but reads reached the cluster.
+            assert!(sim.handle.requests().iter().all(|r| r.method == "GET"));
+            t
+        },
+    )
     .await;
 }

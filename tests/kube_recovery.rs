@@ -5,7 +5,6 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use rollbot::config::Config;
 use rollbot::domain::{EventKind, ManualClock, Plan, ResumeStep, ServiceName, State};
@@ -57,13 +56,6 @@ fn progress_lines(x: &ProposalExpect) -> Vec<String> {
         .collect()
 }
 
-/// Polls `cond` until it holds (the caller's `bounded` is the limit).
-async fn until(mut cond: impl FnMut() -> bool) {
-    while !cond() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 fn engine_on(sim: &sim::SimHandle) -> Tester {
     let exec = KubeRollback::new(KubeExecutor::for_url(&sim.url()).unwrap());
     Tester::with_executor(CONFIG, Arc::new(exec))
@@ -71,67 +63,84 @@ fn engine_on(sim: &sim::SimHandle) -> Tester {
 
 #[tokio::test]
 async fn watch_and_list_failures_after_the_patch_are_retried_not_a_verdict() {
-    bounded(async {
-        let sim = sim_with(|_| {}).await;
-        let t = engine_on(&sim);
-        let p = t.propose_by("slack:UALICE").await.unwrap();
-        // Hold the rollout mid-way so the faults hit while it is running.
-        sim.set_pods_frozen(true);
-        sim.fail_next(Kind::Deployment, FaultOn::List, 2);
-        sim.fail_next(Kind::Deployment, FaultOn::Watch, 3);
-        t.approve(&p.id, "slack:UBOB").await;
-        t.approve(&p.id, "slack:UCAROL").await;
-        // (Or until the rollback ended: without retries it fails at once.)
-        until(|| sim.faults_left() == 0 || t.engine.get(&p.id).unwrap().state != State::Executing)
+    let sim = &sim_with(|_| {}).await;
+    run_test_in(
+        || engine_on(sim),
+        |t| async move {
+            let p = t.propose_by("slack:UALICE").await.unwrap();
+            // Hold the rollout mid-way so the faults hit while it is running.
+            sim.set_pods_frozen(true);
+            sim.fail_next(Kind::Deployment, FaultOn::List, 2);
+            sim.fail_next(Kind::Deployment, FaultOn::Watch, 3);
+            t.approve(&p.id, "slack:UBOB").await;
+            t.approve(&p.id, "slack:UCAROL").await;
+            // (Or until the rollback ended: without retries it fails at once.)
+            wait_until("the faults were hit or the rollback ended", || {
+                sim.faults_left() == 0 || t.engine.get(&p.id).unwrap().state != State::Executing
+            })
             .await;
-        // Then a watch that is cut mid-stream once the pods move again.
-        sim.fail_next(Kind::Deployment, FaultOn::WatchCut, 1);
-        sim.set_pods_frozen(false);
-        t.settle().await;
+            // Then a watch that is cut mid-stream once the pods move again.
+            sim.fail_next(Kind::Deployment, FaultOn::WatchCut, 1);
+            sim.set_pods_frozen(false);
+            t.settle().await;
 
-        let x = t.proposal(&p.id);
-        x.expect_state(State::RolledBack);
-        assert_eq!(sim.faults_left(), 0, "the cut watch was hit too");
-        assert_eq!(patches(&sim), 1, "retries never patch again");
-        assert_eq!(image_of(&sim), "payment-api:v1.2.0");
-        assert_eq!(
-            progress_lines(&x).last().map(String::as_str),
-            Some("deployment \"prod-payment-deploy\" successfully rolled out")
-        );
-    })
+            let x = t.proposal(&p.id);
+            x.expect_state(State::RolledBack);
+            assert_eq!(sim.faults_left(), 0, "the cut watch was hit too");
+            assert_eq!(patches(sim), 1, "retries never patch again");
+            assert_eq!(image_of(sim), "payment-api:v1.2.0");
+            assert_eq!(
+                progress_lines(&x).last().map(String::as_str),
+                Some("deployment \"prod-payment-deploy\" successfully rolled out")
+            );
+            assert_eq!(t.expect_posted(&p.id), "memory:incidents");
+            t.expect_threads(
+                &p.id,
+                &["execution_started", "progress", "execution_finished"],
+            );
+            t
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn an_api_server_silent_past_the_progress_deadline_is_a_verdict() {
-    bounded(async {
-        let sim = sim_with(|s| s.deployments[0].progress_deadline_seconds = Some(2)).await;
-        let t = engine_on(&sim);
-        let p = t.propose_by("slack:UALICE").await.unwrap();
-        // Nothing about the Deployment can be listed or watched any more.
-        sim.fail_next(Kind::Deployment, FaultOn::List, 100_000);
-        t.approve(&p.id, "slack:UBOB").await;
-        t.approve(&p.id, "slack:UCAROL").await;
-        t.settle().await;
+    let sim = &sim_with(|s| s.deployments[0].progress_deadline_seconds = Some(2)).await;
+    run_test_in(
+        || engine_on(sim),
+        |t| async move {
+            let p = t.propose_by("slack:UALICE").await.unwrap();
+            // Nothing about the Deployment can be listed or watched any more.
+            sim.fail_next(Kind::Deployment, FaultOn::List, 100_000);
+            t.approve(&p.id, "slack:UBOB").await;
+            t.approve(&p.id, "slack:UCAROL").await;
+            t.settle().await;
 
-        let x = t.proposal(&p.id);
-        x.expect_state(State::Failed);
-        let detail = x
-            .timeline
-            .iter()
-            .find_map(|e| match &e.kind {
-                EventKind::ExecutionFinished { ok: false, detail } => Some(detail.clone()),
-                _ => None,
-            })
-            .unwrap();
-        assert!(detail.contains("lost track of the rollout"), "{detail}");
-        assert!(detail.contains("progress deadline"), "{detail}");
-        assert!(
-            detail.contains("kubectl rollout status deployment/prod-payment-deploy -n production"),
-            "{detail}"
-        );
-        assert_eq!(patches(&sim), 1);
-    })
+            let x = t.proposal(&p.id);
+            x.expect_state(State::Failed);
+            let detail = x
+                .timeline
+                .iter()
+                .find_map(|e| match &e.kind {
+                    EventKind::ExecutionFinished { ok: false, detail } => Some(detail.clone()),
+                    _ => None,
+                })
+                .unwrap();
+            assert!(detail.contains("lost track of the rollout"), "{detail}");
+            assert!(detail.contains("progress deadline"), "{detail}");
+            assert!(
+                detail.contains(
+                    "kubectl rollout status deployment/prod-payment-deploy -n production"
+                ),
+                "{detail}"
+            );
+            assert_eq!(patches(sim), 1);
+            assert_eq!(t.expect_posted(&p.id), "memory:incidents");
+            t.expect_threads(&p.id, &["execution_started", "execution_failed"]);
+            t
+        },
+    )
     .await;
 }
 
@@ -302,121 +311,156 @@ async fn stop_then_recover(stop: Stop, resumed_at: ResumeStep) {
         inner: kube(&sim),
         at: stop,
     };
-    let t = engine_in(
-        tempfile::tempdir().unwrap(),
-        &config,
-        chat.clone(),
-        Arc::new(first),
-        verifier,
-    );
-    let p = t.propose_by("slack:UALICE").await.unwrap();
-    if stop == Stop::DuringRollout {
-        sim.set_pods_frozen(true);
-    }
-    t.approve(&p.id, "slack:UBOB").await;
-    t.approve(&p.id, "slack:UCAROL").await;
-    t.engine.wait_idle().await;
-    assert!(t.engine.background_panicked(), "the first process stopped");
-    let left = t.engine.get(&p.id).unwrap().state;
-    let expected_left = if stop == Stop::DuringVerification {
-        State::RolledBack
-    } else {
-        State::Executing
+    let make = {
+        let (config, chat) = (config.clone(), chat.clone());
+        move || {
+            engine_in(
+                tempfile::tempdir().unwrap(),
+                &config,
+                chat,
+                Arc::new(first),
+                verifier,
+            )
+        }
     };
-    assert_eq!(left, expected_left, "where the first process left it");
-    let patched_before = patches(&sim);
-    assert_eq!(patched_before, usize::from(stop != Stop::BeforePatch));
+    // The first process's background task panics on purpose (the stop);
+    // the harness checks the second one.
+    run_test_in(make, |t| async move {
+        let p = t.propose_by("slack:UALICE").await.unwrap();
+        if stop == Stop::DuringRollout {
+            sim.set_pods_frozen(true);
+        }
+        t.approve(&p.id, "slack:UBOB").await;
+        t.approve(&p.id, "slack:UCAROL").await;
+        t.engine.wait_idle().await;
+        assert!(t.engine.background_panicked(), "the first process stopped");
+        let left = t.engine.get(&p.id).unwrap().state;
+        let expected_left = if stop == Stop::DuringVerification {
+            State::RolledBack
+        } else {
+            State::Executing
+        };
+        assert_eq!(left, expected_left, "where the first process left it");
+        let patched_before = patches(&sim);
+        assert_eq!(patched_before, usize::from(stop != Stop::BeforePatch));
 
-    // The second process.
-    t.engine.store().flush().await.unwrap();
-    let dir = t.dir;
-    drop(t.engine);
-    sim.set_pods_frozen(false);
-    let services = Config::parse(&config).unwrap().services();
-    let t = engine_in(
-        dir,
-        &config,
-        chat.clone(),
-        Arc::new(kube(&sim)),
-        Arc::new(HttpVerifier::new(&services)),
-    );
-    t.engine.recover().await.unwrap();
-    t.settle().await;
-
-    let x = t.proposal(&p.id);
-    x.expect_state(State::Verified);
-    assert_eq!(patches(&sim), 1, "exactly one PATCH in all");
-    assert_eq!(image_of(&sim), "payment-api:v1.2.0");
-    let events = x.events();
-    let restarted = events.iter().position(|e| *e == "restarted").unwrap();
-    assert_eq!(events[restarted + 1], "resumed", "{events:?}");
-    assert!(x.timeline.iter().any(|e| matches!(
-        &e.kind,
-        EventKind::Restarted { state } if *state == expected_left
-    )));
-    assert!(x.timeline.iter().any(|e| matches!(
-        &e.kind,
-        EventKind::Resumed { step } if *step == resumed_at
-    )));
-    assert_eq!(
-        resumed_notes(&chat),
-        [resumed_at],
-        "the thread says so once"
-    );
-    if stop != Stop::DuringVerification {
-        assert_eq!(
-            progress_lines(&x).last().map(String::as_str),
-            Some("deployment \"prod-payment-deploy\" successfully rolled out")
+        // The second process.
+        t.engine.store().flush().await.unwrap();
+        let dir = t.dir;
+        drop(t.engine);
+        sim.set_pods_frozen(false);
+        let services = Config::parse(&config).unwrap().services();
+        let t = engine_in(
+            dir,
+            &config,
+            chat.clone(),
+            Arc::new(kube(&sim)),
+            Arc::new(HttpVerifier::new(&services)),
         );
-    }
-    // A second start-up finds nothing left to resume.
-    t.engine.recover().await.unwrap();
-    t.settle().await;
-    assert_eq!(resumed_notes(&chat).len(), 1);
-    assert_eq!(patches(&sim), 1);
-}
+        t.engine.recover().await.unwrap();
+        t.settle().await;
 
-#[tokio::test]
-async fn a_stop_before_the_patch_applies_it_after_the_restart() {
-    bounded(stop_then_recover(Stop::BeforePatch, ResumeStep::Apply)).await;
-}
-
-#[tokio::test]
-async fn a_stop_right_after_the_patch_follows_the_rollout_without_patching_again() {
-    bounded(stop_then_recover(Stop::AfterPatch, ResumeStep::Follow)).await;
-}
-
-#[tokio::test]
-async fn a_stop_during_the_rollout_follows_it_to_the_end() {
-    bounded(stop_then_recover(Stop::DuringRollout, ResumeStep::Follow)).await;
-}
-
-#[tokio::test]
-async fn a_stop_during_verification_verifies_again() {
-    bounded(stop_then_recover(
-        Stop::DuringVerification,
-        ResumeStep::Verify,
-    ))
+        let x = t.proposal(&p.id);
+        x.expect_state(State::Verified);
+        assert_eq!(patches(&sim), 1, "exactly one PATCH in all");
+        assert_eq!(image_of(&sim), "payment-api:v1.2.0");
+        let events = x.events();
+        let restarted = events.iter().position(|e| *e == "restarted").unwrap();
+        assert_eq!(events[restarted + 1], "resumed", "{events:?}");
+        assert!(x.timeline.iter().any(|e| matches!(
+            &e.kind,
+            EventKind::Restarted { state } if *state == expected_left
+        )));
+        assert!(x.timeline.iter().any(|e| matches!(
+            &e.kind,
+            EventKind::Resumed { step } if *step == resumed_at
+        )));
+        assert_eq!(
+            resumed_notes(&chat),
+            [resumed_at],
+            "the thread says so once"
+        );
+        if stop != Stop::DuringVerification {
+            assert_eq!(
+                progress_lines(&x).last().map(String::as_str),
+                Some("deployment \"prod-payment-deploy\" successfully rolled out")
+            );
+        }
+        // A second start-up finds nothing left to resume.
+        t.engine.recover().await.unwrap();
+        t.settle().await;
+        assert_eq!(resumed_notes(&chat).len(), 1);
+        assert_eq!(patches(&sim), 1);
+        assert_eq!(t.expect_posted(&p.id), "memory:incidents");
+        // The thread says where it resumed, once, and then tells the rest.
+        let thread: &[&str] = if stop == Stop::DuringVerification {
+            &[
+                "execution_started",
+                "progress",
+                "execution_finished",
+                "resumed",
+                "verification",
+                "resolved",
+                "report",
+            ]
+        } else {
+            &[
+                "execution_started",
+                "resumed",
+                "progress",
+                "execution_finished",
+                "verification",
+                "resolved",
+                "report",
+            ]
+        };
+        t.expect_threads(&p.id, thread);
+        t
+    })
     .await;
 }
 
 #[tokio::test]
+async fn a_stop_before_the_patch_applies_it_after_the_restart() {
+    stop_then_recover(Stop::BeforePatch, ResumeStep::Apply).await;
+}
+
+#[tokio::test]
+async fn a_stop_right_after_the_patch_follows_the_rollout_without_patching_again() {
+    stop_then_recover(Stop::AfterPatch, ResumeStep::Follow).await;
+}
+
+#[tokio::test]
+async fn a_stop_during_the_rollout_follows_it_to_the_end() {
+    stop_then_recover(Stop::DuringRollout, ResumeStep::Follow).await;
+}
+
+#[tokio::test]
+async fn a_stop_during_verification_verifies_again() {
+    stop_then_recover(Stop::DuringVerification, ResumeStep::Verify).await;
+}
+
+#[tokio::test]
 async fn a_workload_that_moved_while_rollbot_was_down_supersedes_the_proposal() {
-    bounded(async {
-        let sim = sim_with(|_| {}).await;
-        let config = config_with_checks(&sim);
-        let chat = MemoryChat::new();
-        let services = Config::parse(&config).unwrap().services();
-        let t = engine_in(
+    let sim = &sim_with(|_| {}).await;
+    let config = &config_with_checks(sim);
+    let chat = &MemoryChat::new();
+    let services = &Config::parse(config).unwrap().services();
+    let make = || {
+        engine_in(
             tempfile::tempdir().unwrap(),
-            &config,
+            config,
             chat.clone(),
             Arc::new(Stopping {
-                inner: kube(&sim),
+                inner: kube(sim),
                 at: Stop::BeforePatch,
             }),
-            Arc::new(HttpVerifier::new(&services)),
-        );
+            Arc::new(HttpVerifier::new(services)),
+        )
+    };
+    // The first process's background task panics on purpose (the stop);
+    // the harness checks the second one.
+    run_test_in(make, |t| async move {
         let p = t.propose_by("slack:UALICE").await.unwrap();
         t.approve(&p.id, "slack:UBOB").await;
         t.approve(&p.id, "slack:UCAROL").await;
@@ -427,7 +471,7 @@ async fn a_workload_that_moved_while_rollbot_was_down_supersedes_the_proposal() 
         sim.store()
             .update(Kind::Deployment, d, sim::store::WriteMode::Main, false)
             .unwrap();
-        until(|| {
+        wait_until("the controller assigns revision 4 to the hotfix", || {
             sim.get(Kind::Deployment, "production", DEPLOYMENT).unwrap()["metadata"]["annotations"]
                 ["deployment.kubernetes.io/revision"]
                 == "4"
@@ -438,17 +482,20 @@ async fn a_workload_that_moved_while_rollbot_was_down_supersedes_the_proposal() 
         drop(t.engine);
         let t = engine_in(
             dir,
-            &config,
+            config,
             chat.clone(),
-            Arc::new(kube(&sim)),
-            Arc::new(HttpVerifier::new(&services)),
+            Arc::new(kube(sim)),
+            Arc::new(HttpVerifier::new(services)),
         );
         t.engine.recover().await.unwrap();
         t.settle().await;
         t.proposal(&p.id).expect_state(State::Superseded);
-        assert_eq!(patches(&sim), 0, "the hotfix was not rolled back");
-        assert_eq!(image_of(&sim), "payment-api:v1.3.1");
-        assert!(resumed_notes(&chat).is_empty());
+        assert_eq!(patches(sim), 0, "the hotfix was not rolled back");
+        assert_eq!(image_of(sim), "payment-api:v1.3.1");
+        assert!(resumed_notes(chat).is_empty());
+        assert_eq!(t.expect_posted(&p.id), "memory:incidents");
+        t.expect_threads(&p.id, &["execution_started", "superseded"]);
+        t
     })
     .await;
 }
@@ -474,84 +521,110 @@ threshold = 0.99
     )
 }
 
-/// Rolls payment-api back with the scripted executor and the real
-/// verifier, and returns the proposal once verification is over.
-async fn verify_with(config: &str) -> (Tester, ProposalExpect) {
+/// An engine with the scripted executor and the real verifier.
+fn verifying_with(config: &str) -> Tester {
     let services = Config::parse(config).unwrap().services();
-    let t = engine_in(
+    engine_in(
         tempfile::tempdir().unwrap(),
         config,
         MemoryChat::new(),
         ScriptedExecutor::new(reference_plan()),
         Arc::new(HttpVerifier::new(&services)),
-    );
+    )
+}
+
+/// Rolls payment-api back and returns the proposal once verification is
+/// over.
+async fn roll_back(t: &Tester) -> ProposalExpect {
     let p = t.propose_by("slack:UALICE").await.unwrap();
     t.approve(&p.id, "slack:UBOB").await;
     t.approve(&p.id, "slack:UCAROL").await;
     t.settle().await;
-    let x = t.proposal(&p.id);
-    (t, x)
+    t.proposal(&p.id)
 }
 
 #[tokio::test]
 async fn a_prometheus_silent_for_the_whole_window_means_could_not_verify() {
-    bounded(async {
-        // A port nobody listens on: connections are refused.
-        let closed = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap()
-        };
-        let url = format!("http://{closed}");
-        let (t, x) = verify_with(&config_with_prometheus(&url, "2s")).await;
-        x.expect_state(State::Unverified);
-        let notes: Vec<ThreadNote> = t
-            .chat
-            .calls()
-            .into_iter()
-            .filter_map(|c| match c {
-                ChatCall::Thread { note, .. } => Some(note),
-                _ => None,
-            })
-            .collect();
-        let note = notes
-            .iter()
-            .find(|n| matches!(n, ThreadNote::Unverified { .. }))
-            .expect("the thread says recovery could not be verified");
-        assert!(
-            !notes
+    // A port nobody listens on: connections are refused.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let url = format!("http://{closed}");
+    let config = config_with_prometheus(&url, "2s");
+    run_test_in(
+        || verifying_with(&config),
+        |t| async move {
+            let x = roll_back(&t).await;
+            x.expect_state(State::Unverified);
+            assert_eq!(t.expect_posted(&x.proposal.id), "memory:incidents");
+            let notes = t.expect_threads(
+                &x.proposal.id,
+                &[
+                    "execution_started",
+                    "progress",
+                    "execution_finished",
+                    "unverified",
+                    "report",
+                ],
+            );
+            let note = notes
                 .iter()
-                .any(|n| matches!(n, ThreadNote::Verification { .. })),
-            "not a verification failure: {notes:?}"
-        );
-        let ThreadNote::Unverified { unreachable, .. } = note else {
-            unreachable!()
-        };
-        assert_eq!(unreachable.len(), 1);
-        assert_eq!(unreachable[0].check, "success rate");
-        assert_eq!(unreachable[0].source, format!("Prometheus at {url}"));
-        // What people read names the source and says what to check.
-        let templates = rollbot::report::templates().unwrap();
-        let text = rollbot::report::render_note(templates, &x.proposal, note).unwrap();
-        assert!(text.contains("Could not verify recovery"), "{text}");
-        assert!(text.contains(&url), "{text}");
-        assert!(text.contains("Check that rollbot can reach"), "{text}");
-        assert!(!text.contains("has not recovered"), "{text}");
-    })
+                .find(|n| matches!(n, ThreadNote::Unverified { .. }))
+                .expect("the thread says recovery could not be verified");
+            assert!(
+                !notes
+                    .iter()
+                    .any(|n| matches!(n, ThreadNote::Verification { .. })),
+                "not a verification failure: {notes:?}"
+            );
+            let ThreadNote::Unverified { unreachable, .. } = note else {
+                unreachable!()
+            };
+            assert_eq!(unreachable.len(), 1);
+            assert_eq!(unreachable[0].check, "success rate");
+            assert_eq!(unreachable[0].source, format!("Prometheus at {url}"));
+            // What people read names the source and says what to check.
+            let templates = rollbot::report::templates().unwrap();
+            let text = rollbot::report::render_note(templates, &x.proposal, note).unwrap();
+            assert!(text.contains("Could not verify recovery"), "{text}");
+            assert!(text.contains(&url), "{text}");
+            assert!(text.contains("Check that rollbot can reach"), "{text}");
+            assert!(!text.contains("has not recovered"), "{text}");
+            t
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn a_prometheus_that_answers_with_bad_values_means_failed() {
-    bounded(async {
-        // The simulator's Prometheus API answers 0.95: the rollback was
-        // scripted, so the simulated workload never recovers.
-        let sim = sim_with(|_| {}).await;
-        let (_t, x) = verify_with(&config_with_prometheus(&sim.url(), "2s")).await;
-        x.expect_state(State::VerificationFailed);
-        assert!(x.timeline.iter().any(|e| matches!(
-            &e.kind,
-            EventKind::Check { passed: false, value, .. } if value == "0.95"
-        )));
-    })
+    // The simulator's Prometheus API answers 0.95: the rollback was
+    // scripted, so the simulated workload never recovers.
+    let sim = sim_with(|_| {}).await;
+    let config = config_with_prometheus(&sim.url(), "2s");
+    run_test_in(
+        || verifying_with(&config),
+        |t| async move {
+            let x = roll_back(&t).await;
+            x.expect_state(State::VerificationFailed);
+            assert!(x.timeline.iter().any(|e| matches!(
+                &e.kind,
+                EventKind::Check { passed: false, value, .. } if value == "0.95"
+            )));
+            assert_eq!(t.expect_posted(&x.proposal.id), "memory:incidents");
+            t.expect_threads(
+                &x.proposal.id,
+                &[
+                    "execution_started",
+                    "progress",
+                    "execution_finished",
+                    "verification",
+                    "report",
+                ],
+            );
+            t
+        },
+    )
     .await;
 }
