@@ -65,7 +65,7 @@ fn router() -> &'static Router {
         };
         Router::new(&[
             route(&["service=~payment-.*"], "payment-api", Some("5m")),
-            route(&["service=~search|API Service"], "search", Some("10000w")),
+            route(&["service=~search|API Service"], "search", Some("520w")),
             route(&["alertname!=", "team=~.+"], "ledger-db", None),
         ])
         .unwrap_or_else(|e| panic!("the fuzzing routes are valid: {e}"))

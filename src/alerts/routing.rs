@@ -270,9 +270,7 @@ pub enum RouteConfigError {
         source: UnknownSeverity,
     },
     /// `for_duration` does not parse.
-    #[error(
-        "routes[{route}].for_duration: invalid duration {value:?}: {reason}; use e.g. \"30s\", \"5m\" or \"1h30m\""
-    )]
+    #[error("routes[{route}].for_duration: invalid duration {value:?}: {reason}")]
     InvalidDuration {
         /// Route index (0-based).
         route: usize,

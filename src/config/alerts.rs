@@ -86,9 +86,7 @@ impl Config {
                 }
                 Err(E::InvalidDuration { value, reason, .. }) => problem(
                     format!("{at}.for_duration"),
-                    format!(
-                        "invalid duration {value:?}: {reason}; use e.g. \"30s\", \"5m\" or \"1h30m\""
-                    ),
+                    format!("invalid duration {value:?}: {reason}"),
                 ),
             }
             let service = route.service.trim();
