@@ -1,7 +1,11 @@
 //! Alert ingestion: routed alerts become deduplicated proposals, join the
 //! open proposal, wait out their minimum firing duration, or resolve it.
 
-use super::*;
+use super::{Engine, EngineError, MAX_ATTACHED_ALERTS, ProposeRequest, store_only};
+use crate::domain::{AlertRef, EventKind, Origin, Proposal, ProposalId, ServiceName, UserId};
+use crate::store::{Claim, StoreError};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
 
 // ---------------------------------------------------------------------------
 // Alert ingestion: routed alerts → deduplicated proposals.

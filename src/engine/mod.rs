@@ -28,20 +28,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
 
 use crate::config::Service;
 use crate::domain::decision::{DataImpact, Scope};
 use crate::domain::{
-    AlertRef, ApprovalPolicy, Clock, DecisionInput, EventKind, MessageRef, Origin, Proposal,
-    ProposalId, Refusal, ResumeStep, ServiceName, Severity, State, UserId, VoteKind, VoteOutcome,
-    VoteVia, Withdrawal, recommend,
+    AlertRef, ApprovalPolicy, Clock, DecisionInput, EventKind, Origin, Proposal, ProposalId,
+    Refusal, ServiceName, Severity, State, UserId, VoteOutcome,
 };
-use crate::exec::Target;
-use crate::ports::{
-    Chat, CheckResult, ExecError, ExecOutcome, Executor, PrivateNote, Standing, ThreadNote,
-    Verdict, Verifier,
-};
+use crate::ports::{Chat, ExecError, Executor, PrivateNote, ThreadNote, Verifier};
 use crate::store::{Claim, Store, StoreError, UpdateError};
 use crate::tasks::Tasks;
 

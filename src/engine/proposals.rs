@@ -1,7 +1,16 @@
 //! Proposals and votes: opening a proposal (from a command, an alert or a
 //! drill) and binding it to its chat message, approvals, withdrawals, cancels.
 
-use super::*;
+use super::{
+    DrillRequest, Engine, EngineError, ProposeRequest, VoteReply, decision_input, store_only,
+};
+use crate::domain::{
+    EventKind, MessageRef, Origin, Proposal, ProposalId, Refusal, State, UserId, VoteKind,
+    VoteOutcome, VoteVia, Withdrawal, recommend,
+};
+use crate::exec::Target;
+use crate::ports::PrivateNote;
+use crate::store::{StoreError, UpdateError};
 
 impl Engine {
     /// Opens a proposal: plans the rollback, records it, posts it.

@@ -2,8 +2,15 @@
 //! verification, the resolved notice and the report, and resuming each of
 //! them after a restart.
 
-use super::*;
+use super::{Engine, EngineError, store_only};
+use crate::config::Service;
+use crate::domain::{EventKind, MessageRef, Origin, Proposal, ProposalId, ResumeStep, State};
 use crate::domain::{Pipeline, Shape, Step};
+use crate::exec::Target;
+use crate::ports::{CheckResult, ExecError, ExecOutcome, Standing, ThreadNote, Verdict};
+use crate::store::{StoreError, UpdateError};
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
 
 impl Engine {
     /// The atomic `Approved -> Executing` step; the winner spawns the rollback.
