@@ -521,21 +521,12 @@ impl Engine {
         let mut done = Vec::new();
         let mut failure = None;
         for hook in &hooks {
-            let (tx, mut rx) = mpsc::channel::<String>(64);
+            let (tx, rx) = mpsc::channel::<String>(64);
             let name = hook.name().to_string();
             let run = hook.run(&p.service, &p.plan, tx);
-            tokio::pin!(run);
-            let result = loop {
-                tokio::select! {
-                    biased;
-                    Some(line) = rx.recv() => self.progress(&p.id, format!("{name}: {line}"), &mut stream).await?,
-                    result = &mut run => break result,
-                }
-            };
-            while let Ok(line) = rx.try_recv() {
-                self.progress(&p.id, format!("{name}: {line}"), &mut stream)
-                    .await?;
-            }
+            let result = self
+                .streaming(&p.id, Some(&name), &mut stream, rx, run)
+                .await?;
             match result {
                 Ok(detail) => done.push(format!("{name}: {detail}")),
                 Err(e) => {
@@ -578,7 +569,7 @@ impl Engine {
     /// only follows a rollout already applied) and records how it ended.
     async fn rollback_step(&self, p: Proposal, follow_only: bool) -> Result<Proposal, EngineError> {
         let service = self.service(&p.service)?.clone();
-        let (tx, mut rx) = mpsc::channel::<String>(64);
+        let (tx, rx) = mpsc::channel::<String>(64);
         let mut stream = ProgressStream::new(service.progress_interval);
         let target = self.execution_target(&p, &service);
         let executor = self.inner.ports.executor.clone();
@@ -590,19 +581,38 @@ impl Engine {
                 Err(e) => Err(e),
             }
         };
-        tokio::pin!(exec);
-        let outcome = loop {
+        let outcome = self.streaming(&p.id, None, &mut stream, rx, exec).await?;
+        self.flush_progress(&p.id, &mut stream).await?;
+        self.conclude(&p, outcome, Some(Step::Rollback)).await
+    }
+
+    /// Runs `work` while its progress lines (from `rx`, prefixed with
+    /// `name` when given) go to the proposal's thread through `stream`;
+    /// lines sent just before `work` ended are shown too.
+    async fn streaming<T>(
+        &self,
+        id: &ProposalId,
+        name: Option<&str>,
+        stream: &mut ProgressStream,
+        mut rx: mpsc::Receiver<String>,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, EngineError> {
+        let label = |line: String| match name {
+            Some(name) => format!("{name}: {line}"),
+            None => line,
+        };
+        tokio::pin!(work);
+        let result = loop {
             tokio::select! {
                 biased;
-                Some(line) = rx.recv() => self.progress(&p.id, line, &mut stream).await?,
-                outcome = &mut exec => break outcome,
+                Some(line) = rx.recv() => self.progress(id, label(line), stream).await?,
+                result = &mut work => break result,
             }
         };
         while let Ok(line) = rx.try_recv() {
-            self.progress(&p.id, line, &mut stream).await?;
+            self.progress(id, label(line), stream).await?;
         }
-        self.flush_progress(&p.id, &mut stream).await?;
-        self.conclude(&p, outcome, Some(Step::Rollback)).await
+        Ok(result)
     }
 
     /// Records the end of an execution (and of `step`, in the same write),
