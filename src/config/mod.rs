@@ -47,6 +47,23 @@ pub const LOCALES: &[&str] = &["en", "zh", "ja"];
 /// Prefix of a `[groups]` member that names a Slack user group.
 pub const SLACK_GROUP_PREFIX: &str = "slack-group:";
 
+/// Prefix of an approver (in `approvers` or `[groups]`) that names a
+/// Discord role: whoever has the role when they vote may approve. The
+/// membership comes with each vote (the interaction's or reaction's
+/// member object), so nothing is read from Discord ahead of time.
+pub const DISCORD_ROLE_PREFIX: &str = "discord-role:";
+
+/// Checks an approver entry: a user id or a `discord-role:ID`.
+fn check_approver(entry: &str) -> Result<(), String> {
+    match entry.strip_prefix(DISCORD_ROLE_PREFIX) {
+        Some(id) if is_snowflake(id) => Ok(()),
+        Some(id) => Err(format!(
+            "{id:?} is not a Discord role id; write discord-role: and the role's id (digits; Server Settings → Roles → Copy Role ID)"
+        )),
+        None => UserId::parse(entry).map(drop).map_err(|e| e.to_string()),
+    }
+}
+
 /// A `slack-group:S…` member of a `[groups]` list.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SlackGroupRef {
@@ -139,6 +156,8 @@ pub struct Service {
     pub required: u8,
     pub single_approver: bool,
     pub approvers: BTreeSet<UserId>,
+    /// Discord roles whose members may approve (`discord-role:ID`).
+    pub approver_roles: BTreeSet<String>,
     pub channel: Option<String>,
     pub locale: String,
     pub expires_after: Duration,
@@ -228,8 +247,8 @@ impl Config {
                                 "a slack-group member is read from Slack; add a [slack] section whose bot token has the usergroups:read scope".into(),
                             );
                         }
-                    } else if let Err(e) = UserId::parse(m) {
-                        problem(at, e.to_string());
+                    } else if let Err(e) = check_approver(m) {
+                        problem(at, e);
                     }
                 }
             }
@@ -306,6 +325,17 @@ impl Config {
                             .filter_map(|m| UserId::parse(m).ok()),
                     );
                 }
+                let approver_roles = s
+                    .approvers
+                    .iter()
+                    .chain(
+                        s.groups
+                            .iter()
+                            .flat_map(|g| self.groups.get(g).into_iter().flatten()),
+                    )
+                    .filter(|a| a.starts_with(DISCORD_ROLE_PREFIX))
+                    .cloned()
+                    .collect();
                 let expires = s
                     .expires_after
                     .as_ref()
@@ -315,6 +345,7 @@ impl Config {
                     required: s.required_approvals.unwrap_or(self.approval.required),
                     single_approver: s.allow_single_approver && s.required_approvals == Some(1),
                     approvers,
+                    approver_roles,
                     channel: s.channel.clone().or_else(|| self.approval.channel.clone()),
                     locale: s.locale.clone().unwrap_or_else(|| self.locale.clone()),
                     expires_after: expires.or(DEFAULT_EXPIRES_AFTER),
@@ -346,6 +377,12 @@ pub(super) fn push(problems: &mut Vec<Problem>) -> impl FnMut(String, String) + 
 
 pub(super) fn check_channel(c: &str, path: &str, problem: &mut impl FnMut(String, String)) {
     match c.split_once(':') {
+        Some(("discord", id)) if !is_snowflake(id) => problem(
+            path.into(),
+            format!(
+                "{c:?}: a Discord channel is discord: and the channel's id (digits; right-click the channel → Copy Channel ID)"
+            ),
+        ),
         Some(("slack" | "discord" | "console" | "memory", rest)) if !rest.is_empty() => {}
         _ => problem(
             path.into(),

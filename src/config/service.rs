@@ -104,11 +104,8 @@ impl ServiceConfig {
             problems.push(Problem::new(at, e.to_string()));
         }
         for (i, a) in self.approvers.iter().enumerate() {
-            if let Err(e) = UserId::parse(a) {
-                problems.push(Problem::new(
-                    format!("{}[{i}]", key("approvers")),
-                    e.to_string(),
-                ));
+            if let Err(e) = check_approver(a) {
+                problems.push(Problem::new(format!("{}[{i}]", key("approvers")), e));
             }
         }
         for (i, g) in self.groups.iter().enumerate() {

@@ -288,3 +288,96 @@ fn verify_sections_resolve_and_bad_ones_are_named() {
     let op = good.replace("op = \">=\"", "op = \"=>\"");
     assert!(problems(&op)[0].contains("services.payment-api.verify.prometheus[0].op"));
 }
+
+#[test]
+fn a_discord_section_is_checked_key_by_key() {
+    let good = format!(
+        "{MINIMAL}\n[discord]\nbot_token = {{ env = \"DISCORD_BOT_TOKEN\" }}\napplication_id = \"775799577604522054\"\npublic_key = {{ file = \"/run/secrets/discord-key\" }}\nguild_id = \"290926798626357999\"\n"
+    );
+    let c = Config::parse(&good).unwrap();
+    let d = c.discord.unwrap();
+    assert!(d.gateway && d.is_discord());
+    assert_eq!(
+        (d.approve_emoji.as_str(), d.reject_emoji.as_str()),
+        ("✅", "❌")
+    );
+    let p = problems(&format!(
+        "{MINIMAL}\n[discord]\nbot_token = \"inline\"\napplication_id = \"my-app\"\npublic_key = \"d75a98\"\nguild_id = \"0\"\napi_url = \"discord.com\"\napprove_emoji = \"yes\"\nreject_emoji = \"yes\"\n"
+    ));
+    let at = |key: &str| p.iter().any(|l| l.starts_with(&format!("discord.{key}:")));
+    for key in [
+        "bot_token",
+        "application_id",
+        "public_key",
+        "guild_id",
+        "api_url",
+        "approve_emoji",
+        "reject_emoji",
+    ] {
+        assert!(at(key), "{key}: {p:#?}");
+    }
+    // Without the gateway only the endpoint is left, which needs the key.
+    let p = problems(&format!(
+        "{MINIMAL}\n[discord]\nbot_token = {{ env = \"T\" }}\napplication_id = \"1\"\ngateway = false\n"
+    ));
+    assert!(
+        p.len() == 1 && p[0].starts_with("discord.public_key:"),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn discord_roles_approve_and_discord_channels_are_ids() {
+    let c = Config::parse(
+        r#"
+        [groups]
+        sre = ["discord:1001", "discord-role:539082325061836999"]
+        [services.payment-api]
+        groups = ["sre"]
+        approvers = ["discord-role:42"]
+        channel = "discord:645027906669510667"
+        [services.payment-api.kubernetes]
+        namespace = "production"
+        name = "prod-payment-deploy"
+    "#,
+    )
+    .unwrap();
+    let s = &c.services()[&ServiceName::parse("payment-api").unwrap()];
+    assert_eq!(
+        s.approver_roles
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        ["discord-role:42", "discord-role:539082325061836999"]
+    );
+    assert_eq!(s.approvers.len(), 1);
+    let p = problems(
+        r#"
+        [groups]
+        sre = ["discord-role:@oncall"]
+        [services.payment-api]
+        groups = ["sre"]
+        approvers = ["discord-role:"]
+        channel = "discord:#incidents"
+        [services.payment-api.kubernetes]
+        namespace = "production"
+        name = "prod-payment-deploy"
+    "#,
+    );
+    assert_eq!(p.len(), 3, "{p:#?}");
+    assert!(
+        p[0].starts_with("groups.sre[0]:") && p[0].contains("Copy Role ID"),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.starts_with("services.payment-api.approvers[0]:")),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter().any(
+            |l| l.starts_with("services.payment-api.channel:") && l.contains("Copy Channel ID")
+        ),
+        "{p:#?}"
+    );
+}

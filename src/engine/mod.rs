@@ -151,6 +151,9 @@ struct Inner {
     /// Approvers read from outside the config (Slack user groups), per
     /// service; replaced as a whole on each refresh.
     group_approvers: RwLock<BTreeMap<ServiceName, BTreeSet<UserId>>>,
+    /// The roles each person had in their latest vote (Discord roles, as
+    /// `discord-role:ID`); see [`Engine::note_roles`].
+    roles: RwLock<BTreeMap<UserId, BTreeSet<String>>>,
     // A std Mutex: only held to fetch a proposal's own async lock.
     locks: Mutex<HashMap<ProposalId, Arc<tokio::sync::Mutex<()>>>>,
     tasks: Tasks,
@@ -180,6 +183,7 @@ impl Engine {
                 ports,
                 bots: RwLock::new(BTreeSet::new()),
                 group_approvers: RwLock::new(BTreeMap::new()),
+                roles: RwLock::new(BTreeMap::new()),
                 locks: Mutex::new(HashMap::new()),
                 tasks: Tasks::default(),
                 alert_locks: Mutex::new(HashMap::new()),
@@ -325,8 +329,23 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner()) = approvers;
     }
 
-    /// Everyone who may approve `service` now: configured approvers and
-    /// members of its Slack user groups.
+    /// Records the roles `user` has now, as the platform told with their
+    /// vote (a Discord member object), before the vote is taken: a service
+    /// that names one of them (`discord-role:ID`) counts them as an
+    /// approver from this vote on. Each vote carries its voter's current
+    /// roles, so a role taken away counts no longer at the next vote.
+    pub fn note_roles(&self, user: &UserId, roles: BTreeSet<String>) {
+        let mut known = self.inner.roles.write().unwrap_or_else(|e| e.into_inner());
+        if roles.is_empty() {
+            known.remove(user);
+        } else {
+            known.insert(user.clone(), roles);
+        }
+    }
+
+    /// Everyone who may approve `service` now: configured approvers,
+    /// members of its Slack user groups, and people whose latest vote
+    /// showed one of its Discord roles.
     ///
     /// # Errors
     /// [`EngineError::UnknownService`].
@@ -344,6 +363,16 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner());
         if let Some(members) = groups.get(service) {
             policy.approvers.extend(members.iter().cloned());
+        }
+        let wanted = &self.service(service)?.approver_roles;
+        if !wanted.is_empty() {
+            let roles = self.inner.roles.read().unwrap_or_else(|e| e.into_inner());
+            policy.approvers.extend(
+                roles
+                    .iter()
+                    .filter(|(_, has)| !has.is_disjoint(wanted))
+                    .map(|(user, _)| user.clone()),
+            );
         }
         Ok(policy)
     }
