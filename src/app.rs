@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::chat::discord::Discord;
 use crate::chat::handler::CommandHandler;
 use crate::chat::router::ChatRouter;
 use crate::chat::slack::{ConnectPolicy, Connection, Slack};
@@ -60,6 +61,7 @@ pub struct App {
     stopping: watch::Sender<bool>,
     ticker: tokio::task::JoinHandle<()>,
     slack: Option<Connection>,
+    discord: Option<crate::chat::discord::Connection>,
     background: Vec<tokio::task::JoinHandle<()>>,
     /// Definitive failures of adapters connecting in the background.
     fatal: mpsc::UnboundedReceiver<anyhow::Error>,
@@ -75,11 +77,6 @@ impl App {
     /// # Errors
     /// As [`serve`].
     pub async fn start(config: &Config, chat: Option<Arc<dyn Chat>>) -> anyhow::Result<Self> {
-        if config.discord.is_some() {
-            bail!(
-                "[discord] is configured, but this rollbot build has no Discord adapter yet; remove the [discord] section (proposals then go to the other configured chat platforms, or only to the HTTP API when there is none)"
-            );
-        }
         // The one template set the engine, the report and every chat render
         // with, compiled (and checked) once, here.
         let templates = match crate::report::shared_templates() {
@@ -97,9 +94,21 @@ impl App {
             ),
             None => None,
         };
+        let discord = match &config.discord {
+            Some(c) => Some(
+                Discord::new(c, &store, templates.clone())
+                    .context("starting the Discord adapter")?,
+            ),
+            None => None,
+        };
         // Every configured platform at once; each message goes to its
         // channel's. Adding a platform is one registration here.
         let mut chats = ChatRouter::new();
+        if let Some(d) = &discord {
+            chats = chats
+                .with("discord", d.chat.clone())
+                .with_answers("discord", d.chat.clone());
+        }
         if let Some(s) = &slack {
             chats = chats
                 .with("slack", s.chat.clone())
@@ -144,13 +153,38 @@ impl App {
                     inbound,
                     chat_status.clone(),
                     ConnectPolicy::default(),
-                    Box::new(move |e| {
-                        let _ = fatal_tx.send(anyhow::Error::new(e).context("connecting to Slack"));
+                    Box::new({
+                        let fatal_tx = fatal_tx.clone();
+                        move |e| {
+                            let _ =
+                                fatal_tx.send(anyhow::Error::new(e).context("connecting to Slack"));
+                        }
                     }),
                 )
                 .context("starting the Slack adapter")?;
             slack_routes = Some(conn.routes(config.server.body_limit_bytes));
             connection = Some(conn);
+        }
+        let mut discord_routes = None;
+        let mut discord_connection = None;
+        if let (Some(discord), Some(c)) = (&discord, &config.discord) {
+            background.push(discord.deliver(RetryPolicy::default()));
+            let inbound = discord
+                .inbound(c, handler.clone())
+                .context("starting Discord's inbound handler")?;
+            discord_routes = Some(crate::chat::discord::inbound::router(
+                inbound.clone(),
+                config.server.body_limit_bytes,
+            ));
+            let fatal = fatal_tx.clone();
+            discord_connection = Some(discord.connect(
+                c,
+                inbound,
+                chat_status.clone(),
+                Box::new(move |e| {
+                    let _ = fatal.send(anyhow::Error::new(e).context("connecting to Discord"));
+                }),
+            ));
         }
         engine
             .recover()
@@ -195,6 +229,9 @@ impl App {
         if let Some(routes) = slack_routes {
             router = router.merge(routes);
         }
+        if let Some(routes) = discord_routes {
+            router = router.merge(routes);
+        }
         tracing::info!(services = config.services.len(), "rollbot started");
         Ok(Self {
             engine,
@@ -202,6 +239,7 @@ impl App {
             stopping,
             ticker,
             slack: connection,
+            discord: discord_connection,
             background,
             fatal,
             grace: config.server.shutdown_grace(),
@@ -253,6 +291,9 @@ impl App {
             let _ = (&mut self.ticker).await;
             if let Some(slack) = self.slack.take() {
                 slack.shutdown().await;
+            }
+            if let Some(discord) = self.discord.take() {
+                discord.shutdown().await;
             }
             if served.is_none() {
                 served = Some((&mut server).await);

@@ -419,36 +419,6 @@ async fn a_channel_of_an_unconfigured_platform_is_refused_by_name() {
     .await;
 }
 
-/// There is no Discord adapter yet: `[discord]` stops start-up saying so,
-/// instead of running without the chat the operator asked for.
-#[tokio::test]
-async fn a_discord_section_is_refused_until_there_is_an_adapter() {
-    bounded(async {
-        let dir = tempfile::tempdir().unwrap();
-        let fake = FakeSlack::start().await;
-        let _cluster = cluster_and_secrets(dir.path()).await;
-        let config = Config::parse(&serve_config(
-            dir.path(),
-            &fake.api_url,
-            &["UALICE", "UBOB"],
-            "[discord]\nbot_token = { env = \"ROLLBOT_TEST_DISCORD_TOKEN\" }\npublic_key = \"abc\"\n",
-        ))
-        .unwrap();
-        let Err(e) = App::start(&config, None).await else {
-            panic!("[discord] must be refused");
-        };
-        let text = format!("{e:#}");
-        assert!(
-            text.contains("[discord] is configured")
-                && text.contains("no Discord adapter yet")
-                && text.contains("remove the [discord] section"),
-            "{text}"
-        );
-        assert!(fake.calls().is_empty(), "nothing started: {:?}", fake.calls());
-    })
-    .await;
-}
-
 /// The reference cluster in a simulator, with its kubeconfig and Slack's
 /// token and signing secret written to `dir` for the config to name.
 async fn cluster_and_secrets(dir: &std::path::Path) -> sim::SimHandle {

@@ -4,13 +4,15 @@
 //! [`failure`] split between a person's mistakes and rollbot's own, the
 //! [`router`] that sends each message to its channel's platform, and the
 //! adapters implementing the engine's [`Chat`](crate::ports::Chat) port:
-//! [`slack`], [`console`] (a terminal transcript for the demo) and [`none`].
+//! [`slack`], [`discord`], [`console`] (a terminal transcript for the demo)
+//! and [`none`].
 //!
 //! Channels are written `platform:channel` in configuration (e.g.
 //! `slack:C0123ABCD`); user ids are `platform:id` (`slack:U012AB3CD`).
 
 pub mod commands;
 pub mod console;
+pub mod discord;
 pub mod failure;
 pub mod handler;
 pub mod none;
