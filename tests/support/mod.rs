@@ -10,6 +10,7 @@
 //! Waiting for something to happen is [`wait_until`], never a fixed sleep.
 #![allow(dead_code)]
 
+pub mod fake_discord;
 pub mod fake_slack;
 
 use std::sync::Arc;

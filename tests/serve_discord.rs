@@ -1,0 +1,379 @@
+//! `serve` as deployed with `[discord]`, against the fake Discord (REST and
+//! gateway) and the simulated cluster: `/rollback` proposes, self-approval
+//! and strangers are refused privately, two authorised people approve (by
+//! user id and by role), the cluster is rolled back, progress, the
+//! resolved notice and the report arrive in the proposal's thread — over
+//! the signed interactions endpoint and over the gateway.
+
+mod support;
+
+use rollbot::app::App;
+use rollbot::config::Config;
+use rollbot::domain::State;
+use rollbot::engine::Engine;
+use rollbot::sim::{self, Kind, seed::Seed};
+use serde_json::{Value, json};
+use support::fake_discord::{self, FakeDiscord};
+use support::*;
+
+const CHANNEL: &str = "645027906669510667";
+/// Carol proposes; Alice approves by id; Bob by role; Mallory may not.
+const CAROL: &str = "1001";
+const ALICE: &str = "1002";
+const BOB: &str = "1003";
+const MALLORY: &str = "6666";
+const SRE_ROLE: &str = "539082325061836999";
+
+struct World {
+    _dir: tempfile::TempDir,
+    fake: FakeDiscord,
+    _cluster: sim::SimHandle,
+    engine: Engine,
+    base: String,
+}
+
+/// Starts the simulator, the fake Discord and `serve` with `[discord]`
+/// (`gateway` on or off) plus `extra` TOML.
+async fn world(gateway: bool, extra: &str) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeDiscord::start(&[CHANNEL]).await;
+    let seed = Seed::from_file("config/sim-payment.yaml".as_ref()).unwrap();
+    let cluster = sim::start(
+        seed,
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    )
+    .await
+    .unwrap();
+    let d = dir.path();
+    cluster.write_kubeconfig(&d.join("kubeconfig")).unwrap();
+    std::fs::write(d.join("discord-token"), fake_discord::TOKEN).unwrap();
+    std::fs::write(d.join("discord-key"), fake_discord::PUBLIC_KEY).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let dd = d.display();
+    let config = Config::parse(&format!(
+        r#"
+        [store]
+        path = "{dd}/db"
+        [groups]
+        sre = ["discord:{ALICE}", "discord-role:{SRE_ROLE}"]
+        [services.payment-api]
+        groups = ["sre"]
+        approvers = ["discord:{CAROL}"]
+        channel = "discord:{CHANNEL}"
+        [services.payment-api.kubernetes]
+        namespace = "production"
+        name = "prod-payment-deploy"
+        [services.payment-api.verify]
+        window = "30s"
+        interval = "1s"
+        [[services.payment-api.verify.http]]
+        name = "rollbot health"
+        url = "{base}/healthz"
+        [kubernetes]
+        kubeconfig = "{dd}/kubeconfig"
+        [discord]
+        api_url = "{api}"
+        bot_token = {{ file = "{dd}/discord-token" }}
+        public_key = {{ file = "{dd}/discord-key" }}
+        application_id = "{app}"
+        guild_id = "{guild}"
+        gateway = {gateway}
+        {extra}
+        "#,
+        api = fake.api_url,
+        app = fake_discord::APP_ID,
+        guild = fake_discord::GUILD_ID,
+    ))
+    .unwrap();
+    let app = App::start(&config, None).await.unwrap();
+    let engine = app.engine().clone();
+    tokio::spawn(app.serve(listener, std::future::pending()));
+    World {
+        _dir: dir,
+        fake,
+        _cluster: cluster,
+        engine,
+        base,
+    }
+}
+
+impl World {
+    fn endpoint(&self) -> String {
+        format!("{}/discord/interactions", self.base)
+    }
+
+    /// The proposal and its Discord message id, once the outbox mapped it.
+    async fn proposal(&self) -> (rollbot::domain::Proposal, String) {
+        let mut found = None;
+        wait_until(
+            "the outbox maps the proposal to its Discord message",
+            || {
+                found = self.engine.store().list().unwrap().pop().and_then(|p| {
+                    let id = p.primary_message()?.message.clone();
+                    (!id.starts_with("pending")).then_some((p, id))
+                });
+                found.is_some()
+            },
+        )
+        .await;
+        found.unwrap()
+    }
+
+    async fn state_is(&self, id: &rollbot::domain::ProposalId, want: State) {
+        wait_until(&format!("the proposal is {want:?}"), || {
+            self.engine.get(id).unwrap().state == want
+        })
+        .await;
+    }
+
+    /// The proposal message's approvals line, as last edited.
+    fn shown(&self, message: &str) -> String {
+        self.fake.message(message).unwrap()["embeds"][0]["description"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Waits for the outbox to deliver everything, then checks nothing
+    /// the bot showed was left unconsumed and nothing panicked.
+    async fn finish(self) -> Self {
+        let outbox = rollbot::outbox::Outbox::open(self.engine.store(), "discord").unwrap();
+        poll_until_sync(IDLE_LIMIT, || outbox.is_empty()).await;
+        tokio::time::timeout(IDLE_LIMIT, self.engine.wait_idle())
+            .await
+            .expect("background work finished");
+        assert!(!self.engine.background_panicked());
+        let left = self.fake.describe_unconsumed();
+        assert!(
+            left.is_empty(),
+            "unconsumed Discord messages:\n{}",
+            left.join("\n")
+        );
+        self
+    }
+}
+
+fn propose_options() -> Value {
+    json!([
+        { "type": 3, "name": "service", "value": "payment-api" },
+        { "type": 3, "name": "reason", "value": "success rate 95%" }
+    ])
+}
+
+/// The whole incident once a proposal message `msg` exists; `vote` casts
+/// a click (or reaction) by a user with roles and returns the interaction
+/// id whose follow-up tells them, if any.
+async fn rolls_back(w: &World, p: &rollbot::domain::Proposal, msg: &str) {
+    w.state_is(&p.id, State::Verified).await;
+    let d = w
+        ._cluster
+        .get(Kind::Deployment, "production", "prod-payment-deploy")
+        .unwrap();
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "payment-api:v1.2.0"
+    );
+    // The thread is the proposal message's; the report is attached there.
+    w.fake
+        .wait_until("the report in the thread", |f| {
+            f.calls_to(&format!("POST /channels/{msg}/messages"))
+                .iter()
+                .any(|c| !c.files.is_empty())
+        })
+        .await;
+    assert!(w.fake.thread_exists(msg));
+    w.fake.expect_message(msg, "Rolling back payment-api");
+    w.fake.take_all(msg, "⏳");
+    w.fake.expect_message(msg, "Rollback complete");
+    w.fake.expect_message(msg, "Verification passed");
+    w.fake.expect_message(msg, "Resolved: payment-api");
+    let report = w.fake.expect_message(msg, &p.id.to_string());
+    let names: Vec<&str> = report.files.iter().map(|f| f.1.as_str()).collect();
+    assert!(
+        names.contains(&format!("incident-report-{}.md", p.id).as_str()),
+        "{names:?}"
+    );
+    let md = &report
+        .files
+        .iter()
+        .find(|f| f.1.ends_with(".md"))
+        .unwrap()
+        .2;
+    assert!(String::from_utf8_lossy(md).contains(&p.id.to_string()));
+    // The proposal was edited in place: votes, then the outcome, no buttons.
+    let last = w.fake.message(msg).unwrap();
+    assert_eq!(last["components"], json!([]), "{last}");
+}
+
+#[tokio::test]
+async fn over_the_interactions_endpoint_two_authorised_clicks_roll_back() {
+    let w = bounded(async {
+        let w = world(false, "").await;
+        let f = &w.fake;
+        f.wait_until("/rollback registered in the guild", |f| {
+            !f.calls_to(&format!(
+                "PUT /applications/{}/guilds/{}/commands",
+                fake_discord::APP_ID,
+                fake_discord::GUILD_ID
+            ))
+            .is_empty()
+        })
+        .await;
+
+        // PING → PONG, signed.
+        let ping = json!({ "id": "1", "application_id": fake_discord::APP_ID, "type": 1,
+                           "token": "t", "version": 1 });
+        assert_eq!(
+            f.post_interaction(&w.endpoint(), &ping).await,
+            (200, json!({ "type": 1 }))
+        );
+
+        let cmd = f.slash(CHANNEL, CAROL, &[], "propose", propose_options());
+        let (status, answer) = f.post_interaction(&w.endpoint(), &cmd).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["type"], 4, "{answer}");
+        assert_eq!(answer["data"]["flags"], 64, "ephemeral: {answer}");
+        assert!(
+            answer["data"]["content"]
+                .as_str()
+                .unwrap()
+                .contains("Planning a rollback of payment-api"),
+            "{answer}"
+        );
+        let (p, msg) = w.proposal().await;
+        let posted = f.expect_message(CHANNEL, &format!("Rollback proposal {}", p.id));
+        assert_eq!(posted.id, msg);
+
+        // Carol proposed: her click is refused, privately.
+        let click = f.click(
+            CHANNEL,
+            CAROL,
+            &[],
+            &msg,
+            &format!("rollbot_approve:{}", p.id),
+        );
+        let (status, answer) = f.post_interaction(&w.endpoint(), &click).await;
+        assert_eq!((status, answer["type"].as_u64()), (200, Some(6)));
+        let id = click["id"].as_str().unwrap();
+        let told = f.followup(id, "you proposed this rollback").await;
+        assert_eq!(told.body["flags"], 64);
+        // Mallory is nobody's approver.
+        let click = f.click(
+            CHANNEL,
+            MALLORY,
+            &[],
+            &msg,
+            &format!("rollbot_approve:{}", p.id),
+        );
+        assert_eq!(f.post_interaction(&w.endpoint(), &click).await.0, 200);
+        f.followup(click["id"].as_str().unwrap(), "not an authorised approver")
+            .await;
+
+        // Alice (by id), then Bob (by his role).
+        let click = f.click(
+            CHANNEL,
+            ALICE,
+            &[],
+            &msg,
+            &format!("rollbot_approve:{}", p.id),
+        );
+        assert_eq!(f.post_interaction(&w.endpoint(), &click).await.0, 200);
+        f.wait_until("the edit with Alice's vote", |_| {
+            w.shown(&msg).contains("Approvals: 1 of 2: discord:1002")
+        })
+        .await;
+        let click = f.click(
+            CHANNEL,
+            BOB,
+            &[SRE_ROLE],
+            &msg,
+            &format!("rollbot_approve:{}", p.id),
+        );
+        assert_eq!(f.post_interaction(&w.endpoint(), &click).await.0, 200);
+        rolls_back(&w, &p, &msg).await;
+        assert!(f.calls_to("GET /gateway").is_empty(), "gateway = false");
+        w
+    })
+    .await;
+    w.finish().await;
+}
+
+/// Discord checks endpoints with bad signatures: each is refused with 401
+/// before anything is read or stored.
+#[tokio::test]
+async fn unsigned_forged_and_stale_interactions_are_refused() {
+    let w = bounded(async {
+        let w = world(false, "").await;
+        let f = &w.fake;
+        let cmd = f.slash(CHANNEL, CAROL, &[], "propose", propose_options());
+        let body = cmd.to_string();
+        let now = chrono::Utc::now().timestamp();
+        let stale = (now - 600).to_string();
+        let fresh = now.to_string();
+        let http = reqwest::Client::new();
+        let cases: Vec<(&str, Vec<(&str, String)>)> = vec![
+            ("no headers", vec![]),
+            (
+                "no timestamp",
+                vec![(
+                    "x-signature-ed25519",
+                    fake_discord::sign(&fresh, body.as_bytes()),
+                )],
+            ),
+            (
+                "forged",
+                vec![
+                    ("x-signature-ed25519", "00".repeat(64)),
+                    ("x-signature-timestamp", fresh.clone()),
+                ],
+            ),
+            (
+                "not hex",
+                vec![
+                    ("x-signature-ed25519", "example invalid signature".into()),
+                    ("x-signature-timestamp", fresh.clone()),
+                ],
+            ),
+            (
+                "another timestamp",
+                vec![
+                    (
+                        "x-signature-ed25519",
+                        fake_discord::sign(&fresh, body.as_bytes()),
+                    ),
+                    ("x-signature-timestamp", (now + 1).to_string()),
+                ],
+            ),
+            (
+                "stale",
+                vec![
+                    (
+                        "x-signature-ed25519",
+                        fake_discord::sign(&stale, body.as_bytes()),
+                    ),
+                    ("x-signature-timestamp", stale.clone()),
+                ],
+            ),
+        ];
+        for (what, headers) in cases {
+            let mut req = http
+                .post(w.endpoint())
+                .header("content-type", "application/json")
+                .body(body.clone());
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 401, "{what}");
+        }
+        assert!(w.engine.store().list().unwrap().is_empty(), "no proposal");
+        assert!(
+            w.engine.store().inbox::<Value>("").unwrap().is_empty(),
+            "no command recorded"
+        );
+        w
+    })
+    .await;
+    w.finish().await;
+}
