@@ -101,10 +101,23 @@ impl EventHandler for Events {
 
     async fn interaction_create(&self, _: Context, interaction: SerenityInteraction) {
         // One decoder for both transports: serenity's model back to the
-        // wire format, read like an endpoint request.
-        let decoded = serde_json::to_vec(&interaction)
+        // wire format, read like an endpoint request. serenity writes the
+        // variant's fields without the `type` that names it.
+        let kind = match &interaction {
+            SerenityInteraction::Ping(_) => 1,
+            SerenityInteraction::Command(_) => 2,
+            SerenityInteraction::Component(_) => 3,
+            SerenityInteraction::Autocomplete(_) => 4,
+            SerenityInteraction::Modal(_) => 5,
+            _ => 0,
+        };
+        let decoded = serde_json::to_value(&interaction)
+            .map(|mut v| {
+                v["type"] = serde_json::json!(kind);
+                v
+            })
             .map_err(|e| e.to_string())
-            .and_then(|v| decode(&v).map_err(|e| e.to_string()));
+            .and_then(|v| decode(&v.to_string().into_bytes()).map_err(|e| e.to_string()));
         let i = match decoded {
             Ok(i) => i,
             Err(e) => {
