@@ -377,3 +377,72 @@ async fn unsigned_forged_and_stale_interactions_are_refused() {
     .await;
     w.finish().await;
 }
+
+/// Over the gateway: the command and the refusals as before, votes by
+/// ✅ reactions (a removed reaction withdraws its vote), and the
+/// connection dropped mid-incident: serenity resumes the session, the
+/// reactions made meanwhile are replayed and count, and nothing is posted
+/// twice.
+#[tokio::test]
+async fn over_the_gateway_reactions_vote_and_a_dropped_connection_resumes() {
+    let w = bounded(async {
+        let w = world(true, "").await;
+        let f = &w.fake;
+        f.wait_until("the gateway identified", |f| f.connected())
+            .await;
+        let intents = f.identified_intents().unwrap();
+        assert_ne!(intents & (1 << 10), 0, "GUILD_MESSAGE_REACTIONS: {intents}");
+
+        let cmd = f.slash(CHANNEL, CAROL, &[], "propose", propose_options());
+        let cmd_id = cmd["id"].as_str().unwrap().to_string();
+        f.dispatch_interaction(cmd);
+        f.wait_until("the command's answer", |f| f.answer_to(&cmd_id).is_some())
+            .await;
+        let answer = f.answer_to(&cmd_id).unwrap();
+        assert_eq!(
+            (answer["type"].as_u64(), answer["data"]["flags"].as_u64()),
+            (Some(4), Some(64)),
+            "{answer}"
+        );
+        let (p, msg) = w.proposal().await;
+        f.expect_message(CHANNEL, &format!("Rollback proposal {}", p.id));
+
+        // Carol's own ✅: told privately, after her command.
+        f.react(true, CHANNEL, &msg, CAROL, &[], "✅");
+        f.followup(&cmd_id, "you proposed this rollback").await;
+        // Mallory has no interaction to answer: a direct message.
+        f.react(true, CHANNEL, &msg, MALLORY, &[], "✅");
+        f.message_in(&format!("dm{MALLORY}"), "not an authorised approver")
+            .await;
+        // A reaction that is not a vote changes nothing.
+        f.react(true, CHANNEL, &msg, ALICE, &[], "🔥");
+        // Alice approves, then takes it back.
+        f.react(true, CHANNEL, &msg, ALICE, &[], "✅");
+        f.wait_until("Alice's vote shown", |_| {
+            w.shown(&msg).contains("Approvals: 1 of 2: discord:1002")
+        })
+        .await;
+        f.react(false, CHANNEL, &msg, ALICE, &[], "✅");
+        f.wait_until("Alice's vote withdrawn", |_| {
+            w.shown(&msg).contains("Approvals: 0 of 2")
+        })
+        .await;
+
+        // The connection drops; both approve while rollbot is away.
+        f.drop_connection();
+        f.wait_until("the connection is gone", |f| !f.connected())
+            .await;
+        f.react(true, CHANNEL, &msg, ALICE, &[], "✅");
+        f.react(true, CHANNEL, &msg, BOB, &[SRE_ROLE], "✅");
+        f.wait_until("the session resumed", |f| f.resumes() == 1)
+            .await;
+        rolls_back(&w, &p, &msg).await;
+        assert_eq!(f.identifies(), 1, "resumed, not identified again");
+        let p = w.engine.get(&p.id).unwrap();
+        let voters: Vec<&str> = p.approvals.iter().map(|v| v.user.as_str()).collect();
+        assert_eq!(voters, ["discord:1002", "discord:1003"]);
+        w
+    })
+    .await;
+    w.finish().await;
+}
