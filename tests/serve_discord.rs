@@ -446,3 +446,154 @@ async fn over_the_gateway_reactions_vote_and_a_dropped_connection_resumes() {
     .await;
     w.finish().await;
 }
+
+/// Discord answers 429 and 500 for a while: the outbox waits as asked,
+/// retries, and the proposal arrives once.
+#[tokio::test]
+async fn rate_limits_and_server_errors_delay_but_do_not_duplicate() {
+    let w = bounded(async {
+        let w = world(false, "").await;
+        let f = &w.fake;
+        f.wait_until("the command registered", |f| {
+            !f.calls_to("PUT /applications/").is_empty()
+        })
+        .await;
+        f.rate_limit(1);
+        f.fail(1);
+        let cmd = f.slash(CHANNEL, CAROL, &[], "propose", propose_options());
+        let (status, _) = f.post_interaction(&w.endpoint(), &cmd).await;
+        assert_eq!(status, 200);
+        let (p, _) = w.proposal().await;
+        let posts = f.calls_to(&format!("POST /channels/{CHANNEL}/messages"));
+        assert_eq!(posts.len(), 3, "429, 500, then posted");
+        f.expect_message(CHANNEL, &format!("Rollback proposal {}", p.id));
+        w
+    })
+    .await;
+    w.finish().await;
+}
+
+/// A bot token Discord refuses stops `serve` with what to fix.
+#[tokio::test]
+async fn a_refused_bot_token_stops_serve_with_advice() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeDiscord::start(&[CHANNEL]).await;
+        std::fs::write(dir.path().join("token"), "not-the-token").unwrap();
+        let d = dir.path().display();
+        let config = Config::parse(&format!(
+            r#"
+            [store]
+            path = "{d}/db"
+            [discord]
+            api_url = "{api}"
+            bot_token = {{ file = "{d}/token" }}
+            application_id = "{app}"
+            "#,
+            api = fake.api_url,
+            app = fake_discord::APP_ID,
+        ))
+        .unwrap();
+        let app = App::start(&config, None).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let e = app
+            .serve(listener, std::future::pending())
+            .await
+            .expect_err("a refused token stops rollbot");
+        let text = format!("{e:#}");
+        assert!(
+            text.contains("connecting to Discord")
+                && text.contains("401")
+                && text.contains("check discord.bot_token"),
+            "{text}"
+        );
+    })
+    .await;
+}
+
+/// Slack and Discord in one `serve`: each service's proposal goes to its
+/// own platform, and each platform's command is answered on it.
+#[tokio::test]
+async fn slack_and_discord_serve_side_by_side() {
+    use hmac::{Hmac, Mac};
+    let slack = support::fake_slack::FakeSlack::start().await;
+    let w = bounded(async {
+        let secret = "8f742231b10e8888abcd99yyyzzz85a5";
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("slack-token"), "xoxb-test-token").unwrap();
+        std::fs::write(dir.path().join("slack-secret"), secret).unwrap();
+        let d = dir.path().display();
+        let w = world(
+            false,
+            &format!(
+                r#"
+                [slack]
+                api_url = "{api}"
+                bot_token = {{ file = "{d}/slack-token" }}
+                signing_secret = {{ file = "{d}/slack-secret" }}
+                [services.payment-web]
+                approvers = ["slack:UALICE", "slack:UBOB"]
+                channel = "slack:CINCIDENT"
+                [services.payment-web.kubernetes]
+                namespace = "production"
+                name = "prod-payment-deploy"
+                "#,
+                api = slack.api_url
+            ),
+        )
+        .await;
+        let f = &w.fake;
+        let cmd = f.slash(CHANNEL, CAROL, &[], "propose", propose_options());
+        assert_eq!(f.post_interaction(&w.endpoint(), &cmd).await.0, 200);
+        let form = serde_urlencoded::to_string([
+            ("team_id", "T0TEST"),
+            ("channel_id", "CINCIDENT"),
+            ("user_id", "UALICE"),
+            ("user_name", "alice"),
+            ("command", "/rollback"),
+            ("text", "payment-web checkout errors"),
+            (
+                "response_url",
+                "https://hooks.slack.com/commands/T0TEST/1/abc",
+            ),
+            ("trigger_id", "1.2.3"),
+        ])
+        .unwrap();
+        let ts = chrono::Utc::now().timestamp();
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(format!("v0:{ts}:{form}").as_bytes());
+        let r = reqwest::Client::new()
+            .post(format!("{}/slack/commands", w.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", ts.to_string())
+            .header(
+                "x-slack-signature",
+                format!("v0={}", hex::encode(mac.finalize().into_bytes())),
+            )
+            .body(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        f.message_in(CHANNEL, "payment-api").await;
+        slack
+            .wait_for("the Slack proposal", |c| {
+                c.iter().any(|c| c.method == "chat.postMessage")
+            })
+            .await;
+        slack.expect_post("payment-web");
+        // Each platform showed its own proposal only.
+        let discord_posts = f.calls_to("POST /channels/");
+        assert_eq!(discord_posts.len(), 1, "{discord_posts:?}");
+        assert!(!discord_posts[0].body.to_string().contains("payment-web"));
+        assert_eq!(slack.calls_to("chat.postMessage").len(), 1);
+        w
+    })
+    .await;
+    let w = w.finish().await;
+    rollbot::outbox::Outbox::open(w.engine.store(), "slack")
+        .unwrap()
+        .wait_empty()
+        .await;
+    slack.expect_no_messages();
+}
