@@ -372,6 +372,7 @@ impl CommandHandler {
             proposer: proposer.clone(),
             reason: cmd.reason.clone(),
             to_revision: cmd.to_revision,
+            image: None,
             alert: None,
             channel: Some(cmd.channel()),
         };

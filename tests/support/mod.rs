@@ -515,6 +515,7 @@ impl Tester {
                 proposer: user(who),
                 reason: "payment success rate 95%".into(),
                 to_revision: None,
+                image: None,
                 alert: None,
                 channel: None,
             })
