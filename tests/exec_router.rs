@@ -130,6 +130,7 @@ impl Executor for LedgerExecutor {
             target: revision(n - 1, previous),
             warnings: vec![],
             migrations: false,
+            blockers: vec![],
             guard: serde_json::json!({ "app": app, "current": current }),
         })
     }

@@ -567,6 +567,7 @@ mod tests {
             },
             warnings: vec![],
             migrations: false,
+            blockers: vec![],
             guard: serde_json::Value::Null,
         };
         Engine::new(

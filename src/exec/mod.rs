@@ -207,6 +207,7 @@ impl Executor for KubeRollback {
             target: revision(&plan.rollback_to),
             warnings: vec![],
             migrations: false,
+            blockers: vec![],
             guard,
         })
     }

@@ -102,6 +102,7 @@ pub fn reference_plan() -> Plan {
         target: rev(2, "v1.2.0"),
         warnings: vec![],
         migrations: false,
+        blockers: vec![],
         guard: serde_json::Value::Null,
     }
 }
