@@ -29,8 +29,9 @@
 //! - [`chat`]: the platform-neutral side of chat: the `/rollback` parser,
 //!   the one handler of commands and votes for every platform, the
 //!   `ChatRouter` that sends each message to its channel's platform, the
-//!   user/internal error split; and the adapters (Slack, the console used
-//!   by the demo and drills, none), which only decode and render.
+//!   user/internal error split; and the adapters (Slack, Discord, the
+//!   console used by the demo and drills, none), which only decode and
+//!   render.
 //! - [`outbox`]: the durable, ordered queue every chat message goes through.
 //! - [`exec`]: targets and executors; the router picks the executor by the
 //!   target's kind; `kubernetes` plans and runs kubectl-identical
