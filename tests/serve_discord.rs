@@ -450,8 +450,9 @@ async fn over_the_gateway_reactions_vote_and_a_dropped_connection_resumes() {
     w.finish().await;
 }
 
-/// Discord answers 429 and 500 for a while: the outbox waits as asked,
-/// retries, and the proposal arrives once.
+/// Discord answers 429 and 500 for a while, then takes the post but the
+/// answer is lost: the outbox waits as asked, retries, and the proposal
+/// arrives once.
 #[tokio::test]
 async fn rate_limits_and_server_errors_delay_but_do_not_duplicate() {
     let w = bounded(async {
@@ -463,12 +464,19 @@ async fn rate_limits_and_server_errors_delay_but_do_not_duplicate() {
         .await;
         f.rate_limit(1);
         f.fail(1);
+        // Then the post goes through but its answer is lost: the retry
+        // must not post it again.
+        f.lose_answers(1);
         let cmd = f.slash(CHANNEL, CAROL, &[], "propose", propose_options());
         let (status, _) = f.post_interaction(&w.endpoint(), &cmd).await;
         assert_eq!(status, 200);
         let (p, _) = w.proposal().await;
         let posts = f.calls_to(&format!("POST /channels/{CHANNEL}/messages"));
-        assert_eq!(posts.len(), 3, "429, 500, then posted");
+        assert_eq!(
+            posts.len(),
+            4,
+            "429, 500, posted but unanswered, then found"
+        );
         f.expect_message(CHANNEL, &format!("Rollback proposal {}", p.id));
         w
     })

@@ -12,8 +12,10 @@
 //! `multipart/form-data` with `payload_json` and `files[n]`. An
 //! interaction is answered once (40060 "already acknowledged" after that),
 //! its follow-ups only after that answer (404 Unknown Webhook, 10015), and
-//! `@original` is edited only after a deferred answer. It can answer 429
-//! (with the documented body) or 500 to the next calls.
+//! `@original` is edited only after a deferred answer. A post with
+//! `enforce_nonce` and a nonce seen before returns the earlier message. It
+//! can answer 429 (with the documented body) or 500 to the next calls, or
+//! post a message and lose the answer.
 //!
 //! Interactions reach rollbot as Discord sends them: over the gateway
 //! (`INTERACTION_CREATE`) or as a signed `POST` to the interactions
@@ -114,6 +116,11 @@ struct Inner {
     next_id: AtomicU64,
     rate_limited: AtomicUsize,
     failing: AtomicUsize,
+    /// This many next message posts take effect but are answered 500, as
+    /// when the answer is lost on the way.
+    lose_answers: AtomicUsize,
+    /// (channel, nonce) → message id, for `enforce_nonce`.
+    nonces: Mutex<HashMap<(String, String), String>>,
     changed: Notify,
     gateway: Gateway,
 }
@@ -193,6 +200,11 @@ impl FakeDiscord {
     /// Answers 429 (`retry_after` 0.2 s) to the next `n` calls.
     pub fn rate_limit(&self, n: usize) {
         self.inner.rate_limited.store(n, Ordering::SeqCst);
+    }
+
+    /// Posts the next `n` messages but answers 500, as if the answer was lost.
+    pub fn lose_answers(&self, n: usize) {
+        self.inner.lose_answers.store(n, Ordering::SeqCst);
     }
 
     /// Answers 500 to the next `n` calls.
@@ -730,7 +742,26 @@ async fn rest(
                     "Cannot send an empty message",
                 );
             }
+            let nonce = json_body["nonce"].as_str().map(str::to_string);
+            if json_body["enforce_nonce"] == json!(true)
+                && let Some(n) = &nonce
+                && let Some(id) = inner
+                    .nonces
+                    .lock()
+                    .unwrap()
+                    .get(&(channel.to_string(), n.clone()))
+            {
+                // Discord returns the message it already has.
+                return ok(message(id, channel, &json_body));
+            }
             let id = fake.next_id();
+            if let Some(n) = nonce {
+                inner
+                    .nonces
+                    .lock()
+                    .unwrap()
+                    .insert((channel.to_string(), n), id.clone());
+            }
             inner
                 .messages
                 .lock()
@@ -743,6 +774,17 @@ async fn rest(
                 files,
             });
             inner.changed.notify_waiters();
+            if inner
+                .lose_answers
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    0,
+                    "500: Internal Server Error",
+                );
+            }
             ok(message(&id, channel, &json_body))
         }
         ("PATCH", ["channels", channel, "messages", id]) => {

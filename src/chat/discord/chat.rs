@@ -15,6 +15,10 @@
 //!   answer) is an ephemeral follow-up to that person's latest
 //!   interaction while its token is valid (15 minutes); a vote by reaction
 //!   has no interaction, so it is told in a direct message.
+//! - Posts carry a `nonce` from their provisional reference with
+//!   `enforce_nonce`, so a post retried after its answer was lost (or after
+//!   a restart mid-call) returns the message Discord already has instead
+//!   of a second one.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -448,17 +452,38 @@ impl Deliver for DiscordChat {
             Ok(op) => op,
             Err(e) => return Delivery::Permanent(format!("unknown outbox entry: {e}")),
         };
-        match self.send(op).await {
+        match self.send(op, entry.pending.as_deref()).await {
             Ok(real) => Delivery::Done { real },
             Err(d) => d,
         }
     }
 }
 
+/// The `nonce` of a post establishing `pending`: Discord allows 25
+/// characters, and the end of a provisional reference is its unique part.
+fn nonce(pending: &str) -> String {
+    let skip = pending.chars().count().saturating_sub(25);
+    pending.chars().skip(skip).collect()
+}
+
+/// `content` with Discord's deduplication: a post sent again with the same
+/// nonce (its answer was lost, or rollbot restarted mid-call) returns the
+/// message Discord already has instead of posting a second one.
+fn once(content: Value, pending: Option<&str>) -> Value {
+    let Some(pending) = pending else {
+        return content;
+    };
+    let mut content = content;
+    content["nonce"] = json!(nonce(pending));
+    content["enforce_nonce"] = json!(true);
+    content
+}
+
 impl DiscordChat {
-    async fn send(&self, op: Op) -> Result<Option<String>, Delivery> {
+    async fn send(&self, op: Op, pending: Option<&str>) -> Result<Option<String>, Delivery> {
         match op {
             Op::Post { channel, content } => {
+                let content = once(content, pending);
                 let m: Created = self
                     .rest
                     .call(
@@ -494,6 +519,7 @@ impl DiscordChat {
             } => {
                 let thread = self.real(&parent)?;
                 self.start_thread(&channel, &thread, &name).await?;
+                let content = once(content, pending);
                 let path = format!("/channels/{thread}/messages");
                 let m: Created = if files.is_empty() {
                     self.rest.call(Method::POST, &path, Some(&content)).await?
@@ -619,5 +645,24 @@ impl DiscordChat {
         }
         lock(&self.threads).insert(message.to_string());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonces_fit_discords_limit_and_keep_the_unique_end() {
+        assert_eq!(nonce("pending-RB-7K3M9Q"), "pending-RB-7K3M9Q");
+        let long = "pending-0123456789abcdef0123456789abcdef";
+        assert_eq!(nonce(long), "789abcdef0123456789abcdef");
+        assert_eq!(nonce(long).len(), 25);
+        let c = once(json!({ "content": "x" }), Some(long));
+        assert_eq!(c["enforce_nonce"], true);
+        assert_eq!(
+            once(json!({ "content": "x" }), None),
+            json!({ "content": "x" })
+        );
     }
 }
