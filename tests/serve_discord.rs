@@ -611,3 +611,60 @@ async fn slack_and_discord_serve_side_by_side() {
     );
     slack.expect_no_messages();
 }
+
+/// The other verbs are answered at once and privately, in the person's
+/// Discord locale; the service option completes from the configuration.
+#[tokio::test]
+async fn commands_answer_privately_in_the_users_locale_and_services_autocomplete() {
+    let w = bounded(async {
+        let w = world(false, "").await;
+        let f = &w.fake;
+        let mut typing = f.interaction(
+            4,
+            CHANNEL,
+            CAROL,
+            &[],
+            json!({ "id": "771825006014889984", "name": "rollback", "type": 1, "options": [
+                { "type": 1, "name": "propose", "options": [
+                    { "type": 3, "name": "service", "value": "pay", "focused": true }
+                ] }
+            ] }),
+            None,
+        );
+        let (status, answer) = f.post_interaction(&w.endpoint(), &typing).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            answer,
+            json!({ "type": 8, "data": { "choices": [{ "name": "payment-api", "value": "payment-api" }] } })
+        );
+        typing["data"]["options"][0]["options"][0]["value"] = json!("zzz");
+        typing["id"] = json!("42");
+        let (_, answer) = f.post_interaction(&w.endpoint(), &typing).await;
+        assert_eq!(answer["data"]["choices"], json!([]));
+
+        for (sub, locale, needle) in [
+            ("help", "en-US", "**Usage**"),
+            ("list", "en-US", "**Open proposals**"),
+            ("help", "zh-CN", "用法"),
+            ("help", "ja", "使い方"),
+        ] {
+            let mut cmd = f.slash(CHANNEL, MALLORY, &[], sub, json!([]));
+            cmd["locale"] = json!(locale);
+            let (status, answer) = f.post_interaction(&w.endpoint(), &cmd).await;
+            assert_eq!(status, 200);
+            assert_eq!((answer["type"].as_u64(), answer["data"]["flags"].as_u64()), (Some(4), Some(64)), "{answer}");
+            let text = answer["data"]["content"].as_str().unwrap();
+            assert!(text.contains(needle), "{sub} in {locale}: {text}");
+        }
+        // A proposal id that does not exist: the person's mistake, worded.
+        let cmd = f.slash(CHANNEL, MALLORY, &[], "cancel", json!([{ "type": 3, "name": "id", "value": "RB-AAAAAA" }]));
+        let (_, answer) = f.post_interaction(&w.endpoint(), &cmd).await;
+        assert!(
+            answer["data"]["content"].as_str().unwrap().contains("Proposal RB-AAAAAA does not exist"),
+            "{answer}"
+        );
+        w
+    })
+    .await;
+    w.finish().await;
+}
