@@ -656,6 +656,15 @@ async fn commands_answer_privately_in_the_users_locale_and_services_autocomplete
             let text = answer["data"]["content"].as_str().unwrap();
             assert!(text.contains(needle), "{sub} in {locale}: {text}");
         }
+        // A kind of interaction rollbot does not take, worded in the
+        // person's locale.
+        let mut modal = f.interaction(5, CHANNEL, MALLORY, &[], json!({ "custom_id": "x", "components": [] }), None);
+        modal["locale"] = json!("ja");
+        let (_, answer) = f.post_interaction(&w.endpoint(), &modal).await;
+        assert!(
+            answer["data"]["content"].as_str().unwrap().contains("受け付けません"),
+            "{answer}"
+        );
         // A proposal id that does not exist: the person's mistake, worded.
         let cmd = f.slash(CHANNEL, MALLORY, &[], "cancel", json!([{ "type": 3, "name": "id", "value": "RB-AAAAAA" }]));
         let (_, answer) = f.post_interaction(&w.endpoint(), &cmd).await;

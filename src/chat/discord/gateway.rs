@@ -125,14 +125,14 @@ impl EventHandler for Events {
                 return;
             }
         };
-        let (id, token) = (i.id.clone(), i.token.clone());
+        let (id, token, locale) = (i.id.clone(), i.token.clone(), i.locale.clone());
         let answer = match self.inbound.interaction(i).await {
             Ok(a) => a.response,
             Err(e) => {
                 tracing::error!(error = %e, "a Discord interaction could not be stored");
-                serde_json::json!({ "type": 4, "data": {
-                    "content": "rollbot could not store this; try again in a moment",
-                    "flags": super::chat::EPHEMERAL } })
+                let mut data = self.inbound.said(locale.as_deref(), "not_stored");
+                data["flags"] = serde_json::json!(super::chat::EPHEMERAL);
+                serde_json::json!({ "type": 4, "data": data })
             }
         };
         let sent = self

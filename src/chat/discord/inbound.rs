@@ -341,6 +341,22 @@ impl DiscordInbound {
         let _ = self.bot.set(id.to_string());
     }
 
+    /// A sentence from the catalogue's `discord.KEY`, as a message body.
+    pub fn said(&self, locale: Option<&str>, key: &str) -> Value {
+        let locale = locale_of(locale).unwrap_or_else(|| "en".into());
+        match self
+            .chat
+            .templates()
+            .text(&locale, &format!("discord.{key}"), ())
+        {
+            Ok(text) => super::render::plain(&text),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot render a Discord answer");
+                super::render::plain("rollbot could not render its answer; see its logs")
+            }
+        }
+    }
+
     fn voter(&self, i: &Interaction) -> Option<UserId> {
         let id = i.user_id()?;
         let user = UserId::new(PLATFORM, id).ok()?;
@@ -364,26 +380,17 @@ impl DiscordInbound {
             3 => self.click(&i).await?,
             // APPLICATION_COMMAND_AUTOCOMPLETE
             4 => self.autocomplete(&i),
-            _ => ephemeral(
-                json!({ "content": "rollbot does not take this kind of interaction." }),
-                4,
-            ),
+            _ => ephemeral(self.said(i.locale.as_deref(), "unsupported"), 4),
         };
         Ok(Answered { response })
     }
 
     async fn command(self: &Arc<Self>, i: Interaction) -> Result<Value, InboundError> {
         let Some(user) = self.voter(&i) else {
-            return Ok(ephemeral(
-                json!({ "content": "rollbot cannot tell who sent this command." }),
-                4,
-            ));
+            return Ok(ephemeral(self.said(i.locale.as_deref(), "unknown_user"), 4));
         };
         let Some(channel) = i.channel_id.clone() else {
-            return Ok(ephemeral(
-                json!({ "content": "rollbot takes /rollback in a channel only." }),
-                4,
-            ));
+            return Ok(ephemeral(self.said(i.locale.as_deref(), "channel_only"), 4));
         };
         let data = i.data.clone().unwrap_or_default();
         let input = CommandInput {
@@ -409,18 +416,17 @@ impl DiscordInbound {
                 // Deferred: the answer replaces "thinking…" when it comes.
                 let me = self.clone();
                 let token = i.token.clone();
+                let locale = i.locale.clone();
                 tokio::spawn(async move {
                     let content = match work.await {
                         Ok(Ok(answer)) => me.chat.reply_content(&answer),
                         Ok(Err(e)) => {
                             tracing::error!(error = %e, "a Discord command could not be stored");
-                            crate::chat::discord::render::plain(
-                                "rollbot could not store this command; try again in a moment",
-                            )
+                            me.said(locale.as_deref(), "not_stored")
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "a Discord command's task failed");
-                            crate::chat::discord::render::plain("rollbot failed; see its logs")
+                            me.said(locale.as_deref(), "not_stored")
                         }
                     };
                     if let Err(e) = me
