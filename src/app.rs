@@ -22,7 +22,7 @@ use crate::chat::slack::{ConnectPolicy, Connection, Slack};
 use crate::config::{Config, Problem};
 use crate::domain::SystemClock;
 use crate::engine::{Engine, Ports};
-use crate::exec::{Executors, KUBERNETES, KubeRollback};
+use crate::exec::{Executors, KUBERNETES, KubeRollback, SWARM, SwarmRollback};
 use crate::http::{self, AppState, ChatStatus};
 use crate::outbox::RetryPolicy;
 use crate::ports::Chat;
@@ -285,7 +285,7 @@ impl App {
 }
 
 /// The target kinds `rollbot serve` has executors for.
-pub const SERVED_KINDS: &[&str] = &[KUBERNETES];
+pub const SERVED_KINDS: &[&str] = &[KUBERNETES, SWARM];
 
 /// The services whose target kind `rollbot serve` has no executor for, as
 /// problems of the target's table (`rollbot check-config` reports them).
@@ -328,6 +328,11 @@ async fn executors(config: &Config) -> anyhow::Result<Executors> {
             .await
             .context("connecting to Kubernetes")?;
         executors = executors.register(KUBERNETES, Arc::new(kube));
+    }
+    if kinds.contains(SWARM) {
+        // Nothing to connect yet: each target names its own Docker endpoint,
+        // reached per call (`/readyz` and `check-config` say if it answers).
+        executors = executors.register(SWARM, Arc::new(SwarmRollback::default()));
     }
     Ok(executors)
 }

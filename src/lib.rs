@@ -35,7 +35,9 @@
 //! - [`exec`]: targets and executors; the router picks the executor by the
 //!   target's kind; `kubernetes` plans and runs kubectl-identical
 //!   rollbacks with kube-rs, and holds drills: a read-only copy of a
-//!   service's workload and history in an in-process simulator.
+//!   service's workload and history in an in-process simulator; `swarm`
+//!   rolls Docker Swarm services back as `docker service rollback` does,
+//!   through the Docker Engine API (bollard).
 //! - [`verify`]: the `Verifier` over HTTP health checks and Prometheus queries.
 //! - [`report`]: rendering of messages, the resolved notice, the draft
 //!   incident report and its chart.

@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{ApprovalPolicy, ServiceName, UserId};
 use crate::exec::kubernetes::{KubeTarget, KubernetesConfig};
-use crate::exec::{CustomTarget, KUBERNETES, Target};
+use crate::exec::swarm::SwarmTarget;
+use crate::exec::{CustomTarget, KUBERNETES, SWARM, Target};
 
 mod alerts;
 mod chat;
@@ -31,6 +32,7 @@ pub mod duration;
 mod secret;
 mod server;
 mod service;
+mod swarm;
 mod verify;
 
 pub use alerts::*;

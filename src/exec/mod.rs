@@ -13,9 +13,13 @@
 //! without a second patch. Drills rehearse behind it: a drill's target is a
 //! copy of the workload in a loopback simulator ([`kubernetes::drill`]),
 //! which it alone starts, reaches and stops.
+//!
+//! [`SwarmRollback`] does the same for Docker Swarm services with `docker
+//! service rollback` semantics ([`swarm`]).
 
 pub mod kubernetes;
 mod router;
+pub mod swarm;
 pub mod target;
 
 use std::sync::Arc;
@@ -29,6 +33,7 @@ use crate::ports::{ExecError, ExecErrorKind, ExecOutcome, Executor, Standing};
 use kubernetes::drill::{DrillError, Drills};
 use kubernetes::{DrillTarget, KubeError, KubeExecutor, KubePlan, KubernetesConfig, Outcome};
 pub use router::Executors;
+pub use swarm::{SWARM, SwarmRollback};
 pub use target::{CustomTarget, KUBERNETES, Target};
 
 /// The `Executor` port over Kubernetes.
@@ -105,11 +110,11 @@ impl KubeRollback {
     ) -> Result<(KubeExecutor, &'t kubernetes::KubeTarget), ExecError> {
         match target {
             Target::Kubernetes(k) => Ok((self.kube.clone(), k)),
-            Target::Custom(c) => Err(ExecError::new(
+            Target::Custom(_) | Target::Swarm(_) => Err(ExecError::new(
                 ExecErrorKind::Unsupported,
                 format!(
                     "the Kubernetes executor cannot roll back a {} target; register an executor for that kind",
-                    c.kind
+                    target.kind()
                 ),
             )),
             Target::Drill(d) => {
