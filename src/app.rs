@@ -172,6 +172,7 @@ impl App {
             webhooks: Arc::new(webhooks),
             chat: chat_status,
             api_token,
+            targets: Arc::new(crate::exec::swarm::probes(&config.services())),
             ..AppState::new(engine.clone(), ready)
         };
         let (stopping, mut stop) = watch::channel(false);

@@ -475,6 +475,21 @@ async fn an_alert_and_two_approvals_roll_the_swarm_service_back_to_its_previous_
         tokio::spawn(app.serve(listener, std::future::pending()));
         let http = reqwest::Client::new();
 
+        // /readyz says the Docker endpoint answers.
+        let ready: Value = http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            ready["targets"],
+            json!({ format!("docker {}", docker.host): "ok" }),
+            "{ready}"
+        );
+
         let starts = (chrono::Utc::now() - chrono::Duration::minutes(6)).to_rfc3339();
         let firing = am_alert(
             "AppErrorRateHigh",
@@ -797,6 +812,68 @@ async fn plans_say_what_swarm_cannot_do() {
         rollbot::exec::swarm::ping(&docker.target("app"))
             .await
             .unwrap();
+    })
+    .await;
+}
+
+/// A config whose one service targets Swarm at `docker_host`.
+fn unreachable_config(dir: &Path, docker_host: &str) -> String {
+    format!(
+        r#"
+        [store]
+        path = "{}/db"
+        [services.app]
+        approvers = ["slack:UALICE", "slack:UBOB"]
+        [services.app.swarm]
+        service = "app"
+        docker_host = "{docker_host}"
+        "#,
+        dir.display()
+    )
+}
+
+#[tokio::test]
+async fn an_unreachable_docker_endpoint_is_named_by_readyz_and_check_config() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let host = format!("unix://{}/no-docker.sock", dir.path().display());
+        let text = unreachable_config(dir.path(), &host);
+        let file = dir.path().join("rollbot.toml");
+        std::fs::write(&file, &text).unwrap();
+
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollbot"))
+            .args(["check-config", "--config"])
+            .arg(&file)
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "services.app.swarm.docker_host: cannot reach Docker at {host}"
+            )),
+            "{stderr}"
+        );
+
+        // serve starts (alerts are still taken) and /readyz says why
+        // rollbacks of app cannot run.
+        let config = Config::parse(&text).unwrap();
+        let app = App::start(&config, None).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(app.serve(listener, std::future::pending()));
+        let r = reqwest::get(format!("{base}/readyz")).await.unwrap();
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        let said = body["targets"][format!("docker {host}")]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            said.starts_with(&format!("unreachable: cannot reach Docker at {host}")),
+            "{body}"
+        );
     })
     .await;
 }

@@ -652,3 +652,47 @@ fn stored_plan(target: &Target, plan: &Plan) -> Result<SwarmPlan, ExecError> {
 pub async fn ping(target: &SwarmTarget) -> Result<(), DockerError> {
     DockerApi::connect(target)?.ping().await
 }
+
+/// The `/readyz` probes of the Docker endpoints `services` target, one per
+/// endpoint (services sharing a daemon share its probe).
+pub fn probes(
+    services: &std::collections::BTreeMap<crate::domain::ServiceName, crate::config::Service>,
+) -> crate::http::probes::TargetProbes {
+    let mut seen = std::collections::BTreeMap::new();
+    for s in services.values() {
+        if let Target::Swarm(t) = &s.target {
+            seen.entry(t.docker_host.clone())
+                .or_insert_with(|| t.clone());
+        }
+    }
+    seen.into_iter().fold(
+        crate::http::probes::TargetProbes::default(),
+        |probes, (host, t)| {
+            let t = std::sync::Arc::new(t);
+            probes.with(
+                format!("docker {host}"),
+                std::sync::Arc::new(move || {
+                    let t = t.clone();
+                    Box::pin(async move { ping(&t).await.map_err(|e| e.to_string()) })
+                }),
+            )
+        },
+    )
+}
+
+/// The Swarm targets of `config` whose Docker endpoint does not answer, as
+/// problems of their `docker_host` (`rollbot check-config` reports them).
+pub async fn unreachable(config: &crate::config::Config) -> Vec<crate::config::Problem> {
+    let mut out = Vec::new();
+    for (name, s) in &config.services {
+        if let Some(t) = &s.swarm
+            && let Err(e) = ping(t).await
+        {
+            out.push(crate::config::Problem::new(
+                format!("services.{name}.swarm.docker_host"),
+                e.to_string(),
+            ));
+        }
+    }
+    out
+}
