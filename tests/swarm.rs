@@ -877,3 +877,66 @@ async fn an_unreachable_docker_endpoint_is_named_by_readyz_and_check_config() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn what_swarm_cannot_do_is_refused_in_the_persons_language() {
+    use rollbot::chat::failure::UserError;
+    use rollbot::chat::slack::render;
+    use rollbot::domain::ServiceName;
+    bounded(async {
+        let exec = SwarmRollback::default();
+        // No daemon needed: neither request reaches Docker.
+        let target = rollbot::exec::Target::Swarm(SwarmTarget {
+            service: "app".into(),
+            docker_host: "unix:///nonexistent/docker.sock".into(),
+            tls: None,
+        });
+        let id = rollbot::domain::ProposalId::parse("RB-7K3M9Q").unwrap();
+        let drill = exec.rehearse(&target, &id).await.unwrap_err();
+        let revision = exec.plan(&target, Some(41)).await.unwrap_err();
+        let service = ServiceName::parse("app").unwrap();
+        let t = rollbot::templates::Templates::load().unwrap();
+        for (locale, drill_says, plan_says) in [
+            (
+                "en",
+                "Drills rehearse on a copy",
+                "rollbot cannot plan that",
+            ),
+            (
+                "zh",
+                "演练是在 Kubernetes 工作负载的副本上进行的",
+                "rollbot 无法为该服务",
+            ),
+            (
+                "ja",
+                "ドリルは Kubernetes ワークロードのコピー上で",
+                "rollbot はこの種類のターゲット",
+            ),
+        ] {
+            let reply = |error| {
+                let r = render::Reply::Refused { error };
+                render::reply(&t, locale, &r).unwrap().json["text"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            };
+            let text = reply(UserError::Drill {
+                service: service.clone(),
+                error: drill.clone(),
+            });
+            assert!(text.contains(drill_says), "{locale}: {text}");
+            // The executor's message is quoted as the detail.
+            assert!(
+                text.contains("drills are not available for swarm targets"),
+                "{text}"
+            );
+            let text = reply(UserError::Plan {
+                service: service.clone(),
+                error: revision.clone(),
+            });
+            assert!(text.contains(plan_says), "{locale}: {text}");
+            assert!(text.contains("--to-revision 41"), "{text}");
+        }
+    })
+    .await;
+}
