@@ -18,7 +18,7 @@ use rollbot::config::Config;
 use rollbot::domain::{EventKind, State};
 use rollbot::exec::SwarmRollback;
 use rollbot::exec::swarm::SwarmTarget;
-use rollbot::ports::{ExecOutcome, Executor, Standing};
+use rollbot::ports::{Executor, PlanRequest, Standing};
 use serde_json::{Value, json};
 use support::fake_slack::FakeSlack;
 use support::*;
@@ -711,62 +711,79 @@ async fn a_named_image_is_rolled_to_and_a_restart_finds_it_applied() {
     docker.create("app").await;
     docker.update("app", "v2").await;
     docker.update("app", "v3").await;
-    bounded(async {
-        let exec = SwarmRollback::default();
-        let target = rollbot::exec::Target::Swarm(docker.target("app"));
-        // The runbook's second form: v3 → v1, past the previous spec (v2).
-        let (mut plan, guard) = exec
-            .plan_swarm(&docker.target("app"), Some("localtest/app:v1"))
-            .await
-            .unwrap();
-        plan.guard = serde_json::to_value(&guard).unwrap();
-        assert_eq!(plan.current.images[0].image, "localtest/app:v3");
-        assert_eq!(plan.target.images[0].image, "localtest/app:v1");
-        assert_eq!(
-            exec.standing(&target, &plan).await.unwrap(),
-            Standing::NotApplied
-        );
-        let (tx, mut rx) = tokio::sync::mpsc::channel(256);
-        let outcome = exec.execute(&target, &plan, tx).await.unwrap();
-        assert_eq!(
-            outcome,
-            ExecOutcome::RolledBack {
-                detail: "verify: Service converged".into()
-            }
-        );
-        let mut lines = Vec::new();
-        while let Ok(line) = rx.try_recv() {
-            lines.push(line);
-        }
-        assert!(
-            lines.contains(&"overall progress: 2 out of 2 tasks".to_string()),
-            "{lines:?}"
-        );
-        let after = docker.inspect("app").await;
-        assert_eq!(after["UpdateStatus"]["State"], "completed");
-        assert_eq!(
-            after["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"],
-            "localtest/app:v1"
-        );
-        assert_eq!(
-            docker.running("app").await,
-            vec!["localtest/app:v1", "localtest/app:v1"]
-        );
-        // After a restart the update is found sent, and not sent again.
-        assert_eq!(
-            exec.standing(&target, &plan).await.unwrap(),
-            Standing::Applied
-        );
-        let (tx, _rx) = tokio::sync::mpsc::channel(256);
-        exec.follow(&target, &plan, tx).await.unwrap();
-        assert_eq!(docker.inspect("app").await["Version"], after["Version"]);
-        // The image that runs already cannot be a plan.
-        let e = exec
-            .plan_swarm(&docker.target("app"), Some("localtest/app:v1"))
-            .await
-            .unwrap_err();
-        assert_eq!(e.kind, rollbot::ports::ExecErrorKind::AlreadyCurrent);
-    })
+    let docker = &docker;
+    run_test_in(
+        || swarm_world(docker),
+        |t| async move {
+            // The runbook's second form, `/rollback app --image
+            // localtest/app:v1`: v3 → v1, past the previous spec (v2).
+            let p = t
+                .engine
+                .propose(rollbot::engine::ProposeRequest {
+                    service: rollbot::domain::ServiceName::parse("app").unwrap(),
+                    origin: rollbot::domain::Origin::Command,
+                    proposer: user("slack:UCAROL"),
+                    reason: "v2 and v3 both bad".into(),
+                    to_revision: None,
+                    image: Some("localtest/app:v1".into()),
+                    alert: None,
+                    channel: None,
+                })
+                .await
+                .unwrap();
+            t.expect_posted(&p.id);
+            assert_eq!(p.plan.current.images[0].image, "localtest/app:v3");
+            assert_eq!(p.plan.target.images[0].image, "localtest/app:v1");
+            t.approve(&p.id, "slack:UALICE").await;
+            t.approve(&p.id, "slack:UBOB").await;
+            t.settle().await;
+            t.proposal(&p.id).expect_state(State::RolledBack);
+            t.expect_threads(
+                &p.id,
+                &["execution_started", "progress", "execution_finished"],
+            );
+            let lines = progress_lines(&t.engine.store().timeline(&p.id).unwrap());
+            assert!(
+                lines.contains(&"overall progress: 2 out of 2 tasks".to_string()),
+                "{lines:?}"
+            );
+            let after = docker.inspect("app").await;
+            assert_eq!(after["UpdateStatus"]["State"], "completed");
+            assert_eq!(
+                after["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"],
+                "localtest/app:v1"
+            );
+            assert_eq!(
+                docker.running("app").await,
+                vec!["localtest/app:v1", "localtest/app:v1"]
+            );
+
+            // After a restart the update is found sent, and not sent again.
+            let exec = SwarmRollback::default();
+            let target = rollbot::exec::Target::Swarm(docker.target("app"));
+            let plan = t.engine.get(&p.id).unwrap().plan;
+            assert_eq!(
+                exec.standing(&target, &plan).await.unwrap(),
+                Standing::Applied
+            );
+            let (tx, _rx) = tokio::sync::mpsc::channel(256);
+            exec.follow(&target, &plan, tx).await.unwrap();
+            assert_eq!(docker.inspect("app").await["Version"], after["Version"]);
+            // The image that runs already cannot be a plan.
+            let e = exec
+                .plan(
+                    &target,
+                    &PlanRequest {
+                        image: Some("localtest/app:v1".into()),
+                        ..PlanRequest::default()
+                    },
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind, rollbot::ports::ExecErrorKind::AlreadyCurrent);
+            t
+        },
+    )
     .await;
 }
 
@@ -779,14 +796,23 @@ async fn plans_say_what_swarm_cannot_do() {
         let exec = SwarmRollback::default();
         let target = rollbot::exec::Target::Swarm(docker.target("app"));
         // Never updated: no previous spec.
-        let e = exec.plan(&target, None).await.unwrap_err();
+        let e = exec
+            .plan(&target, &PlanRequest::previous())
+            .await
+            .unwrap_err();
         assert_eq!(e.kind, rollbot::ports::ExecErrorKind::NoHistory);
         assert!(e.message.contains("--image"), "{e}");
-        let e = exec.plan(&target, Some(41)).await.unwrap_err();
+        let e = exec
+            .plan(&target, &PlanRequest::to_revision(41))
+            .await
+            .unwrap_err();
         assert_eq!(e.kind, rollbot::ports::ExecErrorKind::Unsupported);
         assert!(e.message.contains("--to-revision 41"), "{e}");
         let missing = rollbot::exec::Target::Swarm(docker.target("nope"));
-        let e = exec.plan(&missing, None).await.unwrap_err();
+        let e = exec
+            .plan(&missing, &PlanRequest::previous())
+            .await
+            .unwrap_err();
         assert_eq!(e.kind, rollbot::ports::ExecErrorKind::NotFound);
         let e = exec
             .rehearse(
@@ -803,7 +829,10 @@ async fn plans_say_what_swarm_cannot_do() {
             tls: None,
         };
         let e = exec
-            .plan(&rollbot::exec::Target::Swarm(gone.clone()), None)
+            .plan(
+                &rollbot::exec::Target::Swarm(gone.clone()),
+                &PlanRequest::previous(),
+            )
             .await
             .unwrap_err();
         assert_eq!(e.kind, rollbot::ports::ExecErrorKind::Unreachable);
@@ -893,7 +922,10 @@ async fn what_swarm_cannot_do_is_refused_in_the_persons_language() {
         });
         let id = rollbot::domain::ProposalId::parse("RB-7K3M9Q").unwrap();
         let drill = exec.rehearse(&target, &id).await.unwrap_err();
-        let revision = exec.plan(&target, Some(41)).await.unwrap_err();
+        let revision = exec
+            .plan(&target, &PlanRequest::to_revision(41))
+            .await
+            .unwrap_err();
         let service = ServiceName::parse("app").unwrap();
         let t = rollbot::templates::Templates::load().unwrap();
         for (locale, drill_says, plan_says) in [

@@ -76,6 +76,7 @@ struct ProposalView {
     current: RevisionView,
     target: RevisionView,
     warnings: Vec<String>,
+    blockers: Vec<String>,
     advice: Option<&'static str>,
     /// The findings behind the advice (worded under `finding.` in the catalogue).
     because: Vec<crate::domain::decision::Finding>,
@@ -130,6 +131,7 @@ fn proposal_view(p: &Proposal, emoji: &Emoji) -> ProposalView {
         current: revision(&p.plan.current),
         target: revision(&p.plan.target),
         warnings: p.plan.warnings.iter().map(|w| escape(w)).collect(),
+        blockers: p.plan.blockers.iter().map(|w| escape(w)).collect(),
         advice: p.recommendation.as_ref().map(|r| r.advice.as_str()),
         because: p
             .recommendation

@@ -36,7 +36,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::domain::{ContainerImage, Plan, RevisionInfo};
-use crate::ports::{ExecError, ExecErrorKind, ExecOutcome, Executor, Standing};
+use crate::ports::{ExecError, ExecErrorKind, ExecOutcome, Executor, PlanRequest, Standing};
 pub use docker::{DockerApi, DockerError};
 pub use target::{DEFAULT_DOCKER_HOST, SwarmTarget, SwarmTls};
 
@@ -180,7 +180,7 @@ impl SwarmRollback {
     /// # Errors
     /// `NotFound`, `NoHistory` (never updated, so no previous spec),
     /// `AlreadyCurrent` (the named image runs already), `Unreachable`.
-    pub async fn plan_swarm(
+    async fn plan_swarm(
         &self,
         target: &SwarmTarget,
         image: Option<&str>,
@@ -250,6 +250,7 @@ impl SwarmRollback {
             target: info(&target.service, restore_image.clone()),
             warnings,
             migrations: false,
+            blockers: vec![],
             guard: Value::Null,
         };
         let guard = SwarmPlan {
@@ -565,9 +566,9 @@ impl Watch {
 
 #[async_trait]
 impl Executor for SwarmRollback {
-    async fn plan(&self, target: &Target, to_revision: Option<u64>) -> Result<Plan, ExecError> {
+    async fn plan(&self, target: &Target, request: &PlanRequest) -> Result<Plan, ExecError> {
         let swarm = swarm_target(target)?;
-        if let Some(n) = to_revision {
+        if let Some(n) = request.to_revision {
             return Err(ExecError::new(
                 ExecErrorKind::Unsupported,
                 format!(
@@ -575,7 +576,7 @@ impl Executor for SwarmRollback {
                 ),
             ));
         }
-        let (mut plan, guard) = self.plan_swarm(swarm, None).await?;
+        let (mut plan, guard) = self.plan_swarm(swarm, request.image.as_deref()).await?;
         plan.guard = serde_json::to_value(&guard)
             .map_err(|e| ExecError::new(ExecErrorKind::Other, e.to_string()))?;
         Ok(plan)
