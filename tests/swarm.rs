@@ -908,7 +908,7 @@ async fn an_unreachable_docker_endpoint_is_named_by_readyz_and_check_config() {
 }
 
 #[tokio::test]
-async fn what_swarm_cannot_do_is_refused_in_the_persons_language() {
+async fn what_swarm_cannot_do_and_image_mistakes_are_worded_in_the_persons_language() {
     use rollbot::chat::failure::UserError;
     use rollbot::chat::slack::render;
     use rollbot::domain::ServiceName;
@@ -968,6 +968,28 @@ async fn what_swarm_cannot_do_is_refused_in_the_persons_language() {
             });
             assert!(text.contains(plan_says), "{locale}: {text}");
             assert!(text.contains("--to-revision 41"), "{text}");
+        }
+        // The image form's mistakes, worded from the catalogue.
+        for (locale, missing_says, both_says) in [
+            ("en", "needs the image to roll to", "cannot go together"),
+            ("zh", "需要指定要回滚到的镜像", "不能同时使用"),
+            ("ja", "には戻し先のイメージが必要です", "は同時に使えません"),
+        ] {
+            let error = |error| {
+                let r = render::Reply::Error { error };
+                render::reply(&t, locale, &r).unwrap().json["text"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            };
+            let missing = rollbot::chat::commands::parse("app --image", &["app"]).unwrap_err();
+            let text = error(missing);
+            assert!(text.contains(missing_says), "{locale}: {text}");
+            let both =
+                rollbot::chat::commands::parse("app --to-revision 3 --image app:v1", &["app"])
+                    .unwrap_err();
+            let text = error(both);
+            assert!(text.contains(both_says), "{locale}: {text}");
         }
     })
     .await;
