@@ -994,3 +994,92 @@ async fn what_swarm_cannot_do_and_image_mistakes_are_worded_in_the_persons_langu
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_update_fails_with_dockers_message() {
+    let _turn = ONE_DAEMON.lock().await;
+    let docker = Dockerd::start().await;
+    docker.create("app").await;
+    bounded(async {
+        let exec = SwarmRollback::default();
+        let target = rollbot::exec::Target::Swarm(docker.target("app"));
+        // An image the daemon does not have (and no registry to pull it
+        // from): the new task fails, and Swarm pauses the update.
+        let plan = exec
+            .plan(
+                &target,
+                &PlanRequest {
+                    image: Some("localtest/app:missing".into()),
+                    ..PlanRequest::default()
+                },
+            )
+            .await
+            .unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+        let e = exec.execute(&target, &plan, tx).await.unwrap_err();
+        assert_eq!(e.kind, rollbot::ports::ExecErrorKind::RolloutFailed);
+        let status = docker.inspect("app").await["UpdateStatus"].clone();
+        assert_eq!(status["State"], "paused");
+        let message = status["Message"].as_str().unwrap();
+        assert!(
+            e.message.contains(message) && e.message.contains("docker service ps app"),
+            "{e}"
+        );
+        let mut lines = Vec::new();
+        while let Ok(line) = rx.try_recv() {
+            lines.push(line);
+        }
+        assert!(
+            lines.iter().any(|l| l.contains("localtest/app:missing")),
+            "the failing task is reported: {lines:?}"
+        );
+    })
+    .await;
+}
+
+#[test]
+fn swarm_tables_are_checked_with_their_key_paths() {
+    let problems = Config::parse(
+        r#"
+        [services.a]
+        approvers = ["slack:U1", "slack:U2"]
+        [services.a.swarm]
+        service = " "
+        docker_host = "tcp://manager-1"
+        [services.b]
+        approvers = ["slack:U1", "slack:U2"]
+        [services.b.swarm]
+        service = "b"
+        [services.b.swarm.tls]
+        ca = "/nonexistent/ca.pem"
+        cert = "/nonexistent/cert.pem"
+        key = "/nonexistent/key.pem"
+        "#,
+    )
+    .unwrap_err();
+    let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "services.a.swarm.service",
+            "services.a.swarm.docker_host",
+            "services.b.swarm.tls",
+            "services.b.swarm.tls.ca",
+            "services.b.swarm.tls.cert",
+            "services.b.swarm.tls.key",
+        ],
+        "{problems:#?}"
+    );
+    let unknown = Config::parse(
+        r#"
+        [services.a]
+        approvers = ["slack:U1", "slack:U2"]
+        [services.a.swarm]
+        service = "a"
+        host = "unix:///var/run/docker.sock"
+        "#,
+    )
+    .unwrap_err();
+    assert_eq!(unknown[0].path, "services.a.swarm.host", "{unknown:?}");
+    assert!(unknown[0].message.contains("docker_host"), "{unknown:?}");
+}
