@@ -377,13 +377,18 @@ fn progress_lines(timeline: &[rollbot::domain::TimelineEvent]) -> Vec<String> {
 const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 const CHANNEL: &str = "CINCIDENT";
 
-fn signed(http: &reqwest::Client, url: String, body: String) -> reqwest::RequestBuilder {
+fn signed(
+    http: &reqwest::Client,
+    url: String,
+    content_type: &str,
+    body: String,
+) -> reqwest::RequestBuilder {
     use hmac::Mac;
     let ts = chrono::Utc::now().timestamp();
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(format!("v0:{ts}:{body}").as_bytes());
     http.post(url)
-        .header("content-type", "application/json")
+        .header("content-type", content_type)
         .header("x-slack-request-timestamp", ts.to_string())
         .header(
             "x-slack-signature",
@@ -418,7 +423,7 @@ fn serve_config(dir: &Path, slack: &str, docker_host: &str, health: &str) -> Str
         [approval]
         channel = "slack:{CHANNEL}"
         [groups]
-        sre = ["slack:UALICE", "slack:UBOB"]
+        sre = ["slack:UALICE", "slack:UBOB", "slack:UCAROL"]
         [services.app]
         groups = ["sre"]
         [services.app.swarm]
@@ -537,6 +542,7 @@ async fn an_alert_and_two_approvals_roll_the_swarm_service_back_to_its_previous_
             let r = signed(
                 &http,
                 format!("{base}/slack/events"),
+                "application/json",
                 reaction(event, who, &ts),
             )
             .send()
@@ -1082,4 +1088,118 @@ fn swarm_tables_are_checked_with_their_key_paths() {
     .unwrap_err();
     assert_eq!(unknown[0].path, "services.a.swarm.host", "{unknown:?}");
     assert!(unknown[0].message.contains("docker_host"), "{unknown:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slash_command_naming_an_image_rolls_the_service_to_it() {
+    let _turn = ONE_DAEMON.lock().await;
+    let docker = Dockerd::start().await;
+    docker.create("app").await;
+    docker.update("app", "v2").await;
+    docker.update("app", "v3").await;
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeSlack::start().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let health = format!("{base}/healthz");
+        let text = serve_config(dir.path(), &fake.api_url, &docker.host, &health);
+        let config = Config::parse(&text).unwrap_or_else(|p| panic!("{p:?}"));
+        let app = App::start(&config, None).await.unwrap();
+        let engine = app.engine().clone();
+        tokio::spawn(app.serve(listener, std::future::pending()));
+        let http = reqwest::Client::new();
+
+        let form = serde_urlencoded::to_string([
+            ("team_id", "T0TEST"),
+            ("channel_id", CHANNEL),
+            ("user_id", "UCAROL"),
+            ("user_name", "carol"),
+            ("command", "/rollback"),
+            ("text", "app --image localtest/app:v1 v2 and v3 both bad"),
+            (
+                "response_url",
+                "https://hooks.slack.com/commands/T0TEST/1/abc",
+            ),
+            ("trigger_id", "1.2.3"),
+        ])
+        .unwrap();
+        let r = signed(
+            &http,
+            format!("{base}/slack/commands"),
+            "application/x-www-form-urlencoded",
+            form,
+        )
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+        let mut mapped = None;
+        wait_until("the proposal is posted on Slack", || {
+            mapped = engine.store().list().unwrap().pop().and_then(|p| {
+                let ts = p.primary_message()?.message.clone();
+                (!ts.starts_with("pending")).then_some((p, ts))
+            });
+            mapped.is_some()
+        })
+        .await;
+        let (p, ts) = mapped.unwrap();
+        assert_eq!(p.reason, "v2 and v3 both bad");
+        let post = fake.expect_post(&format!("Rollback proposal {}", p.id));
+        assert!(
+            post.body
+                .to_string()
+                .contains("`localtest/app:v3` → `localtest/app:v1`"),
+            "{}",
+            post.body
+        );
+        for (event, who) in [("Ev1", "UALICE"), ("Ev2", "UBOB")] {
+            let r = signed(
+                &http,
+                format!("{base}/slack/events"),
+                "application/json",
+                reaction(event, who, &ts),
+            )
+            .send()
+            .await
+            .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        wait_until_within(
+            DOCKER_LIMIT,
+            "the rollback and its checks finish",
+            async || {
+                !matches!(
+                    engine.get(&p.id).unwrap().state,
+                    State::Proposed | State::Approved | State::Executing | State::RolledBack
+                )
+            },
+        )
+        .await;
+        assert_eq!(engine.get(&p.id).unwrap().state, State::Verified);
+        let after = docker.inspect("app").await;
+        assert_eq!(after["UpdateStatus"]["State"], "completed");
+        assert_eq!(
+            after["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"],
+            "localtest/app:v1"
+        );
+        assert_eq!(
+            docker.running("app").await,
+            vec!["localtest/app:v1", "localtest/app:v1"]
+        );
+        fake.wait_for("the rollback's end in the thread", |c| {
+            c.iter()
+                .any(|c| c.body.to_string().contains("Rollback complete"))
+        })
+        .await;
+        fake.expect_reply(&ts, "Rolling back app");
+        fake.expect_reply(&ts, "Rollback complete: `verify: Service converged`");
+        // The rest of the thread (progress, verification, the report) is
+        // what the alert test checks.
+        fake.ignore_messages();
+        finish_app(&engine, &fake)
+            .await
+            .unwrap_or_else(|f| panic!("{f}"));
+    })
+    .await;
 }
