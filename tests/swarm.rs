@@ -1203,3 +1203,159 @@ async fn a_slash_command_naming_an_image_rolls_the_service_to_it() {
     })
     .await;
 }
+
+/// The real executor, except that rollbot stops right after sending the
+/// update (a panic in the engine's task ends it there, like a kill).
+struct StopsAfterTheUpdate(SwarmRollback);
+
+#[async_trait::async_trait]
+impl Executor for StopsAfterTheUpdate {
+    async fn plan(
+        &self,
+        target: &rollbot::exec::Target,
+        request: &PlanRequest,
+    ) -> Result<rollbot::domain::Plan, rollbot::ports::ExecError> {
+        self.0.plan(target, request).await
+    }
+
+    async fn execute(
+        &self,
+        target: &rollbot::exec::Target,
+        plan: &rollbot::domain::Plan,
+        _progress: tokio::sync::mpsc::Sender<String>,
+    ) -> Result<rollbot::ports::ExecOutcome, rollbot::ports::ExecError> {
+        self.0.apply(target, plan).await?;
+        panic!("rollbot stops right after sending the update");
+    }
+}
+
+/// An engine over the store in `dir` (fresh, or the one a stopped process
+/// left) posting to `chat`, which outlives restarts as Slack does.
+fn engine_in(
+    dir: tempfile::TempDir,
+    config: &str,
+    chat: Arc<rollbot::ports::memory::MemoryChat>,
+    executor: Arc<dyn Executor>,
+) -> Tester {
+    let config = Config::parse(config).unwrap();
+    let store = rollbot::store::Store::open(&dir.path().join("db")).unwrap();
+    let clock = Arc::new(rollbot::domain::ManualClock::new(t0()));
+    let services = config.services();
+    let engine = rollbot::engine::Engine::new(
+        store,
+        services.clone(),
+        rollbot::engine::Ports {
+            chat: chat.clone(),
+            executor,
+            verifier: Arc::new(rollbot::verify::HttpVerifier::new(&services)),
+            clock: clock.clone(),
+        },
+    );
+    engine.add_bot_identity(user(BOT));
+    Tester {
+        engine,
+        chat,
+        executor: rollbot::ports::memory::ScriptedExecutor::new(reference_plan()),
+        verifier: rollbot::ports::memory::ScriptedVerifier::new(),
+        clock,
+        dir,
+        config,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_after_the_update_was_sent_follows_it_without_sending_it_again() {
+    let _turn = ONE_DAEMON.lock().await;
+    let docker = Dockerd::start().await;
+    docker.create("app").await;
+    docker.update("app", "v2").await;
+    let config = format!(
+        r#"
+        [approval]
+        channel = "memory:incidents"
+        [services.app]
+        approvers = ["slack:UALICE", "slack:UBOB", "slack:UCAROL"]
+        [services.app.swarm]
+        service = "app"
+        docker_host = "{}"
+        "#,
+        docker.host
+    );
+    let chat = rollbot::ports::memory::MemoryChat::new();
+    let make = {
+        let (config, chat) = (config.clone(), chat.clone());
+        move || {
+            engine_in(
+                tempfile::tempdir().unwrap(),
+                &config,
+                chat,
+                Arc::new(StopsAfterTheUpdate(SwarmRollback::default())),
+            )
+        }
+    };
+    let docker = &docker;
+    run_test_in(make, |t| async move {
+        let p = t.propose_for("app", "slack:UCAROL").await.unwrap();
+        t.approve(&p.id, "slack:UALICE").await;
+        t.approve(&p.id, "slack:UBOB").await;
+        t.engine.wait_idle().await;
+        assert!(t.engine.background_panicked(), "the first process stopped");
+        assert_eq!(t.engine.get(&p.id).unwrap().state, State::Executing);
+        let sent = docker.inspect("app").await;
+        assert_eq!(
+            sent["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"], "localtest/app:v1",
+            "the update was sent"
+        );
+
+        // The second process, on the same store.
+        t.engine.store().flush().await.unwrap();
+        let dir = t.dir;
+        drop(t.engine);
+        let t = engine_in(
+            dir,
+            &config,
+            chat.clone(),
+            Arc::new(SwarmRollback::default()),
+        );
+        t.engine.recover().await.unwrap();
+        t.settle().await;
+
+        let x = t.proposal(&p.id);
+        x.expect_state(State::RolledBack);
+        assert!(x.timeline.iter().any(|e| matches!(
+            &e.kind,
+            EventKind::Resumed { step } if *step == rollbot::domain::ResumeStep::Follow
+        )));
+        // Sent once: a second `rollback=previous` would have swapped back to v2.
+        let after = docker.inspect("app").await;
+        assert_eq!(after["UpdateStatus"]["State"], "rollback_completed");
+        assert_eq!(
+            after["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"],
+            "localtest/app:v1"
+        );
+        assert_eq!(
+            after["PreviousSpec"]["TaskTemplate"]["ContainerSpec"]["Image"],
+            "localtest/app:v2"
+        );
+        assert_eq!(
+            docker.running("app").await,
+            vec!["localtest/app:v1", "localtest/app:v1"]
+        );
+        assert_eq!(
+            progress_lines(&x.timeline).last().map(String::as_str),
+            Some("verify: Service converged")
+        );
+        assert_eq!(t.expect_posted(&p.id), "memory:incidents");
+        t.expect_threads(
+            &p.id,
+            &[
+                "execution_started",
+                "resumed",
+                "progress",
+                "execution_finished",
+            ],
+        );
+        t
+    })
+    .await;
+}

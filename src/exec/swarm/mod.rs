@@ -305,8 +305,18 @@ impl SwarmRollback {
         }
     }
 
+    /// Sends the update of the stored `plan` for `target` (or finds the
+    /// service moved: `Some(reason)`), without following it: the first half
+    /// of `execute`.
+    ///
+    /// # Errors
+    /// As `execute`, before the update.
+    pub async fn apply(&self, target: &Target, plan: &Plan) -> Result<Option<String>, ExecError> {
+        self.apply_swarm(&stored_plan(target, plan)?).await
+    }
+
     /// Sends `plan`'s update unless the service moved; `None` when sent.
-    async fn apply(&self, plan: &SwarmPlan) -> Result<Option<String>, ExecError> {
+    async fn apply_swarm(&self, plan: &SwarmPlan) -> Result<Option<String>, ExecError> {
         let target = &plan.target;
         let docker = connect(target)?;
         let service = docker
@@ -589,7 +599,7 @@ impl Executor for SwarmRollback {
         progress: mpsc::Sender<String>,
     ) -> Result<ExecOutcome, ExecError> {
         let guard = stored_plan(target, plan)?;
-        if let Some(reason) = self.apply(&guard).await? {
+        if let Some(reason) = self.apply_swarm(&guard).await? {
             return Ok(ExecOutcome::Superseded { reason });
         }
         let detail = self.follow_swarm(&guard, &progress).await?;
