@@ -1359,3 +1359,45 @@ async fn a_restart_after_the_update_was_sent_follows_it_without_sending_it_again
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_daemon_that_stays_silent_after_the_update_is_reported_as_lost_track() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        // A plan as stored before the daemon went away.
+        let gone = SwarmTarget {
+            service: "app".into(),
+            docker_host: format!("unix://{}/docker.sock", dir.path().display()),
+            tls: None,
+        };
+        let guard = rollbot::exec::swarm::SwarmPlan {
+            target: gone.clone(),
+            id: "x1".into(),
+            version: 7,
+            spec: json!({"TaskTemplate": {"ContainerSpec": {"Image": "app:v2"}}}),
+            previous: json!({"TaskTemplate": {"ContainerSpec": {"Image": "app:v1"}}}),
+            action: rollbot::exec::swarm::Action::Rollback,
+            restore_image: "app:v1".into(),
+        };
+        let mut plan = reference_plan();
+        plan.guard = serde_json::to_value(&guard).unwrap();
+        let exec = SwarmRollback {
+            lost_track: Duration::from_secs(1),
+            ..SwarmRollback::default()
+        };
+        let (tx, _rx) = tokio::sync::mpsc::channel(16);
+        let started = std::time::Instant::now();
+        let e = exec
+            .follow(&rollbot::exec::Target::Swarm(gone), &plan, tx)
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() >= Duration::from_secs(1), "waited first");
+        assert_eq!(e.kind, rollbot::ports::ExecErrorKind::Unreachable);
+        assert!(
+            e.message.starts_with("lost track of the update")
+                && e.message.contains("docker service ps app"),
+            "{e}"
+        );
+    })
+    .await;
+}

@@ -17,7 +17,8 @@
 //! - **Follow**: polls `UpdateStatus` and the tasks until
 //!   `rollback_completed` (or `completed` for an image) with every replica
 //!   running the restored image, reporting progress in the docker CLI's
-//!   words; `rollback_paused` / `paused` fail with Docker's message.
+//!   words; `rollback_paused` / `paused` fail with Docker's message. A
+//!   daemon silent for a while is waited for, up to `lost_track`.
 //! - **Standing** after a restart: the specs say whether the update was
 //!   sent (a rollback swaps `Spec` and `PreviousSpec`), so it is never sent
 //!   twice.
@@ -80,12 +81,16 @@ pub struct SwarmPlan {
 pub struct SwarmRollback {
     /// Longest wait for an update to converge once sent.
     pub follow_timeout: Duration,
+    /// How long Docker may stay silent while an update it was sent runs
+    /// before rollbot says it lost track of it.
+    pub lost_track: Duration,
 }
 
 impl Default for SwarmRollback {
     fn default() -> Self {
         Self {
             follow_timeout: Duration::from_secs(15 * 60),
+            lost_track: Duration::from_secs(60),
         }
     }
 }
@@ -367,19 +372,35 @@ impl SwarmRollback {
             ("completed", "paused")
         };
         let mut watch = Watch::default();
+        let mut silent_since: Option<tokio::time::Instant> = None;
         let run = async {
             let mut every = tokio::time::interval(POLL);
             loop {
                 every.tick().await;
-                let docker = connect(target)?;
-                let service = docker
-                    .service(&plan.id)
-                    .await
-                    .map_err(|e| exec_error(target, e))?;
-                let tasks = docker
-                    .tasks(&plan.id)
-                    .await
-                    .map_err(|e| exec_error(target, e))?;
+                // The update is sent: a daemon that does not answer for a
+                // while (restarting, a network blip) is not a verdict.
+                let (service, tasks) = match look(plan).await {
+                    Ok(seen) => {
+                        silent_since = None;
+                        seen
+                    }
+                    Err(e) if e.kind == ExecErrorKind::Unreachable => {
+                        let since = *silent_since.get_or_insert_with(tokio::time::Instant::now);
+                        if since.elapsed() < self.lost_track {
+                            continue;
+                        }
+                        return Err(ExecError::new(
+                            ExecErrorKind::Unreachable,
+                            format!(
+                                "lost track of the update: Docker gave no answer for {} s ({}); the update was sent, so check it with `docker service ps {}`",
+                                self.lost_track.as_secs(),
+                                e.message,
+                                target.service
+                            ),
+                        ));
+                    }
+                    Err(e) => return Err(e),
+                };
                 let (state, message) = update_state(&service);
                 let desired = desired_tasks(&service, &tasks);
                 for line in watch.lines(&service, &tasks, &plan.restore_image, rollback, desired) {
@@ -436,6 +457,21 @@ impl SwarmRollback {
                 )
             })?
     }
+}
+
+/// The service and its tasks, as the follower looks at them.
+async fn look(plan: &SwarmPlan) -> Result<(Value, Vec<bollard::models::Task>), ExecError> {
+    let target = &plan.target;
+    let docker = connect(target)?;
+    let service = docker
+        .service(&plan.id)
+        .await
+        .map_err(|e| exec_error(target, e))?;
+    let tasks = docker
+        .tasks(&plan.id)
+        .await
+        .map_err(|e| exec_error(target, e))?;
+    Ok((service, tasks))
 }
 
 /// How many tasks should run: the replicas of a replicated service, else
