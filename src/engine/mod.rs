@@ -161,6 +161,8 @@ struct Inner {
     hooks: RwLock<BTreeMap<ServiceName, crate::ports::Hooks>>,
     /// How long dedup keys are kept, and when the tick last swept them.
     retention: Mutex<Retention>,
+    /// The metrics served at `/metrics`; the proposal metrics follow the store.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 struct Retention {
@@ -173,6 +175,17 @@ const SWEEP_EVERY: chrono::Duration = chrono::Duration::minutes(10);
 
 impl Engine {
     pub fn new(store: Store, services: BTreeMap<ServiceName, Service>, ports: Ports) -> Self {
+        // The proposal metrics are rebuilt from the stored timelines, then
+        // follow every event the store records.
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        metrics.declare_services(services.keys());
+        match metrics.rebuild(&store) {
+            Ok(n) => tracing::debug!(proposals = n, "rebuilt the rollback metrics"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot rebuild the rollback metrics from the store")
+            }
+        }
+        store.set_observer(metrics.clone());
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -188,6 +201,7 @@ impl Engine {
                     keep: crate::config::DEFAULT_DEDUP_RETENTION,
                     last_sweep: None,
                 }),
+                metrics,
             }),
         }
     }
@@ -251,6 +265,11 @@ impl Engine {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The metrics served at `/metrics`.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.inner.metrics
     }
 
     pub fn services(&self) -> &BTreeMap<ServiceName, Service> {

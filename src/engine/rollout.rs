@@ -624,6 +624,9 @@ impl Engine {
         step: Option<Step>,
     ) -> Result<Proposal, EngineError> {
         let now = self.now();
+        if let Err(e) = &outcome {
+            self.inner.metrics.executor_error(&p.service, e.kind);
+        }
         let (to, mut events, note) = match outcome {
             Ok(ExecOutcome::RolledBack { detail }) => (
                 State::RolledBack,
