@@ -207,6 +207,13 @@ fn other_notes() -> Vec<ThreadNote> {
         },
         ThreadNote::DrillChecksSkipped,
         ThreadNote::Resolved { check: None },
+        ThreadNote::ScheduledDrill {
+            schedule: "0 2 * * 1".into(),
+            timezone: "Asia/Tokyo".into(),
+            slot: Utc.with_ymd_and_hms(2025, 3, 16, 17, 0, 0).unwrap(),
+            late: true,
+            notify: vec![user("slack:UBOB"), user("slack:UCAROL")],
+        },
     ]
 }
 

@@ -22,7 +22,8 @@
 //!   withdrawals and cancels;
 //! - `rollout`: the approved proposal's rollout, step by step, and its
 //!   resumption after a restart;
-//! - `alerts`: alert ingestion (dedup, joins, parking, resolution).
+//! - `alerts`: alert ingestion (dedup, joins, parking, resolution);
+//! - `schedule`: scheduled drills, opened from the tick.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -163,6 +164,8 @@ struct Inner {
     retention: Mutex<Retention>,
     /// The metrics served at `/metrics`; the proposal metrics follow the store.
     metrics: Arc<crate::metrics::Metrics>,
+    /// Scheduled drills per service (none unless set).
+    schedules: RwLock<BTreeMap<ServiceName, crate::config::DrillSchedule>>,
 }
 
 struct Retention {
@@ -202,6 +205,7 @@ impl Engine {
                     last_sweep: None,
                 }),
                 metrics,
+                schedules: RwLock::new(BTreeMap::new()),
             }),
         }
     }
@@ -377,7 +381,8 @@ impl Engine {
             .clone()
     }
 
-    /// Expires proposals whose voting time is over. Call periodically.
+    /// Expires proposals whose voting time is over and opens the drills
+    /// whose scheduled time has come. Call periodically.
     ///
     /// # Errors
     /// Storage failure.
@@ -418,6 +423,7 @@ impl Engine {
             self.inner.store.flush().await?;
         }
         self.reap_drills();
+        self.run_drill_schedules().await?;
         self.release_pending_alerts().await?;
         self.post_unbound().await?;
         self.sweep_dedup_keys()?;
@@ -564,5 +570,7 @@ fn decision_input(alert: Option<&AlertRef>, migrations: bool, now: DateTime<Utc>
 mod alerts;
 mod proposals;
 mod rollout;
+mod schedule;
 
 pub use alerts::{AlertOutcome, alert_ref};
+pub use schedule::{LATE_AFTER, SCHEDULER, ScheduleOutcome};

@@ -720,6 +720,13 @@ mod tests {
                 failure: "cdn-purge: exit status 1".into(),
             },
             ThreadNote::DrillChecksSkipped,
+            ThreadNote::ScheduledDrill {
+                schedule: "0 2 * * 1".into(),
+                timezone: "Asia/Tokyo".into(),
+                slot: chrono::Utc.with_ymd_and_hms(2025, 3, 16, 17, 0, 0).unwrap(),
+                late: true,
+                notify: vec![UserId::parse("slack:UBOB").unwrap()],
+            },
             ThreadNote::Resolved { check: None },
             ThreadNote::Resolved {
                 check: Some(check(true)),

@@ -1,6 +1,7 @@
 //! Durable storage in sled: proposals, their timelines, the open proposal of
 //! each service, deduplication keys, the chat message each proposal is
-//! bound to, parked alerts and the chat outboxes' queues.
+//! bound to, parked alerts, the chat outboxes' queues and when each
+//! service's scheduled drill last ran.
 //!
 //! Every value is wrapped in an envelope carrying a schema version
 //! (`{"v":1,"data":…}`) so a later rollbot can read what this one wrote.
@@ -937,5 +938,7 @@ fn items_last_key(items: &[Proposal]) -> Vec<u8> {
 mod migrate;
 mod queue;
 mod records;
+mod schedule;
 
 pub use queue::Queue;
+pub use schedule::DrillMark;
