@@ -282,7 +282,8 @@ impl Engine {
         &self.inner.services
     }
 
-    fn now(&self) -> DateTime<Utc> {
+    /// Now, by the engine's clock.
+    pub fn now(&self) -> DateTime<Utc> {
         self.inner.ports.clock.now()
     }
 
