@@ -235,3 +235,48 @@ async fn a_drill_opened_before_a_crash_is_not_opened_again() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_next_incidents_report_compares_it_with_the_drill() {
+    let source = bounded(source()).await;
+    let t = tester(&source);
+    run_test_in(
+        || t,
+        |t| async move {
+            t.engine.run_drill_schedules().await.unwrap();
+            t.clock.set(sunday(16, 0));
+            let out = t.engine.run_drill_schedules().await.unwrap();
+            let [ScheduleOutcome::Opened { id: drill, .. }] = &out[..] else {
+                panic!("{out:?}")
+            };
+            // The on-call pair decides after three minutes.
+            t.clock.advance(Duration::minutes(3));
+            t.approve(drill, "slack:UBOB").await;
+            t.approve(drill, "slack:UCAROL").await;
+            t.settle().await;
+            t.proposal(drill).expect_state(State::RolledBack);
+
+            // A real incident a week later takes ten minutes to decide.
+            t.clock.set(sunday(23, 30));
+            let p = t.propose_by("slack:UALICE").await.unwrap();
+            t.clock.advance(Duration::minutes(10));
+            t.approve(&p.id, "slack:UBOB").await;
+            t.approve(&p.id, "slack:UCAROL").await;
+            t.settle().await;
+            // The report as `rollbot report` and the thread draft it.
+            let report = t.engine.report(&p.id, "en").await.unwrap().markdown;
+            assert!(report.contains("## Compared with drills"), "{report}");
+            assert!(
+                report.contains("| Time to decision | 10 min | 3 min |"),
+                "{report}"
+            );
+            assert!(
+                report.contains("last 1 drill(s), the latest opened 2025-03-16 17:00:00 UTC"),
+                "{report}"
+            );
+            t.ignore_messages();
+            t
+        },
+    )
+    .await;
+}
