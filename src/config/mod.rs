@@ -28,6 +28,7 @@ use crate::exec::{CustomTarget, KUBERNETES, SWARM, Target};
 
 mod alerts;
 mod chat;
+mod drill;
 pub mod duration;
 mod secret;
 mod server;
@@ -37,6 +38,7 @@ mod verify;
 
 pub use alerts::*;
 pub use chat::*;
+pub use drill::*;
 pub use duration::{LONGEST, Span, parse as parse_duration, to_chrono};
 pub use secret::*;
 pub use server::*;

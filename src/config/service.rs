@@ -82,6 +82,8 @@ pub struct ServiceConfig {
     pub custom: Option<CustomTarget>,
     /// Recovery checks; without them verification is "not configured".
     pub verify: Option<VerifyConfig>,
+    /// Scheduled rollback drills; none without it.
+    pub drill: Option<DrillConfig>,
 }
 
 impl ServiceConfig {
@@ -154,6 +156,9 @@ impl ServiceConfig {
         }
         if let Some(v) = &self.verify {
             v.validate(&key("verify"), config.prometheus.is_some(), problems);
+        }
+        if let Some(d) = &self.drill {
+            d.validate(&key("drill"), problems);
         }
         match self.targets().as_slice() {
             [] => problems.push(Problem::new(
