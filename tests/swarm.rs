@@ -306,9 +306,9 @@ impl Dockerd {
 }
 
 impl Drop for Dockerd {
-    /// DOCKER_SWARM.md's teardown: services and containers, the swarm, the
-    /// daemon (containerd and its shims exit with it), leftover mounts, then
-    /// what the daemon made on the host.
+    /// Tears down so that nothing is left: services and containers, the
+    /// swarm, the daemon (containerd and its shims exit with it), leftover
+    /// mounts, then what the daemon made on the host.
     fn drop(&mut self) {
         let deadline = std::time::Instant::now() + DOCKER_LIMIT;
         let services = self.docker_sync(&["service", "ls", "-q"]);
