@@ -1088,6 +1088,21 @@ fn swarm_tables_are_checked_with_their_key_paths() {
     .unwrap_err();
     assert_eq!(unknown[0].path, "services.a.swarm.host", "{unknown:?}");
     assert!(unknown[0].message.contains("docker_host"), "{unknown:?}");
+    // Swarm is built in: not a custom kind.
+    let custom = Config::parse(
+        r#"
+        [services.a]
+        approvers = ["slack:U1", "slack:U2"]
+        [services.a.custom]
+        kind = "swarm"
+        "#,
+    )
+    .unwrap_err();
+    assert_eq!(custom[0].path, "services.a.custom.kind", "{custom:?}");
+    assert!(
+        custom[0].message.contains("[services.NAME.swarm]"),
+        "{custom:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
