@@ -33,7 +33,7 @@ fn image(sim: &rollbot::sim::SimHandle, name: &str) -> String {
 
 /// Three times the seed's revert delay: long enough that an active owner
 /// would have reverted, used only to show that a paused one does not.
-const QUIET: Duration = Duration::from_millis(900);
+const QUIET: Duration = Duration::from_millis(1800);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_reads_and_patches_an_argo_cd_application() {

@@ -28,6 +28,7 @@ use crate::exec::{CustomTarget, KUBERNETES, Target};
 mod alerts;
 mod chat;
 pub mod duration;
+mod gitops;
 mod secret;
 mod server;
 mod service;
@@ -36,6 +37,7 @@ mod verify;
 pub use alerts::*;
 pub use chat::*;
 pub use duration::{LONGEST, Span, parse as parse_duration, to_chrono};
+pub use gitops::GitOpsPolicy;
 pub use secret::*;
 pub use server::*;
 pub use service::*;
@@ -146,6 +148,8 @@ pub struct Service {
     pub verify: Option<VerifySpec>,
     /// Least time between two edits of the rollout progress message.
     pub progress_interval: Duration,
+    /// What to do about an Argo CD or Flux owner of the workload.
+    pub gitops: GitOpsPolicy,
 }
 
 impl Service {
@@ -320,6 +324,7 @@ impl Config {
                     expires_after: expires.or(DEFAULT_EXPIRES_AFTER),
                     verify: s.verify.as_ref().map(|v| self.verify_spec(v)),
                     progress_interval: self.progress.edit_interval(),
+                    gitops: s.gitops,
                     name: name.clone(),
                 };
                 Some((name, service))

@@ -80,6 +80,9 @@ pub struct ServiceConfig {
     pub custom: Option<CustomTarget>,
     /// Recovery checks; without them verification is "not configured".
     pub verify: Option<VerifyConfig>,
+    /// What to do about an Argo CD or Flux owner of the workload.
+    #[serde(default)]
+    pub gitops: GitOpsPolicy,
 }
 
 impl ServiceConfig {
@@ -174,6 +177,8 @@ impl ServiceConfig {
         if let Some(c) = &self.custom {
             check_custom_target(c, &key("custom"), &mut push(problems));
         }
+        self.gitops
+            .validate(&key("gitops"), self.target().as_ref(), problems);
     }
 
     /// The service's one target; `None` when it has none or several

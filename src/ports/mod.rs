@@ -70,6 +70,12 @@ pub enum ThreadNote {
     AfterHookFailed {
         failure: String,
     },
+    /// The rollback did not hold during verification: the workload moved
+    /// away from what it restored (`reason`; typically a GitOps controller
+    /// put it back to what git holds). Verification does not pass.
+    Reverted {
+        reason: String,
+    },
     /// A drill's rollback is done; its checks were not run, since they
     /// measure production, which a drill does not change.
     DrillChecksSkipped,
@@ -269,6 +275,16 @@ pub trait Executor: Send + Sync {
 
     /// Releases the copies of the drills `over` says are over (idempotent).
     fn release(&self, _over: &dyn Fn(&ProposalId) -> bool) {}
+
+    /// During verification: whether the applied `plan` holds. Resolves
+    /// with why as soon as the workload moves away from what the rollback
+    /// restored (e.g. a GitOps controller put it back), or with `None` once
+    /// it has held as long as this executor needs to be sure. The engine
+    /// does not finish verification before this resolves. By default the
+    /// rollback is trusted to hold.
+    async fn watch_hold(&self, _target: &Target, _plan: &Plan) -> Option<String> {
+        None
+    }
 }
 
 /// A runbook step around the rollback: a database backup, maintenance
@@ -295,6 +311,13 @@ pub trait Hook: Send + Sync {
         plan: &Plan,
         progress: mpsc::Sender<String>,
     ) -> Result<String, ExecError>;
+
+    /// Undoes what this hook left in place on purpose after the rollback
+    /// (a paused GitOps sync), for `/rollback resume-sync`; returns what
+    /// was restored. `None`: this hook leaves nothing to resume.
+    async fn resume(&self, _service: &ServiceName) -> Option<Result<String, ExecError>> {
+        None
+    }
 }
 
 /// The hooks of one service, before and after its rollback.

@@ -720,6 +720,9 @@ mod tests {
                 failure: "cdn-purge: exit status 1".into(),
             },
             ThreadNote::DrillChecksSkipped,
+            ThreadNote::Reverted {
+                reason: "the current revision moved from 4 to 5; Argo CD application argocd/payments, which manages this workload, put it back to what git holds".into(),
+            },
             ThreadNote::Resolved { check: None },
             ThreadNote::Resolved {
                 check: Some(check(true)),
