@@ -13,7 +13,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rollbot::chat::commands::{self, Command};
 use rollbot::domain::{EventKind, ServiceName, State, Step};
+use rollbot::engine::EngineError;
 use rollbot::exec::KubeRollback;
 use rollbot::exec::kubernetes::KubeExecutor;
 use rollbot::exec::kubernetes::gitops::{SAVED_ANNOTATION, pause_hooks};
@@ -195,8 +197,14 @@ async fn warn_a_self_healed_argo_cd_workload_is_reverted_and_not_verified() {
                 ),
                 "{reason}"
             );
-            // Nothing rollbot did touched the owner.
+            // Nothing rollbot did touched the owner, and there is nothing to resume.
             assert_eq!(patched_paths(w).len(), 1, "{:?}", patched_paths(w));
+            let service = ServiceName::parse("payment-api").unwrap();
+            let nothing = t.engine.resume_sync(&service, &user("slack:UBOB")).await;
+            assert!(
+                matches!(nothing, Err(EngineError::NothingToResume { .. })),
+                "{nothing:?}"
+            );
             t
         },
     )
@@ -279,13 +287,26 @@ async fn pause_turns_auto_sync_off_first_and_resume_sync_restores_it_exactly() {
                 }
             );
 
-            // resume-sync puts back exactly what was there.
+            // `/rollback resume-sync payment-api`: one authorised approver,
+            // and it puts back exactly what was there.
+            assert_eq!(
+                commands::parse("resume-sync payment-api", &["payment-api"]),
+                Ok(Command::ResumeSync {
+                    service: "payment-api".into()
+                })
+            );
             let service = ServiceName::parse("payment-api").unwrap();
-            let resumed = pause_hooks(&t.config.services(), &w.kube)[&service]
-                .resume(&service)
+            let refused = t.engine.resume_sync(&service, &user("slack:UMALLORY")).await;
+            assert!(
+                matches!(refused, Err(EngineError::ResumeNotAllowed { .. })),
+                "{refused:?}"
+            );
+            let resumed = t
+                .engine
+                .resume_sync(&service, &user("slack:UBOB"))
                 .await
                 .unwrap()
-                .unwrap();
+                .join("; ");
             assert!(resumed.contains("resumed Argo CD application argocd/payments"), "{resumed}");
             let app = w.owner(Kind::Application, "argocd", "payments");
             assert_eq!(app["spec"]["syncPolicy"], before);

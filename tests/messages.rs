@@ -206,6 +206,9 @@ fn other_notes() -> Vec<ThreadNote> {
             }],
         },
         ThreadNote::DrillChecksSkipped,
+        ThreadNote::Reverted {
+            reason: MOVED.into(),
+        },
         ThreadNote::Resolved { check: None },
     ]
 }
@@ -282,6 +285,26 @@ fn replies(p: &Proposal) -> Vec<Reply> {
         },
         Reply::Cancelled {
             id: "RB-7K3M9Q".into(),
+        },
+        Reply::SyncResumed {
+            service: "payment-api".into(),
+            restored: vec![MOVED.into()],
+        },
+        Reply::Refused {
+            error: rollbot::chat::reply::UserError::ResumeNotAllowed {
+                service: ServiceName::parse("payment-api").unwrap(),
+            },
+        },
+        Reply::Refused {
+            error: rollbot::chat::reply::UserError::NothingToResume {
+                service: ServiceName::parse("payment-api").unwrap(),
+            },
+        },
+        Reply::Refused {
+            error: rollbot::chat::reply::UserError::ResumeSync {
+                service: ServiceName::parse("payment-api").unwrap(),
+                error: ExecError::new(ExecErrorKind::Forbidden, MOVED),
+            },
         },
         Reply::Proposals {
             title: "list",

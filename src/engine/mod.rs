@@ -96,6 +96,18 @@ pub enum EngineError {
         existing: ProposalId,
         state: State,
     },
+    #[error("only an authorised approver of {service} can resume its GitOps sync")]
+    ResumeNotAllowed { service: ServiceName },
+    #[error(
+        "{service} pauses no GitOps sync (its policy is not gitops = \"pause\"); nothing was changed"
+    )]
+    NothingToResume { service: ServiceName },
+    #[error("cannot resume the GitOps sync of {service}: {source}")]
+    ResumeSync {
+        service: ServiceName,
+        #[source]
+        source: ExecError,
+    },
 }
 
 /// A request to rehearse a service's rollback on a copy of its workload.
@@ -543,6 +555,7 @@ fn decision_input(alert: Option<&AlertRef>, migrations: bool, now: DateTime<Utc>
 }
 
 mod alerts;
+mod gitops;
 mod proposals;
 mod rollout;
 
