@@ -390,6 +390,7 @@ impl CommandHandler {
             proposer: proposer.clone(),
             reason: cmd.reason.clone(),
             to_revision: cmd.to_revision,
+            image: None,
             alert: None,
             channel: Some(cmd.channel()),
         };
@@ -584,6 +585,7 @@ mod tests {
             },
             warnings: vec![],
             migrations: false,
+            blockers: vec![],
             guard: serde_json::Value::Null,
         };
         Engine::new(

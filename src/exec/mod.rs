@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use crate::domain::{ContainerImage, Plan, ProposalId, RevisionInfo};
-use crate::ports::{ExecError, ExecErrorKind, ExecOutcome, Executor, Standing};
+use crate::ports::{ExecError, ExecErrorKind, ExecOutcome, Executor, PlanRequest, Standing};
 use kubernetes::drill::{DrillError, Drills};
 use kubernetes::{DrillTarget, KubeError, KubeExecutor, KubePlan, KubernetesConfig, Outcome};
 pub use router::Executors;
@@ -221,9 +221,20 @@ fn exec_error(e: KubeError) -> ExecError {
 
 #[async_trait]
 impl Executor for KubeRollback {
-    async fn plan(&self, target: &Target, to_revision: Option<u64>) -> Result<Plan, ExecError> {
+    async fn plan(&self, target: &Target, request: &PlanRequest) -> Result<Plan, ExecError> {
         let (kube, workload) = self.route(target)?;
-        let mut plan = kube.plan(workload, to_revision).await.map_err(exec_error)?;
+        if let Some(image) = &request.image {
+            return Err(ExecError::new(
+                ExecErrorKind::Unsupported,
+                format!(
+                    "a Kubernetes rollback restores a recorded revision, not an image ({image}); use --to-revision N with a revision from `/rollback history`, or leave both out to roll back to the previous revision"
+                ),
+            ));
+        }
+        let mut plan = kube
+            .plan(workload, request.to_revision)
+            .await
+            .map_err(exec_error)?;
         if matches!(target, Target::Drill(_)) {
             // A drill's copy has no GitOps owner to pause or to fear.
             plan.gitops = None;
@@ -241,6 +252,7 @@ impl Executor for KubeRollback {
             target: revision(&plan.rollback_to),
             warnings,
             migrations: false,
+            blockers: vec![],
             guard,
         })
     }
