@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rollbot::chat::commands::{self, Command};
-use rollbot::domain::{EventKind, ServiceName, State, Step};
-use rollbot::engine::EngineError;
+use rollbot::domain::{EventKind, Refusal, ServiceName, State, Step};
+use rollbot::engine::{EngineError, VoteReply};
 use rollbot::exec::KubeRollback;
 use rollbot::exec::kubernetes::KubeExecutor;
 use rollbot::exec::kubernetes::gitops::{SAVED_ANNOTATION, pause_hooks};
@@ -398,6 +398,39 @@ async fn pause_suspends_a_flux_kustomization_and_resume_sync_unsuspends_it() {
             let ks = w.owner(Kind::Kustomization, "flux-system", "apps");
             assert!(ks["spec"].get("suspend").is_none(), "as before: {ks}");
             assert!(ks["metadata"]["annotations"][SAVED_ANNOTATION].is_null());
+            t
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuse_makes_approval_impossible_and_says_why() {
+    let w = &world().await;
+    run_test_in(
+        || w.tester("refuse"),
+        |t| async move {
+            let p = t.propose_for("payment-api", "slack:UALICE").await.unwrap();
+            assert_eq!(p.plan.blockers.len(), 1, "{:?}", p.plan.blockers);
+            let reason = &p.plan.blockers[0];
+            assert!(
+                reason.starts_with("Argo CD application argocd/payments would revert this rollback, and this service's gitops policy is \"refuse\""),
+                "{reason}"
+            );
+            for who in ["slack:UBOB", "slack:UCAROL"] {
+                assert_eq!(
+                    t.approve(&p.id, who).await,
+                    VoteReply::Refused(Refusal::Blocked {
+                        reasons: p.plan.blockers.clone()
+                    })
+                );
+                t.expect_told(who, "vote_refused");
+            }
+            t.settle().await;
+            t.proposal(&p.id).expect_state(State::Proposed);
+            assert_eq!(w.image("payment-api"), "payment-api:v1.3.0");
+            assert!(patched_paths(w).is_empty(), "{:?}", patched_paths(w));
+            t.expect_posted(&p.id);
             t
         },
     )

@@ -244,6 +244,12 @@ impl Executor for KubeRollback {
             .as_ref()
             .map(kubernetes::gitops::warnings)
             .unwrap_or_default();
+        let blockers = match &plan.gitops {
+            Some(o) if request.refuse_gitops => {
+                kubernetes::gitops::blocker(o).into_iter().collect()
+            }
+            _ => vec![],
+        };
         let guard = serde_json::to_value(&plan)
             .map_err(|e| ExecError::new(ExecErrorKind::Other, e.to_string()))?;
         Ok(Plan {
@@ -252,7 +258,7 @@ impl Executor for KubeRollback {
             target: revision(&plan.rollback_to),
             warnings,
             migrations: false,
-            blockers: vec![],
+            blockers,
             guard,
         })
     }

@@ -212,6 +212,9 @@ pub struct PlanRequest {
     /// `--image REF`: roll to this image rather than to a recorded
     /// revision (for targets that run one image, such as Swarm services).
     pub image: Option<String>,
+    /// The service's policy is `gitops = "refuse"`: an owner (Argo CD,
+    /// Flux) that would revert the rollback is one of the plan's blockers.
+    pub refuse_gitops: bool,
 }
 
 impl PlanRequest {
