@@ -37,3 +37,45 @@ impl GitOpsPolicy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SERVICE: &str = r#"
+        [services.payment-api]
+        approvers = ["slack:UALICE"]
+        GITOPS
+        [services.payment-api.TARGET]
+    "#;
+
+    fn parse(gitops: &str, target: &str) -> Result<Config, Vec<Problem>> {
+        let table = match target {
+            "kubernetes" => "kubernetes]\nnamespace = \"production\"\nname = \"api\"",
+            _ => "custom]\nkind = \"nomad\"",
+        };
+        Config::parse(&SERVICE.replace("GITOPS", gitops).replace("TARGET]", table))
+    }
+
+    #[test]
+    fn the_policy_defaults_to_warn_and_applies_to_kubernetes_only() {
+        let c = parse("", "kubernetes").unwrap();
+        let name = ServiceName::parse("payment-api").unwrap();
+        assert_eq!(c.services()[&name].gitops, GitOpsPolicy::Warn);
+        let c = parse("gitops = \"pause\"", "kubernetes").unwrap();
+        assert_eq!(c.services()[&name].gitops, GitOpsPolicy::Pause);
+        let problems = parse("gitops = \"refuse\"", "custom").unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].path, "services.payment-api.gitops");
+        assert!(
+            problems[0].message.contains("targets nomad"),
+            "{problems:?}"
+        );
+        let problems = parse("gitops = \"ignore\"", "kubernetes").unwrap_err();
+        assert!(
+            problems[0].path.contains("gitops")
+                && problems[0].message.contains("`warn`, `pause`, `refuse`"),
+            "{problems:?}"
+        );
+    }
+}
