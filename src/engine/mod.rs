@@ -22,7 +22,8 @@
 //!   withdrawals and cancels;
 //! - `rollout`: the approved proposal's rollout, step by step, and its
 //!   resumption after a restart;
-//! - `alerts`: alert ingestion (dedup, joins, parking, resolution).
+//! - `alerts`: alert ingestion (dedup, joins, parking, resolution);
+//! - `gitops`: `/rollback resume-sync`, resuming a paused GitOps sync.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
