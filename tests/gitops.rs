@@ -13,12 +13,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rollbot::chat::commands::{self, Command};
+use rollbot::chat::handler::{CommandHandler, CommandInput};
+use rollbot::chat::reply::{Reply, UserError};
+use rollbot::chat::router::ChatRouter;
 use rollbot::domain::{EventKind, Refusal, ServiceName, State, Step};
 use rollbot::engine::{EngineError, VoteReply};
 use rollbot::exec::KubeRollback;
 use rollbot::exec::kubernetes::KubeExecutor;
-use rollbot::exec::kubernetes::gitops::{SAVED_ANNOTATION, pause_hooks};
+use rollbot::exec::kubernetes::gitops::{Owner, OwnerKind, SAVED_ANNOTATION, pause, pause_hooks};
 use rollbot::ports::{CheckResult, Hooks, ThreadNote, Verdict};
 use rollbot::sim::Kind;
 use rollbot::sim::seed::Seed;
@@ -287,30 +289,58 @@ async fn pause_turns_auto_sync_off_first_and_resume_sync_restores_it_exactly() {
                 }
             );
 
+            // The step run again (after a restart) keeps the first saved policy.
+            let owner = Owner {
+                kind: OwnerKind::ArgoApplication,
+                namespace: "argocd".into(),
+                name: "payments".into(),
+            };
+            let again = pause(&w.kube.client(), &owner).await.unwrap();
+            assert!(again.contains("already paused by rollbot"), "{again}");
+            let app = w.owner(Kind::Application, "argocd", "payments");
+            assert_eq!(
+                app["metadata"]["annotations"][SAVED_ANNOTATION].as_str(),
+                Some(before.to_string().as_str())
+            );
+
             // `/rollback resume-sync payment-api`: one authorised approver,
             // and it puts back exactly what was there.
-            assert_eq!(
-                commands::parse("resume-sync payment-api", &["payment-api"]),
-                Ok(Command::ResumeSync {
-                    service: "payment-api".into()
-                })
-            );
-            let service = ServiceName::parse("payment-api").unwrap();
-            let refused = t.engine.resume_sync(&service, &user("slack:UMALLORY")).await;
+            let handler = CommandHandler::new(t.engine.clone(), Arc::new(ChatRouter::new()));
+            let typed = |who: &str| CommandInput {
+                platform: "slack".into(),
+                channel: "C0INCIDENT".into(),
+                user: user(who),
+                text: "resume-sync payment-api".into(),
+                key: format!("trigger-{who}"),
+                locale: None,
+            };
+            let refused = handler.command(typed("slack:UMALLORY")).await.unwrap();
             assert!(
-                matches!(refused, Err(EngineError::ResumeNotAllowed { .. })),
+                matches!(
+                    refused.reply,
+                    Reply::Refused {
+                        error: UserError::ResumeNotAllowed { .. }
+                    }
+                ),
                 "{refused:?}"
             );
-            let resumed = t
-                .engine
-                .resume_sync(&service, &user("slack:UBOB"))
-                .await
-                .unwrap()
-                .join("; ");
-            assert!(resumed.contains("resumed Argo CD application argocd/payments"), "{resumed}");
+            let answer = handler.command(typed("slack:UBOB")).await.unwrap();
+            let Reply::SyncResumed { restored, .. } = answer.reply else {
+                panic!("{answer:?}")
+            };
+            let resumed = restored.join("; ");
+            assert!(
+                resumed.contains("resumed Argo CD application argocd/payments"),
+                "{resumed}"
+            );
             let app = w.owner(Kind::Application, "argocd", "payments");
             assert_eq!(app["spec"]["syncPolicy"], before);
             assert!(app["metadata"]["annotations"][SAVED_ANNOTATION].is_null());
+            // Who resumed it is on the proposal's timeline.
+            assert!(t.proposal(&p.id).timeline.iter().any(|e| matches!(
+                &e.kind,
+                EventKind::Note { text } if text.starts_with("slack:UBOB resumed the GitOps sync")
+            )));
             t
         },
     )
