@@ -277,6 +277,7 @@ async fn pause_turns_auto_sync_off_first_and_resume_sync_restores_it_exactly() {
                     "progress",
                     "progress",
                     "execution_finished",
+                    "gitops_paused",
                     "verification",
                     "resolved",
                     "report",
@@ -286,6 +287,17 @@ async fn pause_turns_auto_sync_off_first_and_resume_sync_restores_it_exactly() {
                 notes[1],
                 ThreadNote::Progress {
                     line: detail.clone()
+                }
+            );
+            // After the rollback: what stays paused, what to revert, how to resume.
+            assert_eq!(
+                notes[4],
+                ThreadNote::GitopsPaused {
+                    owner: "Argo CD application argocd/payments".into(),
+                    workload: "deployment production/payment-api".into(),
+                    version: "payment-api:v1.2.0".into(),
+                    git: "https://git.example.com/platform/deploy.git, path apps/payments, revision main".into(),
+                    rolled_back: true,
                 }
             );
 
@@ -414,6 +426,7 @@ async fn pause_suspends_a_flux_kustomization_and_resume_sync_unsuspends_it() {
                     "progress",
                     "progress",
                     "execution_finished",
+                    "gitops_paused",
                     "verification",
                     "resolved",
                     "report",

@@ -211,6 +211,20 @@ fn other_notes() -> Vec<ThreadNote> {
         ThreadNote::Reverted {
             reason: MOVED.into(),
         },
+        ThreadNote::GitopsPaused {
+            owner: "Argo CD application argocd/payments".into(),
+            workload: "deployment production/prod-payment-deploy".into(),
+            version: "payment-api:v1.2.0".into(),
+            git: "https://git.example.com/deploy.git, path apps/payments".into(),
+            rolled_back: true,
+        },
+        ThreadNote::GitopsPaused {
+            owner: "Argo CD application argocd/payments".into(),
+            workload: "deployment production/prod-payment-deploy".into(),
+            version: "payment-api:v1.2.0".into(),
+            git: "https://git.example.com/deploy.git, path apps/payments".into(),
+            rolled_back: false,
+        },
         ThreadNote::Resolved { check: None },
     ]
 }

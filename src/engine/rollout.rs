@@ -497,6 +497,7 @@ impl Engine {
             Step::Rollback => {
                 let p = self.step_started(&p, step).await?;
                 let p = self.rollback_step(p, follow_only).await?;
+                self.remind(&p).await?;
                 Ok((p.state == State::RolledBack).then_some(p))
             }
             Step::Verify => {
@@ -513,6 +514,19 @@ impl Engine {
                 Ok(None)
             }
         }
+    }
+
+    /// Posts what the steps before the rollback left in place on purpose
+    /// (a paused GitOps sync) and what people do about it, once the
+    /// rollback step has ended, however it ended.
+    async fn remind(&self, p: &Proposal) -> Result<(), EngineError> {
+        let rolled_back = p.state == State::RolledBack;
+        for hook in self.hooks_of(&p.service).before {
+            if let Some(note) = hook.reminder(&p.service, &p.plan, rolled_back) {
+                self.post_thread(p, note).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Records that `step` began.

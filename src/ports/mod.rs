@@ -76,6 +76,21 @@ pub enum ThreadNote {
     Reverted {
         reason: String,
     },
+    /// A GitOps owner stays paused after the rollback step (the `pause`
+    /// policy): what to revert in git, and the command that resumes it.
+    GitopsPaused {
+        /// e.g. `Argo CD application argocd/payments`.
+        owner: String,
+        /// e.g. `deployment production/payment-api`.
+        workload: String,
+        /// The images rolled back to, e.g. `payment-api:v1.2.0`.
+        version: String,
+        /// Where git's state comes from (repository, path, revision).
+        git: String,
+        /// The rollback was applied (else it failed or was superseded,
+        /// and there is nothing to revert in git).
+        rolled_back: bool,
+    },
     /// A drill's rollback is done; its checks were not run, since they
     /// measure production, which a drill does not change.
     DrillChecksSkipped,
@@ -346,6 +361,18 @@ pub trait Hook: Send + Sync {
     /// (a paused GitOps sync), for `/rollback resume-sync`; returns what
     /// was restored. `None`: this hook leaves nothing to resume.
     async fn resume(&self, _service: &ServiceName) -> Option<Result<String, ExecError>> {
+        None
+    }
+
+    /// What this hook left in place on purpose for the rollback of `plan`
+    /// and what people do about it, posted once the rollback step ended
+    /// (`rolled_back`: it was applied). `None`: nothing to say.
+    fn reminder(
+        &self,
+        _service: &ServiceName,
+        _plan: &Plan,
+        _rolled_back: bool,
+    ) -> Option<ThreadNote> {
         None
     }
 }

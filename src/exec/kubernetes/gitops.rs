@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 
 use super::{KubeExecutor, KubePlan, KubeTarget, KubernetesConfig, to_json};
 use crate::domain::{Plan, ServiceName};
-use crate::ports::{ExecError, ExecErrorKind, Hook};
+use crate::ports::{ExecError, ExecErrorKind, Hook, ThreadNote};
 
 /// Argo CD's tracking annotation (`<app>:<group>/<kind>:<ns>/<name>`).
 pub const TRACKING_ID: &str = "argocd.argoproj.io/tracking-id";
@@ -197,12 +197,15 @@ impl Ownership {
     }
 
     /// Where the change has to be reverted for good.
-    fn git(&self) -> String {
-        let source = match &self.state {
+    fn source(&self) -> Option<String> {
+        match &self.state {
             OwnerState::Argo { source, .. } | OwnerState::Flux { source, .. } => source.clone(),
             OwnerState::Unread { .. } => None,
-        };
-        match source {
+        }
+    }
+
+    fn git(&self) -> String {
+        match self.source() {
             Some(s) => format!("in git ({s})"),
             None => format!("in the git repository {} syncs from", self.owner),
         }
@@ -616,6 +619,26 @@ impl Hook for GitOpsPause {
 
     async fn resume(&self, _service: &ServiceName) -> Option<Result<String, ExecError>> {
         Some(self.resume_owner().await)
+    }
+
+    fn reminder(
+        &self,
+        _service: &ServiceName,
+        plan: &Plan,
+        rolled_back: bool,
+    ) -> Option<ThreadNote> {
+        let kube_plan: KubePlan = serde_json::from_value(plan.guard.clone()).ok()?;
+        let ownership = kube_plan.gitops?;
+        let images: Vec<String> = plan.target.images.iter().map(|i| i.image.clone()).collect();
+        Some(ThreadNote::GitopsPaused {
+            owner: ownership.owner.to_string(),
+            workload: plan.workload.clone(),
+            version: images.join(", "),
+            git: ownership
+                .source()
+                .unwrap_or_else(|| format!("the repository {} syncs from", ownership.owner)),
+            rolled_back,
+        })
     }
 }
 
