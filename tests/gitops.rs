@@ -23,7 +23,7 @@ use rollbot::exec::kubernetes::KubeExecutor;
 use rollbot::exec::kubernetes::gitops::{Owner, OwnerKind, SAVED_ANNOTATION, pause, pause_hooks};
 use rollbot::ports::{CheckResult, Hooks, ThreadNote, Verdict};
 use rollbot::sim::Kind;
-use rollbot::sim::seed::Seed;
+use rollbot::sim::seed::{ForbidRule, Seed};
 use serde_json::{Value, json};
 use support::*;
 
@@ -57,8 +57,22 @@ struct World {
 }
 
 async fn world() -> World {
+    world_with(&[]).await
+}
+
+/// The world with rollbot's service account refused `verbs` on Argo CD
+/// Applications, as without the optional RBAC of deploy/gitops/.
+async fn world_with(forbidden: &[&str]) -> World {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sim/gitops.yaml");
-    let sim = support_sim::start(Seed::from_file(&path).unwrap()).await;
+    let mut seed = Seed::from_file(&path).unwrap();
+    for verb in forbidden {
+        seed.forbid.push(ForbidRule {
+            verb: (*verb).into(),
+            resource: "applications".into(),
+            namespace: None,
+        });
+    }
+    let sim = support_sim::start(seed).await;
     let kube = KubeExecutor::for_url(&sim.handle.url()).unwrap();
     World { sim, kube }
 }
@@ -474,6 +488,44 @@ async fn refuse_makes_approval_impossible_and_says_why() {
             assert_eq!(w.image("payment-api"), "payment-api:v1.3.0");
             assert!(patched_paths(w).is_empty(), "{:?}", patched_paths(w));
             t.expect_posted(&p.id);
+            t
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_gitops_rbac_the_proposal_says_so_and_pause_rolls_nothing_back() {
+    let w = &world_with(&["get", "patch"]).await;
+    run_test_in(
+        || w.tester("pause"),
+        |t| async move {
+            let p = t.propose_for("payment-api", "slack:UALICE").await.unwrap();
+            let warning = &p.plan.warnings[0];
+            assert!(
+                warning.starts_with("This workload is managed by Argo CD application argocd/payments (found by annotation argocd.argoproj.io/tracking-id), which rollbot could not read: rollbot may not get applications.argoproj.io in namespace argocd"),
+                "{warning}"
+            );
+            assert!(warning.contains("deploy/gitops/"), "{warning}");
+            t.approve(&p.id, "slack:UBOB").await;
+            t.approve(&p.id, "slack:UCAROL").await;
+            t.settle().await;
+            // The owner could not be paused, so nothing was rolled back.
+            t.proposal(&p.id).expect_state(State::Failed);
+            assert!(patched_paths(w).is_empty(), "{:?}", patched_paths(w));
+            assert_eq!(w.image("payment-api"), "payment-api:v1.3.0");
+            t.expect_posted(&p.id);
+            let notes = t.expect_threads(
+                &p.id,
+                &["execution_started", "execution_failed"],
+            );
+            let ThreadNote::ExecutionFailed { error } = &notes[1] else {
+                unreachable!()
+            };
+            assert!(
+                error.message.contains("Nothing was rolled back, since Argo CD application argocd/payments would revert it"),
+                "{error:?}"
+            );
             t
         },
     )
