@@ -133,6 +133,7 @@ impl App {
             );
         }
         engine.set_dedup_retention(config.store.dedup_retention());
+        engine.set_drill_schedules(config.drill_schedules());
         let mut slack_routes = None;
         let mut background = Vec::new();
         let mut connection = None;

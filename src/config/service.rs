@@ -83,6 +83,8 @@ pub struct ServiceConfig {
     /// What to do about an Argo CD or Flux owner of the workload.
     #[serde(default)]
     pub gitops: GitOpsPolicy,
+    /// Scheduled rollback drills; none without it.
+    pub drill: Option<DrillConfig>,
 }
 
 impl ServiceConfig {
@@ -152,6 +154,9 @@ impl ServiceConfig {
         }
         if let Some(v) = &self.verify {
             v.validate(&key("verify"), config.prometheus.is_some(), problems);
+        }
+        if let Some(d) = &self.drill {
+            d.validate(&key("drill"), problems);
         }
         match self.targets().as_slice() {
             [] => problems.push(Problem::new(

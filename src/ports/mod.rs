@@ -94,6 +94,16 @@ pub enum ThreadNote {
     /// A drill's rollback is done; its checks were not run, since they
     /// measure production, which a drill does not change.
     DrillChecksSkipped,
+    /// A drill opened by its schedule (`[services.NAME.drill]`): the people
+    /// asked to take part, and whether it runs late, because rollbot was
+    /// not running at `slot`, its scheduled time.
+    ScheduledDrill {
+        schedule: String,
+        timezone: String,
+        slot: DateTime<Utc>,
+        late: bool,
+        notify: Vec<UserId>,
+    },
     /// The incident is over (the alert cleared, or a manual proposal passed
     /// verification): the resolved notice, with the current value of the
     /// first verification check when there is one.
