@@ -122,6 +122,16 @@ impl App {
             clock: Arc::new(SystemClock),
         };
         let engine = Engine::new(store, config.services(), ports);
+        // GitOps pause goes first among the steps before a rollback.
+        for (service, pause) in crate::exec::gitops_pause_hooks(config).await? {
+            engine.set_hooks(
+                service,
+                crate::ports::Hooks {
+                    before: vec![pause],
+                    after: vec![],
+                },
+            );
+        }
         engine.set_dedup_retention(config.store.dedup_retention());
         engine.set_drill_schedules(config.drill_schedules());
         let mut slack_routes = None;

@@ -82,6 +82,9 @@ pub struct ServiceConfig {
     pub custom: Option<CustomTarget>,
     /// Recovery checks; without them verification is "not configured".
     pub verify: Option<VerifyConfig>,
+    /// What to do about an Argo CD or Flux owner of the workload.
+    #[serde(default)]
+    pub gitops: GitOpsPolicy,
     /// Scheduled rollback drills; none without it.
     pub drill: Option<DrillConfig>,
 }
@@ -187,6 +190,8 @@ impl ServiceConfig {
         if let Some(s) = &self.swarm {
             super::swarm::validate(s, &key(SWARM), problems);
         }
+        self.gitops
+            .validate(&key("gitops"), self.target().as_ref(), problems);
     }
 
     /// The service's one target; `None` when it has none or several
