@@ -10,10 +10,15 @@ if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
 
 # Debian packages the tests run for real.
 apt_packages=()
-# tests/verify_prometheus.rs runs a real Prometheus.
-if [ ! -x /usr/bin/prometheus ]; then apt_packages+=(prometheus); fi
+# tests/verify_prometheus.rs and tests/monitoring.rs run a real Prometheus;
+# tests/monitoring.rs runs promtool (same package) on deploy/monitoring/.
+if [ ! -x /usr/bin/prometheus ] || [ ! -x /usr/bin/promtool ]; then apt_packages+=(prometheus); fi
 # tests/alertmanager_real.rs runs a real Alertmanager.
 if [ ! -x /usr/bin/prometheus-alertmanager ]; then apt_packages+=(prometheus-alertmanager); fi
+# tests/swarm.rs runs a real dockerd (a private one, in Swarm mode) with a
+# local image made from busybox.
+if [ ! -x /usr/sbin/dockerd ]; then apt_packages+=(docker.io); fi
+if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then apt_packages+=(busybox-static); fi
 if ((${#apt_packages[@]})); then
   echo "==> installing: ${apt_packages[*]}"
   "${sudo_cmd[@]}" apt-get update

@@ -23,7 +23,7 @@ use crate::chat::slack::{ConnectPolicy, Connection, Slack};
 use crate::config::{Config, Problem};
 use crate::domain::SystemClock;
 use crate::engine::{Engine, Ports};
-use crate::exec::{Executors, KUBERNETES, KubeRollback};
+use crate::exec::{Executors, KUBERNETES, KubeRollback, SWARM, SwarmRollback};
 use crate::http::{self, AppState, ChatStatus};
 use crate::outbox::RetryPolicy;
 use crate::ports::Chat;
@@ -131,7 +131,18 @@ impl App {
             clock: Arc::new(SystemClock),
         };
         let engine = Engine::new(store, config.services(), ports);
+        // GitOps pause goes first among the steps before a rollback.
+        for (service, pause) in crate::exec::gitops_pause_hooks(config).await? {
+            engine.set_hooks(
+                service,
+                crate::ports::Hooks {
+                    before: vec![pause],
+                    after: vec![],
+                },
+            );
+        }
         engine.set_dedup_retention(config.store.dedup_retention());
+        engine.set_drill_schedules(config.drill_schedules());
         let mut slack_routes = None;
         let mut background = Vec::new();
         let mut connection = None;
@@ -206,6 +217,7 @@ impl App {
             webhooks: Arc::new(webhooks),
             chat: chat_status,
             api_token,
+            targets: Arc::new(crate::exec::swarm::probes(&config.services())),
             ..AppState::new(engine.clone(), ready)
         };
         let (stopping, mut stop) = watch::channel(false);
@@ -326,7 +338,7 @@ impl App {
 }
 
 /// The target kinds `rollbot serve` has executors for.
-pub const SERVED_KINDS: &[&str] = &[KUBERNETES];
+pub const SERVED_KINDS: &[&str] = &[KUBERNETES, SWARM];
 
 /// The services whose target kind `rollbot serve` has no executor for, as
 /// problems of the target's table (`rollbot check-config` reports them).
@@ -369,6 +381,11 @@ async fn executors(config: &Config) -> anyhow::Result<Executors> {
             .await
             .context("connecting to Kubernetes")?;
         executors = executors.register(KUBERNETES, Arc::new(kube));
+    }
+    if kinds.contains(SWARM) {
+        // Nothing to connect yet: each target names its own Docker endpoint,
+        // reached per call (`/readyz` and `check-config` say if it answers).
+        executors = executors.register(SWARM, Arc::new(SwarmRollback::default()));
     }
     Ok(executors)
 }

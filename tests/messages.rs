@@ -18,6 +18,7 @@ use regex::Regex;
 use rollbot::chat::commands::CommandError;
 use rollbot::chat::console::ConsoleChat;
 use rollbot::chat::slack::render::{self, Emoji, Reply, Summary};
+use rollbot::chat::stats::Stats;
 use rollbot::config::LOCALES;
 use rollbot::domain::decision::Finding;
 use rollbot::domain::{
@@ -208,7 +209,31 @@ fn other_notes() -> Vec<ThreadNote> {
             }],
         },
         ThreadNote::DrillChecksSkipped,
+        ThreadNote::Reverted {
+            reason: MOVED.into(),
+        },
+        ThreadNote::GitopsPaused {
+            owner: "Argo CD application argocd/payments".into(),
+            workload: "deployment production/prod-payment-deploy".into(),
+            version: "payment-api:v1.2.0".into(),
+            git: "https://git.example.com/deploy.git, path apps/payments".into(),
+            rolled_back: true,
+        },
+        ThreadNote::GitopsPaused {
+            owner: "Argo CD application argocd/payments".into(),
+            workload: "deployment production/prod-payment-deploy".into(),
+            version: "payment-api:v1.2.0".into(),
+            git: "https://git.example.com/deploy.git, path apps/payments".into(),
+            rolled_back: false,
+        },
         ThreadNote::Resolved { check: None },
+        ThreadNote::ScheduledDrill {
+            schedule: "0 2 * * 1".into(),
+            timezone: "Asia/Tokyo".into(),
+            slot: Utc.with_ymd_and_hms(2025, 3, 16, 17, 0, 0).unwrap(),
+            late: true,
+            notify: vec![user("slack:UBOB"), user("slack:UCAROL")],
+        },
     ]
 }
 
@@ -285,6 +310,26 @@ fn replies(p: &Proposal) -> Vec<Reply> {
         Reply::Cancelled {
             id: "RB-7K3M9Q".into(),
         },
+        Reply::SyncResumed {
+            service: "payment-api".into(),
+            restored: vec![MOVED.into()],
+        },
+        Reply::Refused {
+            error: rollbot::chat::reply::UserError::ResumeNotAllowed {
+                service: ServiceName::parse("payment-api").unwrap(),
+            },
+        },
+        Reply::Refused {
+            error: rollbot::chat::reply::UserError::NothingToResume {
+                service: ServiceName::parse("payment-api").unwrap(),
+            },
+        },
+        Reply::Refused {
+            error: rollbot::chat::reply::UserError::ResumeSync {
+                service: ServiceName::parse("payment-api").unwrap(),
+                error: ExecError::new(ExecErrorKind::Forbidden, MOVED),
+            },
+        },
         Reply::Proposals {
             title: "list",
             service: None,
@@ -305,6 +350,49 @@ fn replies(p: &Proposal) -> Vec<Reply> {
             service: None,
             items: vec![],
         },
+        Reply::Stats {
+            stats: Stats {
+                service: Some("payment-api".into()),
+                days: 30,
+                proposals: 4,
+                rollbacks: 3,
+                failed: 1,
+                verification_failed: 1,
+                rejected: 1,
+                expired: 0,
+                mttr_median: Some(1500),
+                mttr_p90: Some(3960),
+                decision_median: Some(300),
+                decision_p90: Some(720),
+                drills: 4,
+                drills_expired: 1,
+                drill_decision_median: Some(240),
+                drill_mitigate_median: Some(420),
+            },
+        },
+        Reply::Stats {
+            stats: Stats {
+                service: None,
+                days: 7,
+                proposals: 0,
+                rollbacks: 0,
+                failed: 0,
+                verification_failed: 0,
+                rejected: 0,
+                expired: 0,
+                mttr_median: None,
+                mttr_p90: None,
+                decision_median: None,
+                decision_p90: None,
+                drills: 0,
+                drills_expired: 0,
+                drill_decision_median: None,
+                drill_mitigate_median: None,
+            },
+        },
+        error(CommandError::BadStats {
+            word: "--weeks".into(),
+        }),
     ]
 }
 

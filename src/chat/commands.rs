@@ -1,12 +1,15 @@
 //! The `/rollback` command language, shared by every chat platform.
 //!
 //! ```text
-//! /rollback SERVICE [--to-revision N] [reason…]   propose a rollback
+//! /rollback SERVICE [--to-revision N | --image IMAGE] [reason…]
+//!                                                 propose a rollback
 //! /rollback status [ID]                           one proposal, or the open ones
 //! /rollback list                                  open proposals
 //! /rollback history SERVICE                       recent proposals of a service
 //! /rollback cancel ID                             cancel a proposal still waiting for votes
 //! /rollback drill SERVICE [reason…]               rehearse a rollback on a copy (DRILL)
+//! /rollback resume-sync SERVICE                   resume the GitOps sync a rollback paused
+//! /rollback stats [SERVICE] [--days N]            rollbacks, MTTR, decisions, drills (N days, 30)
 //! /rollback help                                  usage
 //! ```
 //!
@@ -20,19 +23,37 @@ use serde::Serialize;
 use crate::domain::ProposalId;
 
 /// The verbs, in the order `help` lists them.
-pub const VERBS: &[&str] = &["status", "list", "history", "cancel", "drill", "help"];
+pub const VERBS: &[&str] = &[
+    "status",
+    "list",
+    "history",
+    "cancel",
+    "drill",
+    "stats",
+    "resume-sync",
+    "help",
+];
 
-/// The only flag: roll back to a specific revision instead of the previous one.
+/// The window of `/rollback stats` without `--days`, and the longest one.
+pub const STATS_DAYS: u32 = 30;
+pub const STATS_MAX_DAYS: u32 = 366;
+
+/// Roll back to a specific revision instead of the previous one.
 pub const TO_REVISION: &str = "--to-revision";
+
+/// Roll to a named image (targets that run one image, e.g. Swarm services).
+pub const IMAGE: &str = "--image";
 
 /// A well-formed `/rollback` command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "verb", rename_all = "snake_case")]
 pub enum Command {
-    /// `/rollback SERVICE [--to-revision N] [reason…]`
+    /// `/rollback SERVICE [--to-revision N | --image IMAGE] [reason…]`
     Propose {
         service: String,
         to_revision: Option<u64>,
+        /// `--image IMAGE`: the image to roll to, e.g. `app:v1.2.9`.
+        image: Option<String>,
         reason: String,
     },
     /// `/rollback status [ID]`; without an id, the open proposals.
@@ -46,8 +67,14 @@ pub enum Command {
     /// `/rollback drill SERVICE [reason…]`: the full flow on a copy of the
     /// service's workload and history; nothing real is touched.
     Drill { service: String, reason: String },
+    /// `/rollback resume-sync SERVICE`: restores the Argo CD or Flux sync
+    /// that the rollback's GitOps pause step left paused.
+    ResumeSync { service: String },
     /// `/rollback help` (also an empty `/rollback`)
     Help,
+    /// `/rollback stats [SERVICE] [--days N]`: the numbers teams steer by
+    /// over the last `days` days, for one service or all.
+    Stats { service: Option<String>, days: u32 },
 }
 
 /// A command that could not be understood, with what to type instead.
@@ -63,7 +90,7 @@ pub enum CommandError {
         did_you_mean: Option<String>,
     },
     #[error(
-        "unknown flag {flag:?}{}; the only flag is --to-revision N",
+        "unknown flag {flag:?}{}; the flags are --to-revision N and --image IMAGE",
         suggest(did_you_mean)
     )]
     UnknownFlag {
@@ -72,6 +99,12 @@ pub enum CommandError {
     },
     #[error("--to-revision needs a revision number, e.g. --to-revision 41")]
     MissingRevision,
+    #[error("--image needs an image, e.g. --image app:v1.2.9")]
+    MissingImage,
+    #[error(
+        "--to-revision and --image cannot go together: a revision is for Kubernetes workloads, an image for Swarm services; keep the one for this service"
+    )]
+    RevisionAndImage,
     #[error(
         "`/rollback drill` takes no flags ({flag:?}); a drill rehearses the rollback to the previous revision, e.g. `/rollback drill payment-api`"
     )]
@@ -105,6 +138,10 @@ pub enum CommandError {
         did_you_mean: Option<String>,
         known: String,
     },
+    #[error(
+        "`/rollback stats` takes an optional service name and --days N (1 to {STATS_MAX_DAYS}), not {word:?}; e.g. `/rollback stats payment-api --days 30`"
+    )]
+    BadStats { word: String },
 }
 
 fn suggest(s: &Option<String>) -> String {
@@ -166,6 +203,19 @@ pub fn parse(text: &str, services: &[&str]) -> Result<Command, CommandError> {
                 })
             }
         },
+        "resume-sync" => match rest {
+            [] => Err(missing(
+                "resume-sync",
+                "a service name",
+                services.first().copied().unwrap_or("payment-api"),
+            )),
+            [service, more @ ..] => {
+                no_more("resume-sync", "one service name only", more)?;
+                Ok(Command::ResumeSync {
+                    service: known_service(service, services)?,
+                })
+            }
+        },
         "drill" => match rest {
             [] => Err(missing(
                 "drill",
@@ -184,6 +234,7 @@ pub fn parse(text: &str, services: &[&str]) -> Result<Command, CommandError> {
                 })
             }
         },
+        "stats" => stats(rest, services),
         _ if first.starts_with("--") => Err(CommandError::ServiceFirst {
             flag: first.to_string(),
             example: services
@@ -205,6 +256,7 @@ pub fn parse(text: &str, services: &[&str]) -> Result<Command, CommandError> {
 
 fn propose(service: &str, rest: &[&str]) -> Result<Command, CommandError> {
     let mut to_revision = None;
+    let mut image = None;
     let mut reason = Vec::new();
     let mut words = rest.iter();
     while let Some(&word) = words.next() {
@@ -213,31 +265,91 @@ fn propose(service: &str, rest: &[&str]) -> Result<Command, CommandError> {
                 Some((n, v)) => (n, Some(v)),
                 None => (flag, None),
             };
-            if format!("--{name}") != TO_REVISION {
+            let name = format!("--{name}");
+            let (missing, value) = if name == TO_REVISION {
+                (CommandError::MissingRevision, inline)
+            } else if name == IMAGE {
+                (CommandError::MissingImage, inline)
+            } else {
                 return Err(unknown_flag(word));
-            }
-            let value = match inline {
+            };
+            // A value is the next word unless it is itself a flag.
+            let value = match value {
                 Some(v) => v,
-                None => words.next().copied().ok_or(CommandError::MissingRevision)?,
+                None => match words.clone().next() {
+                    Some(next) if !next.starts_with("--") => {
+                        words.next();
+                        next
+                    }
+                    _ => return Err(missing),
+                },
             };
             if value.is_empty() {
-                return Err(CommandError::MissingRevision);
+                return Err(missing);
             }
-            to_revision = Some(
-                value
-                    .parse::<u64>()
-                    .map_err(|_| CommandError::BadRevision {
-                        value: value.to_string(),
-                    })?,
-            );
+            if name == TO_REVISION {
+                to_revision =
+                    Some(
+                        value
+                            .parse::<u64>()
+                            .map_err(|_| CommandError::BadRevision {
+                                value: value.to_string(),
+                            })?,
+                    );
+            } else {
+                image = Some(value.to_string());
+            }
         } else {
             reason.push(word);
         }
     }
+    if to_revision.is_some() && image.is_some() {
+        return Err(CommandError::RevisionAndImage);
+    }
     Ok(Command::Propose {
         service: service.to_string(),
         to_revision,
+        image,
         reason: reason.join(" "),
+    })
+}
+
+fn stats(rest: &[&str], services: &[&str]) -> Result<Command, CommandError> {
+    let mut service = None;
+    let mut days = None;
+    let mut words = rest.iter();
+    let bad = |word: &str| CommandError::BadStats {
+        word: word.to_string(),
+    };
+    while let Some(&word) = words.next() {
+        if let Some(flag) = word.strip_prefix("--") {
+            let (name, inline) = match flag.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (flag, None),
+            };
+            if name != "days" || days.is_some() {
+                return Err(bad(word));
+            }
+            let value = match inline {
+                Some(v) => v,
+                None => words.next().copied().ok_or_else(|| bad(word))?,
+            };
+            days = Some(
+                value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|d| (1..=STATS_MAX_DAYS).contains(d))
+                    .ok_or_else(|| bad(value))?,
+            );
+        } else if service.is_none() {
+            service = Some(known_service(word, services)?);
+        } else {
+            return Err(bad(word));
+        }
+    }
+    Ok(Command::Stats {
+        service,
+        days: days.unwrap_or(STATS_DAYS),
     })
 }
 
@@ -245,7 +357,7 @@ fn unknown_flag(word: &str) -> CommandError {
     let name = word.split_once('=').map_or(word, |(n, _)| n);
     CommandError::UnknownFlag {
         flag: name.to_string(),
-        did_you_mean: closest(name, [TO_REVISION]),
+        did_you_mean: closest(name, [TO_REVISION, IMAGE]),
     }
 }
 
@@ -355,6 +467,12 @@ mod tests {
             "cancel RB-7K3M9Q",
             "drill payment-api",
             "DRILL search quarterly rehearsal",
+            "stats",
+            "stats payment-api",
+            "stats --days 7",
+            "stats search --days=90",
+            "payment-api --image payment-api:v1.2.9 bad deploy",
+            "payment-api bad deploy --image=registry.example/payment-api@sha256:0a1b",
         ];
         let out: Vec<String> = cases.iter().map(|c| run(c)).collect();
         insta::assert_yaml_snapshot!(out);
@@ -384,6 +502,18 @@ mod tests {
             "dril payment-api",
             "drill paymnet-api",
             "drill payment-api --to-revision 2",
+            "stats paymnet-api",
+            "stats --days",
+            "stats --days 0",
+            "stats --days 1000",
+            "stats --weeks 2",
+            "stats payment-api search",
+            "stats --days 7 --days 8",
+            "payment-api --image",
+            "payment-api --image=",
+            "payment-api --image --to-revision 3",
+            "payment-api --to-revision 3 --image payment-api:v1",
+            "payment-api --imgae payment-api:v1",
         ];
         let out: Vec<String> = cases.iter().map(|c| run(c)).collect();
         insta::assert_yaml_snapshot!(out);

@@ -33,6 +33,7 @@ use crate::domain::{
     MessageRef, Origin, Proposal, ProposalId, ServiceName, UserId, VoteKind, VoteVia,
 };
 use crate::engine::{Engine, EngineError, ProposeRequest};
+use crate::ports::PlanRequest;
 use crate::store::{Claim, StoreError};
 
 /// `/rollback …` as a platform delivered it, authenticated.
@@ -128,6 +129,9 @@ struct PendingCommand {
     service: String,
     origin: Origin,
     to_revision: Option<u64>,
+    /// `--image IMAGE`; absent from entries written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    image: Option<String>,
     reason: String,
 }
 
@@ -255,12 +259,37 @@ impl CommandHandler {
                     self.list("history", Some(service), |p| p.service.as_str() == s),
                 )
             }
+            Command::Stats { service, days } => {
+                let locale = match &service {
+                    Some(s) => self.locale_of(s),
+                    None => locale,
+                };
+                Answer::new(locale, self.stats(service.as_deref(), days))
+            }
             // Quick: done before answering, so the answer is the outcome.
             Command::Cancel { id } => match self.engine.cancel(&id, &input.user).await {
                 Ok(p) => Answer::new(p.locale.clone(), Reply::Cancelled { id: id.to_string() }),
                 Err(EngineError::Store(e)) => return Err(e),
                 Err(e) => Answer::new(locale, Failure::of(&e, "cancelling a proposal").reply()),
             },
+            // Two API calls to the cluster: answered with the outcome.
+            Command::ResumeSync { service } => {
+                let locale = self.locale_of(&service);
+                // The parser accepts configured services only, whose names parsed.
+                let resumed = match ServiceName::parse(&service) {
+                    Ok(name) => self.engine.resume_sync(&name, &input.user).await,
+                    Err(_) => Err(EngineError::UnknownService {
+                        name: service.clone(),
+                        known: String::new(),
+                    }),
+                };
+                let reply = match resumed {
+                    Ok(restored) => Reply::SyncResumed { service, restored },
+                    Err(EngineError::Store(e)) => return Err(e),
+                    Err(e) => Failure::of(&e, "resuming a GitOps sync").reply(),
+                };
+                Answer::new(locale, reply)
+            }
             Command::Drill { service, reason } => {
                 let reason = if reason.is_empty() {
                     "rollback drill".to_string()
@@ -270,28 +299,59 @@ impl CommandHandler {
                 let accepted = Reply::DrillAccepted {
                     service: service.clone(),
                 };
-                self.open(&input, service, Origin::Drill, None, reason, accepted)
-                    .await?
-            }
-            Command::Propose {
-                service,
-                to_revision,
-                reason,
-            } => {
-                let accepted = Reply::Accepted {
-                    service: service.clone(),
-                };
                 self.open(
                     &input,
                     service,
-                    Origin::Command,
-                    to_revision,
+                    Origin::Drill,
+                    PlanRequest::previous(),
                     reason,
                     accepted,
                 )
                 .await?
             }
+            Command::Propose {
+                service,
+                to_revision,
+                image,
+                reason,
+            } => {
+                let accepted = Reply::Accepted {
+                    service: service.clone(),
+                };
+                let request = PlanRequest {
+                    to_revision,
+                    image,
+                    ..PlanRequest::default()
+                };
+                self.open(&input, service, Origin::Command, request, reason, accepted)
+                    .await?
+            }
         })
+    }
+
+    /// `/rollback stats`: read from the stored timelines of the window.
+    fn stats(&self, service: Option<&str>, days: u32) -> Reply {
+        let now = self.engine.now();
+        let since = now - chrono::Duration::days(i64::from(days));
+        let read = || -> Result<Vec<_>, StoreError> {
+            let store = self.engine.store();
+            let mut out = Vec::new();
+            for p in store.list()? {
+                // Newest first: the rest are older than the window.
+                if p.created_at <= since {
+                    break;
+                }
+                let timeline = store.timeline(&p.id)?;
+                out.push((p, timeline));
+            }
+            Ok(out)
+        };
+        match read() {
+            Ok(proposals) => Reply::Stats {
+                stats: super::stats::summarize(&proposals, service, days, now),
+            },
+            Err(e) => Failure::internal(&e, "reading proposals for stats").reply(),
+        }
     }
 
     /// Up to ten proposals that `keep` selects, newest first.
@@ -321,7 +381,7 @@ impl CommandHandler {
         input: &CommandInput,
         service: String,
         origin: Origin,
-        to_revision: Option<u64>,
+        request: PlanRequest,
         reason: String,
         accepted: Reply,
     ) -> Result<Answer, StoreError> {
@@ -336,7 +396,8 @@ impl CommandHandler {
                 .to_string(),
             service,
             origin,
-            to_revision,
+            to_revision: request.to_revision,
+            image: request.image,
             reason,
         };
         let answer = Answer::new(self.locale_of(&cmd.service), accepted);
@@ -372,7 +433,7 @@ impl CommandHandler {
             proposer: proposer.clone(),
             reason: cmd.reason.clone(),
             to_revision: cmd.to_revision,
-            image: None,
+            image: cmd.image.clone(),
             alert: None,
             channel: Some(cmd.channel()),
         };
@@ -536,6 +597,7 @@ mod tests {
         .unwrap();
         assert_eq!(old.platform, "slack");
         assert_eq!(old.channel(), "slack:CINCIDENT");
+        assert_eq!(old.image, None);
     }
 
     fn engine_over(store: crate::store::Store) -> Engine {

@@ -77,6 +77,19 @@ pub enum UserError {
         existing: ProposalId,
         state: State,
     },
+    /// `/rollback resume-sync` by someone who may not approve the service.
+    ResumeNotAllowed {
+        service: ServiceName,
+    },
+    /// `/rollback resume-sync` of a service that pauses nothing.
+    NothingToResume {
+        service: ServiceName,
+    },
+    /// The GitOps owner could not be resumed; the message is quoted.
+    ResumeSync {
+        service: ServiceName,
+        error: ExecError,
+    },
 }
 
 /// An answer to a `/rollback` command, shown only to the person who typed it.
@@ -108,10 +121,19 @@ pub enum Reply {
     Cancelled {
         id: String,
     },
+    /// `/rollback resume-sync SERVICE` restored what the pause step saved.
+    SyncResumed {
+        service: String,
+        restored: Vec<String>,
+    },
     Proposals {
         title: &'static str,
         service: Option<String>,
         items: Vec<Summary>,
+    },
+    /// `/rollback stats`: the window's numbers (see [`crate::chat::stats`]).
+    Stats {
+        stats: crate::chat::stats::Stats,
     },
 }
 

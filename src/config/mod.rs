@@ -23,19 +23,25 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{ApprovalPolicy, ServiceName, UserId};
 use crate::exec::kubernetes::{KubeTarget, KubernetesConfig};
-use crate::exec::{CustomTarget, KUBERNETES, Target};
+use crate::exec::swarm::SwarmTarget;
+use crate::exec::{CustomTarget, KUBERNETES, SWARM, Target};
 
 mod alerts;
 mod chat;
+mod drill;
 pub mod duration;
+mod gitops;
 mod secret;
 mod server;
 mod service;
+mod swarm;
 mod verify;
 
 pub use alerts::*;
 pub use chat::*;
+pub use drill::*;
 pub use duration::{LONGEST, Span, parse as parse_duration, to_chrono};
+pub use gitops::GitOpsPolicy;
 pub use secret::*;
 pub use server::*;
 pub use service::*;
@@ -165,6 +171,8 @@ pub struct Service {
     pub verify: Option<VerifySpec>,
     /// Least time between two edits of the rollout progress message.
     pub progress_interval: Duration,
+    /// What to do about an Argo CD or Flux owner of the workload.
+    pub gitops: GitOpsPolicy,
 }
 
 impl Service {
@@ -351,6 +359,7 @@ impl Config {
                     expires_after: expires.or(DEFAULT_EXPIRES_AFTER),
                     verify: s.verify.as_ref().map(|v| self.verify_spec(v)),
                     progress_interval: self.progress.edit_interval(),
+                    gitops: s.gitops,
                     name: name.clone(),
                 };
                 Some((name, service))

@@ -76,10 +76,17 @@ pub struct ServiceConfig {
     pub expires_after: Option<Span>,
     /// The service's target; a service has exactly one target table.
     pub kubernetes: Option<KubeTarget>,
+    /// A Docker Swarm service.
+    pub swarm: Option<SwarmTarget>,
     /// A target of a kind registered by the program embedding rollbot.
     pub custom: Option<CustomTarget>,
     /// Recovery checks; without them verification is "not configured".
     pub verify: Option<VerifyConfig>,
+    /// What to do about an Argo CD or Flux owner of the workload.
+    #[serde(default)]
+    pub gitops: GitOpsPolicy,
+    /// Scheduled rollback drills; none without it.
+    pub drill: Option<DrillConfig>,
 }
 
 impl ServiceConfig {
@@ -89,6 +96,9 @@ impl ServiceConfig {
         let mut out = Vec::new();
         if let Some(k) = &self.kubernetes {
             out.push((KUBERNETES, Target::Kubernetes(k.clone())));
+        }
+        if let Some(s) = &self.swarm {
+            out.push((SWARM, Target::Swarm(s.clone())));
         }
         if let Some(c) = &self.custom {
             out.push(("custom", Target::Custom(c.clone())));
@@ -147,6 +157,9 @@ impl ServiceConfig {
         if let Some(v) = &self.verify {
             v.validate(&key("verify"), config.prometheus.is_some(), problems);
         }
+        if let Some(d) = &self.drill {
+            d.validate(&key("drill"), problems);
+        }
         match self.targets().as_slice() {
             [] => problems.push(Problem::new(
                 at,
@@ -171,6 +184,11 @@ impl ServiceConfig {
         if let Some(c) = &self.custom {
             check_custom_target(c, &key("custom"), &mut push(problems));
         }
+        if let Some(s) = &self.swarm {
+            super::swarm::validate(s, &key(SWARM), problems);
+        }
+        self.gitops
+            .validate(&key("gitops"), self.target().as_ref(), problems);
     }
 
     /// The service's one target; `None` when it has none or several
@@ -194,11 +212,12 @@ pub(super) fn check_custom_target(
         && c.kind
             .chars()
             .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-' || ch == '_');
-    if c.kind == KUBERNETES {
+    if c.kind == KUBERNETES || c.kind == SWARM {
         problem(
             format!("{path}.kind"),
             format!(
-                "{KUBERNETES:?} is built in; write its target as a [services.NAME.kubernetes] table instead"
+                "{:?} is built in; write its target as a [services.NAME.{}] table instead",
+                c.kind, c.kind
             ),
         );
     } else if !well_formed {

@@ -22,7 +22,9 @@
 //!   withdrawals and cancels;
 //! - `rollout`: the approved proposal's rollout, step by step, and its
 //!   resumption after a restart;
-//! - `alerts`: alert ingestion (dedup, joins, parking, resolution).
+//! - `alerts`: alert ingestion (dedup, joins, parking, resolution);
+//! - `gitops`: `/rollback resume-sync`, resuming a paused GitOps sync;
+//! - `schedule`: scheduled drills, opened from the tick.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -96,6 +98,18 @@ pub enum EngineError {
         existing: ProposalId,
         state: State,
     },
+    #[error("only an authorised approver of {service} can resume its GitOps sync")]
+    ResumeNotAllowed { service: ServiceName },
+    #[error(
+        "{service} pauses no GitOps sync (its policy is not gitops = \"pause\"); nothing was changed"
+    )]
+    NothingToResume { service: ServiceName },
+    #[error("cannot resume the GitOps sync of {service}: {source}")]
+    ResumeSync {
+        service: ServiceName,
+        #[source]
+        source: ExecError,
+    },
 }
 
 /// A request to rehearse a service's rollback on a copy of its workload.
@@ -166,6 +180,10 @@ struct Inner {
     hooks: RwLock<BTreeMap<ServiceName, crate::ports::Hooks>>,
     /// How long dedup keys are kept, and when the tick last swept them.
     retention: Mutex<Retention>,
+    /// The metrics served at `/metrics`; the proposal metrics follow the store.
+    metrics: Arc<crate::metrics::Metrics>,
+    /// Scheduled drills per service (none unless set).
+    schedules: RwLock<BTreeMap<ServiceName, crate::config::DrillSchedule>>,
 }
 
 struct Retention {
@@ -178,6 +196,17 @@ const SWEEP_EVERY: chrono::Duration = chrono::Duration::minutes(10);
 
 impl Engine {
     pub fn new(store: Store, services: BTreeMap<ServiceName, Service>, ports: Ports) -> Self {
+        // The proposal metrics are rebuilt from the stored timelines, then
+        // follow every event the store records.
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        metrics.declare_services(services.keys());
+        match metrics.rebuild(&store) {
+            Ok(n) => tracing::debug!(proposals = n, "rebuilt the rollback metrics"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot rebuild the rollback metrics from the store")
+            }
+        }
+        store.set_observer(metrics.clone());
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -194,6 +223,8 @@ impl Engine {
                     keep: crate::config::DEFAULT_DEDUP_RETENTION,
                     last_sweep: None,
                 }),
+                metrics,
+                schedules: RwLock::new(BTreeMap::new()),
             }),
         }
     }
@@ -259,11 +290,17 @@ impl Engine {
         &self.inner.store
     }
 
+    /// The metrics served at `/metrics`.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.inner.metrics
+    }
+
     pub fn services(&self) -> &BTreeMap<ServiceName, Service> {
         &self.inner.services
     }
 
-    fn now(&self) -> DateTime<Utc> {
+    /// Now, by the engine's clock.
+    pub fn now(&self) -> DateTime<Utc> {
         self.inner.ports.clock.now()
     }
 
@@ -389,7 +426,8 @@ impl Engine {
             .clone()
     }
 
-    /// Expires proposals whose voting time is over. Call periodically.
+    /// Expires proposals whose voting time is over and opens the drills
+    /// whose scheduled time has come. Call periodically.
     ///
     /// # Errors
     /// Storage failure.
@@ -430,6 +468,7 @@ impl Engine {
             self.inner.store.flush().await?;
         }
         self.reap_drills();
+        self.run_drill_schedules().await?;
         self.release_pending_alerts().await?;
         self.post_unbound().await?;
         self.sweep_dedup_keys()?;
@@ -574,7 +613,10 @@ fn decision_input(alert: Option<&AlertRef>, migrations: bool, now: DateTime<Utc>
 }
 
 mod alerts;
+mod gitops;
 mod proposals;
 mod rollout;
+mod schedule;
 
 pub use alerts::{AlertOutcome, alert_ref};
+pub use schedule::{LATE_AFTER, SCHEDULER, ScheduleOutcome};

@@ -83,7 +83,7 @@ impl Engine {
         self.drill_claiming(req, &[]).await
     }
 
-    async fn drill_claiming(
+    pub(super) async fn drill_claiming(
         &self,
         req: DrillRequest,
         claims: &[String],
@@ -164,6 +164,7 @@ impl Engine {
                 &crate::ports::PlanRequest {
                     to_revision: req.to_revision,
                     image: req.image.clone(),
+                    refuse_gitops: service.gitops == crate::config::GitOpsPolicy::Refuse,
                 },
             )
             .await

@@ -1,7 +1,7 @@
 //! What a service's rollback acts on: its target, whose kind picks the
 //! executor ([`super::Executors`]).
 //!
-//! A kind rollbot ships (Kubernetes now; Swarm and command runbooks next) is
+//! A kind rollbot ships (Kubernetes, Docker Swarm; command runbooks next) is
 //! one variant here, one table under `[services.NAME]` and one executor. A
 //! kind rollbot does not ship — an executor registered by a program that
 //! embeds rollbot, or by a test — needs no change here: its services name it
@@ -16,6 +16,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::kubernetes::target::{DrillTarget, KubeTarget};
+use super::swarm::{SWARM, SwarmTarget};
 
 /// The kind of Kubernetes targets (and of their drill copies).
 pub const KUBERNETES: &str = "kubernetes";
@@ -30,6 +31,8 @@ pub enum Target {
     /// Kubernetes executor (see [`crate::ports::Executor::rehearse`]), never
     /// a real cluster.
     Drill(DrillTarget),
+    /// A Docker Swarm service (`[services.NAME.swarm]`).
+    Swarm(SwarmTarget),
     /// A kind rollbot does not ship, for an executor registered under
     /// [`CustomTarget::kind`].
     Custom(CustomTarget),
@@ -40,6 +43,7 @@ impl Target {
     pub fn kind(&self) -> &str {
         match self {
             Target::Kubernetes(_) | Target::Drill(_) => KUBERNETES,
+            Target::Swarm(_) => SWARM,
             Target::Custom(c) => &c.kind,
         }
     }
@@ -67,6 +71,7 @@ impl fmt::Display for Target {
         match self {
             Target::Kubernetes(k) => write!(f, "{k}"),
             Target::Drill(d) => write!(f, "DRILL copy of {}", d.workload),
+            Target::Swarm(s) => write!(f, "{s}"),
             Target::Custom(c) => write!(f, "{} {}", c.kind, c.settings),
         }
     }

@@ -62,6 +62,8 @@ pub fn mention(user: &UserId) -> String {
 struct RevisionView {
     revision: u64,
     images: String,
+    /// The images alone, comma-separated, for kinds without revision numbers.
+    plain: String,
     change_cause: Option<String>,
 }
 
@@ -103,6 +105,12 @@ fn revision(r: &crate::domain::RevisionInfo) -> RevisionView {
             .map(|i| format!("{}: `{}`", escape(&i.container), escape(&i.image)))
             .collect::<Vec<_>>()
             .join("\n"),
+        plain: r
+            .images
+            .iter()
+            .map(|i| format!("`{}`", escape(&i.image)))
+            .collect::<Vec<_>>()
+            .join(", "),
         change_cause: r.change_cause.as_deref().map(escape),
     }
 }
@@ -206,8 +214,13 @@ pub fn thread(t: &Templates, p: &Proposal, note: &ThreadNote) -> Result<Rendered
     };
     // Everything in a note (progress lines, executor output, check values)
     // comes from outside: escape it all.
-    let mut note = serde_json::to_value(note).unwrap_or_default();
-    escape_strings(&mut note);
+    let mut note_json = serde_json::to_value(note).unwrap_or_default();
+    escape_strings(&mut note_json);
+    // People to ping are mentions, not escaped text.
+    if let ThreadNote::ScheduledDrill { notify, .. } = note {
+        note_json["notify"] = notify.iter().map(mention).collect();
+    }
+    let note = note_json;
     let (start, end, impact_seconds) = crate::report::impact(p);
     let out = t.render(
         locale,
