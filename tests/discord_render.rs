@@ -315,7 +315,45 @@ fn every_discord_message_renders() {
                 items: vec![],
             },
         ];
-        for r in &replies {
+        // Verbs and errors Slack's render test does not list yet.
+        let more = [
+            Reply::Stats {
+                stats: rollbot::chat::stats::Stats {
+                    service: Some("payment-api".into()),
+                    days: 30,
+                    proposals: 4,
+                    rollbacks: 3,
+                    failed: 1,
+                    verification_failed: 0,
+                    rejected: 1,
+                    expired: 0,
+                    mttr_median: Some(600),
+                    mttr_p90: Some(1500),
+                    decision_median: Some(120),
+                    decision_p90: None,
+                    drills: 2,
+                    drills_expired: 1,
+                    drill_decision_median: Some(90),
+                    drill_mitigate_median: None,
+                },
+            },
+            Reply::SyncResumed {
+                service: "payment-api".into(),
+                restored: vec!["Application argocd/payment-api: automated sync".into()],
+            },
+            Reply::Error {
+                error: CommandError::MissingImage,
+            },
+            Reply::Error {
+                error: CommandError::RevisionAndImage,
+            },
+            Reply::Error {
+                error: CommandError::BadStats {
+                    word: "--weeks".into(),
+                },
+            },
+        ];
+        for r in replies.iter().chain(&more) {
             out.push(("reply", render::reply(&t, locale, r).unwrap()));
         }
         for (kind, m) in &out {

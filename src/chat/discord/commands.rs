@@ -1,7 +1,8 @@
 //! The `/rollback` application command as Discord registers it: one
 //! command with a subcommand per verb and typed options (the service with
-//! autocomplete from the configured services, `to_revision` as an integer,
-//! the reason, a proposal id), described in every locale rollbot speaks.
+//! autocomplete from the configured services, `to_revision` as an integer
+//! or an `image`, the reason, a proposal id, `stats`' days), described in
+//! every locale rollbot speaks.
 //!
 //! It is registered at start-up by a bulk overwrite, which is idempotent:
 //! in `discord.guild_id` when set (it appears at once), else globally
@@ -71,6 +72,13 @@ pub fn definition(t: &Templates) -> Result<Value, String> {
             "description_localizations": localized, "options": options,
         }))
     };
+    let described_sub = |name: &str, key: &str, options: Vec<Value>| {
+        let (description, localized) = described(t, key)?;
+        Ok::<_, String>(json!({
+            "type": 1, "name": name, "description": description,
+            "description_localizations": localized, "options": options,
+        }))
+    };
     let (description, localized) = described(t, "discord.command")?;
     Ok(json!({
         "name": "rollback",
@@ -81,6 +89,7 @@ pub fn definition(t: &Templates) -> Result<Value, String> {
             sub("propose", vec![
                 service(true)?,
                 opt(4, "to_revision", "discord.option.to_revision", false, false)?,
+                opt(3, "image", "discord.option.image", false, false)?,
                 reason()?,
             ])?,
             sub("status", vec![id(false)?])?,
@@ -88,6 +97,11 @@ pub fn definition(t: &Templates) -> Result<Value, String> {
             sub("history", vec![service(true)?])?,
             sub("cancel", vec![id(true)?])?,
             sub("drill", vec![service(true)?, reason()?])?,
+            described_sub("stats", "stats.help", vec![
+                service(false)?,
+                opt(4, "days", "discord.option.days", false, false)?,
+            ])?,
+            described_sub("resume-sync", "gitops.help", vec![service(true)?])?,
             sub("help", vec![])?,
         ],
     }))
@@ -130,7 +144,15 @@ mod tests {
         assert_eq!(
             subs,
             [
-                "propose", "status", "list", "history", "cancel", "drill", "help"
+                "propose",
+                "status",
+                "list",
+                "history",
+                "cancel",
+                "drill",
+                "stats",
+                "resume-sync",
+                "help"
             ]
         );
         let propose = &d["options"][0];

@@ -265,7 +265,19 @@ pub fn command_text(data: &Data) -> String {
                 words.push("--to-revision".into());
                 words.push(r);
             }
+            if let Some(i) = get("image") {
+                words.push("--image".into());
+                words.push(i);
+            }
             words.extend(get("reason"));
+        }
+        "stats" => {
+            words.push("stats".into());
+            words.extend(get("service"));
+            if let Some(d) = get("days") {
+                words.push("--days".into());
+                words.push(d);
+            }
         }
         verb => {
             words.push(verb.to_string());
