@@ -9,9 +9,11 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rollbot::domain::pipeline::Step;
-use rollbot::domain::{EventKind, Plan, ServiceName, State, TimelineEvent};
+use rollbot::domain::{EventKind, ServiceName, State, TimelineEvent};
 use rollbot::ports::memory::ChatCall;
-use rollbot::ports::{CheckResult, ExecError, ExecErrorKind, Hook, Hooks, ThreadNote, Verdict};
+use rollbot::ports::{
+    CheckResult, ExecError, ExecErrorKind, Hook, HookCall, Hooks, ThreadNote, Verdict,
+};
 use support::*;
 use tokio::sync::mpsc;
 
@@ -31,13 +33,13 @@ impl Hook for LogHook {
 
     async fn run(
         &self,
-        service: &ServiceName,
-        _plan: &Plan,
+        call: &HookCall,
         progress: mpsc::Sender<String>,
     ) -> Result<String, ExecError> {
         self.log.lock().unwrap().push(format!(
-            "{} for {service} after {} rollbacks",
+            "{} for {} after {} rollbacks",
             self.name,
+            call.proposal.service,
             self.executions.executions()
         ));
         let _ = progress.send("working".into()).await;
@@ -110,6 +112,7 @@ async fn hooks_run_in_order_around_the_rollback_and_every_step_is_recorded() {
                     hook(&t, "maintenance-on", &log, false),
                 ],
                 after: vec![hook(&t, "maintenance-off", &log, false)],
+                ..Hooks::default()
             },
         );
         let p = t.propose_by("slack:UALICE").await.unwrap();
@@ -185,6 +188,7 @@ async fn a_failing_before_hook_stops_the_rollout_before_anything_is_rolled_back(
                     hook(&t, "never", &log, false),
                 ],
                 after: vec![],
+                ..Hooks::default()
             },
         );
         let p = t.propose_by("slack:UALICE").await.unwrap();
@@ -236,6 +240,7 @@ async fn a_failing_after_hook_still_verifies_and_asks_people_to_finish_it() {
             Hooks {
                 before: vec![],
                 after: vec![hook(&t, "traffic-back", &log, true)],
+                ..Hooks::default()
             },
         );
         let p = t.propose_by("slack:UALICE").await.unwrap();
@@ -322,6 +327,7 @@ async fn an_interrupted_before_hook_runs_again_and_the_rollback_once() {
             Hooks {
                 before: vec![hook(&t, "db-backup", &log, false)],
                 after: vec![],
+                ..Hooks::default()
             },
         );
         t.engine.recover().await.unwrap();
@@ -381,6 +387,7 @@ async fn a_restart_after_the_rollback_step_goes_on_with_the_next_step_without_ro
             Hooks {
                 before: vec![hook(&t, "never-again", &log, false)],
                 after: vec![hook(&t, "maintenance-off", &log, false)],
+                ..Hooks::default()
             },
         );
         t.engine.recover().await.unwrap();

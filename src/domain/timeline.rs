@@ -104,6 +104,21 @@ pub enum EventKind {
         ok: bool,
         detail: String,
     },
+    /// A runbook hook of `step` began; with no [`EventKind::HookFinished`]
+    /// after it, a restart interrupted it.
+    HookStarted {
+        step: Step,
+        name: String,
+    },
+    /// A runbook hook of `step` ended: how (`detail`: exit status and the
+    /// output's tail, secrets masked) and how long it took.
+    HookFinished {
+        step: Step,
+        name: String,
+        ok: bool,
+        detail: String,
+        millis: u64,
+    },
 }
 
 /// Where interrupted work is picked up after a restart, decided from what
@@ -164,6 +179,8 @@ impl EventKind {
             EventKind::Resumed { .. } => "resumed",
             EventKind::StepStarted { .. } => "step_started",
             EventKind::StepFinished { .. } => "step_finished",
+            EventKind::HookStarted { .. } => "hook_started",
+            EventKind::HookFinished { .. } => "hook_finished",
         }
     }
 }

@@ -22,7 +22,8 @@
 //!   withdrawals and cancels;
 //! - `rollout`: the approved proposal's rollout, step by step, and its
 //!   resumption after a restart;
-//! - `alerts`: alert ingestion (dedup, joins, parking, resolution).
+//! - `alerts`: alert ingestion (dedup, joins, parking, resolution);
+//! - `prechecks`: a service's runbook pre-checks, run as its plan is made.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -543,6 +544,7 @@ fn decision_input(alert: Option<&AlertRef>, migrations: bool, now: DateTime<Utc>
 }
 
 mod alerts;
+mod prechecks;
 mod proposals;
 mod rollout;
 

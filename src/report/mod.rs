@@ -12,6 +12,8 @@
 //!   console and any chat adapter without a richer layout. The resolved
 //!   notice needs the proposal and its note alone ([`impact`],
 //!   [`first_check`]).
+//! - [`status_update`] drafts the customer-facing status update (for
+//!   runbook HTTP steps).
 //! - [`attachments`] names the report's files, as a drill's or an
 //!   incident's.
 //! - [`chart_png`] (in `chart`) draws the metric with markers at alert
@@ -27,8 +29,10 @@ use crate::ports::{CheckResult, Evidence, IncidentWindow, PrivateNote, ThreadNot
 use crate::templates::{TemplateError, Templates};
 
 mod chart;
+mod status;
 
 pub use chart::{CHART_SIZE, chart_png};
+pub use status::status_update;
 
 /// A report problem, saying what to do.
 #[derive(Debug, thiserror::Error)]
