@@ -12,8 +12,9 @@
 //!   console and any chat adapter without a richer layout. The resolved
 //!   notice needs the proposal and its note alone ([`impact`],
 //!   [`first_check`]).
-//! - [`status_update`] drafts the customer-facing status update (for
-//!   runbook HTTP steps).
+//! - [`status_update`] drafts the customer-facing status update (in the
+//!   report, and for runbook HTTP steps); [`step_rows`] lists the report's
+//!   steps and hooks with their durations.
 //! - [`attachments`] names the report's files, as a drill's or an
 //!   incident's.
 //! - [`chart_png`] (in `chart`) draws the metric with markers at alert
@@ -30,9 +31,11 @@ use crate::templates::{TemplateError, Templates};
 
 mod chart;
 mod status;
+mod steps;
 
 pub use chart::{CHART_SIZE, chart_png};
 pub use status::status_update;
+pub use steps::{StepRow, step_rows};
 
 /// A report problem, saying what to do.
 #[derive(Debug, thiserror::Error)]
@@ -200,6 +203,10 @@ struct ReportContext<'a> {
     notes: &'a [String],
     chart: bool,
     chart_name: Option<&'a str>,
+    /// The rollout's steps and hooks with their durations.
+    steps: Vec<StepRow>,
+    /// The customer-facing status update, for people to copy.
+    status_update: String,
 }
 
 /// A revision in words, e.g. `payment-api:v1.2.0 (revision 2)`, in `locale`.
@@ -410,6 +417,13 @@ pub fn draft(
         notes: &notes,
         chart: chart_png.is_some(),
         chart_name: evidence.series.as_ref().map(|s| s.name.as_str()),
+        steps: step_rows(timeline),
+        status_update: status_update(
+            t,
+            p,
+            timeline,
+            timeline.last().map_or(p.updated_at, |e| e.at),
+        )?,
     };
     let markdown = t.render(locale, "markdown/report.md", &ctx)?;
     Ok(Draft {
