@@ -22,7 +22,9 @@ use crate::chat::slack::{ConnectPolicy, Connection, Slack};
 use crate::config::{Config, Problem};
 use crate::domain::SystemClock;
 use crate::engine::{Engine, Ports};
-use crate::exec::{Executors, KUBERNETES, KubeRollback};
+use crate::exec::{
+    COMMAND, CommandExecutor, Executors, HELM, HelmExecutor, KUBERNETES, KubeRollback,
+};
 use crate::http::{self, AppState, ChatStatus};
 use crate::outbox::RetryPolicy;
 use crate::ports::Chat;
@@ -122,6 +124,7 @@ impl App {
             clock: Arc::new(SystemClock),
         };
         let engine = Engine::new(store, config.services(), ports);
+        crate::runbook::install(&engine, config);
         engine.set_dedup_retention(config.store.dedup_retention());
         let mut slack_routes = None;
         let mut background = Vec::new();
@@ -285,7 +288,7 @@ impl App {
 }
 
 /// The target kinds `rollbot serve` has executors for.
-pub const SERVED_KINDS: &[&str] = &[KUBERNETES];
+pub const SERVED_KINDS: &[&str] = &[KUBERNETES, COMMAND, HELM];
 
 /// The services whose target kind `rollbot serve` has no executor for, as
 /// problems of the target's table (`rollbot check-config` reports them).
@@ -329,6 +332,9 @@ async fn executors(config: &Config) -> anyhow::Result<Executors> {
             .context("connecting to Kubernetes")?;
         executors = executors.register(KUBERNETES, Arc::new(kube));
     }
+    executors = executors
+        .register(COMMAND, Arc::new(CommandExecutor::new()))
+        .register(HELM, Arc::new(HelmExecutor::new()));
     Ok(executors)
 }
 

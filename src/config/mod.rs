@@ -23,11 +23,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{ApprovalPolicy, ServiceName, UserId};
 use crate::exec::kubernetes::{KubeTarget, KubernetesConfig};
-use crate::exec::{CustomTarget, KUBERNETES, Target};
+use crate::exec::{COMMAND, CommandTarget, CustomTarget, HELM, HelmTarget, KUBERNETES, Target};
 
 mod alerts;
 mod chat;
 pub mod duration;
+mod runbook;
 mod secret;
 mod server;
 mod service;
@@ -36,6 +37,7 @@ mod verify;
 pub use alerts::*;
 pub use chat::*;
 pub use duration::{LONGEST, Span, parse as parse_duration, to_chrono};
+pub use runbook::*;
 pub use secret::*;
 pub use server::*;
 pub use service::*;

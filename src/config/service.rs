@@ -78,6 +78,12 @@ pub struct ServiceConfig {
     pub kubernetes: Option<KubeTarget>,
     /// A target of a kind registered by the program embedding rollbot.
     pub custom: Option<CustomTarget>,
+    /// The rollback as the service's own plan and rollback commands.
+    pub command: Option<CommandTarget>,
+    /// A Helm release.
+    pub helm: Option<HelmTarget>,
+    /// Pre-checks and hooks around the rollback.
+    pub runbook: Option<RunbookConfig>,
     /// Recovery checks; without them verification is "not configured".
     pub verify: Option<VerifyConfig>,
 }
@@ -92,6 +98,12 @@ impl ServiceConfig {
         }
         if let Some(c) = &self.custom {
             out.push(("custom", Target::Custom(c.clone())));
+        }
+        if let Some(c) = &self.command {
+            out.push((COMMAND, Target::Command(c.clone())));
+        }
+        if let Some(h) = &self.helm {
+            out.push((HELM, Target::Helm(h.clone())));
         }
         out
     }
@@ -173,6 +185,15 @@ impl ServiceConfig {
         }
         if let Some(c) = &self.custom {
             check_custom_target(c, &key("custom"), &mut push(problems));
+        }
+        if let Some(c) = &self.command {
+            c.validate(&key(COMMAND), problems);
+        }
+        if let Some(h) = &self.helm {
+            h.validate(&key(HELM), problems);
+        }
+        if let Some(r) = &self.runbook {
+            r.validate(&key("runbook"), problems);
         }
     }
 

@@ -13,7 +13,13 @@
 //! without a second patch. Drills rehearse behind it: a drill's target is a
 //! copy of the workload in a loopback simulator ([`kubernetes::drill`]),
 //! which it alone starts, reaches and stops.
+//!
+//! [`command::CommandExecutor`] runs a service's own plan and rollback
+//! programs (symlinked releases, blue/green switches, feature flags);
+//! [`helm::HelmExecutor`] rolls back a Helm release with the `helm` program.
 
+pub mod command;
+pub mod helm;
 pub mod kubernetes;
 mod router;
 pub mod target;
@@ -26,6 +32,8 @@ use tokio::sync::mpsc;
 
 use crate::domain::{ContainerImage, Plan, ProposalId, RevisionInfo};
 use crate::ports::{ExecError, ExecErrorKind, ExecOutcome, Executor, Standing};
+pub use command::{COMMAND, CommandExecutor, CommandTarget};
+pub use helm::{HELM, HelmExecutor, HelmTarget};
 use kubernetes::drill::{DrillError, Drills};
 use kubernetes::{DrillTarget, KubeError, KubeExecutor, KubePlan, KubernetesConfig, Outcome};
 pub use router::Executors;
@@ -105,11 +113,11 @@ impl KubeRollback {
     ) -> Result<(KubeExecutor, &'t kubernetes::KubeTarget), ExecError> {
         match target {
             Target::Kubernetes(k) => Ok((self.kube.clone(), k)),
-            Target::Custom(c) => Err(ExecError::new(
+            Target::Custom(_) | Target::Command(_) | Target::Helm(_) => Err(ExecError::new(
                 ExecErrorKind::Unsupported,
                 format!(
                     "the Kubernetes executor cannot roll back a {} target; register an executor for that kind",
-                    c.kind
+                    target.kind()
                 ),
             )),
             Target::Drill(d) => {

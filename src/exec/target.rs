@@ -1,7 +1,7 @@
 //! What a service's rollback acts on: its target, whose kind picks the
 //! executor ([`super::Executors`]).
 //!
-//! A kind rollbot ships (Kubernetes now; Swarm and command runbooks next) is
+//! A kind rollbot ships (Kubernetes, commands, Helm) is
 //! one variant here, one table under `[services.NAME]` and one executor. A
 //! kind rollbot does not ship — an executor registered by a program that
 //! embeds rollbot, or by a test — needs no change here: its services name it
@@ -15,6 +15,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::command::{COMMAND, CommandTarget};
+use super::helm::{HELM, HelmTarget};
 use super::kubernetes::target::{DrillTarget, KubeTarget};
 
 /// The kind of Kubernetes targets (and of their drill copies).
@@ -33,6 +35,11 @@ pub enum Target {
     /// A kind rollbot does not ship, for an executor registered under
     /// [`CustomTarget::kind`].
     Custom(CustomTarget),
+    /// A rollback run by the service's own plan and rollback commands
+    /// ([`super::command`]).
+    Command(CommandTarget),
+    /// A Helm release ([`super::helm`]).
+    Helm(HelmTarget),
 }
 
 impl Target {
@@ -41,6 +48,8 @@ impl Target {
         match self {
             Target::Kubernetes(_) | Target::Drill(_) => KUBERNETES,
             Target::Custom(c) => &c.kind,
+            Target::Command(_) => COMMAND,
+            Target::Helm(_) => HELM,
         }
     }
 }
@@ -68,6 +77,8 @@ impl fmt::Display for Target {
             Target::Kubernetes(k) => write!(f, "{k}"),
             Target::Drill(d) => write!(f, "DRILL copy of {}", d.workload),
             Target::Custom(c) => write!(f, "{} {}", c.kind, c.settings),
+            Target::Command(c) => write!(f, "command {}", c.rollback.join(" ")),
+            Target::Helm(h) => write!(f, "helm release {}/{}", h.namespace, h.release),
         }
     }
 }

@@ -5,6 +5,57 @@
 //! - [`template`]: the `{variable}` templates of arguments, URLs and bodies.
 //! - [`process`]: running one program in its own process group, killed
 //!   with its children on timeout or shutdown.
+//! - [`step`]: one configured step (a command or an HTTP call) as a
+//!   [`crate::ports::Hook`] or a [`crate::ports::PreCheck`].
+//!
+//! [`hooks_for`] turns a service's configuration into the
+//! [`crate::ports::Hooks`] the engine runs; `rollbot serve` calls it for
+//! every service ([`install`]).
 
 pub mod process;
+pub mod step;
 pub mod template;
+
+use std::sync::Arc;
+
+use crate::config::{Config, RunbookConfig};
+use crate::engine::Engine;
+use crate::ports::Hooks;
+
+/// The pre-checks and hooks of a service's `[services.NAME.runbook]`,
+/// wording its findings in `locale`.
+pub fn hooks_for(runbook: &RunbookConfig, locale: &str) -> Hooks {
+    let http = reqwest::Client::new();
+    let step = |c: &crate::config::StepConfig| Arc::new(step::Step::new(c, locale, http.clone()));
+    Hooks {
+        pre_checks: runbook
+            .pre_checks
+            .iter()
+            .map(|c| step(c) as Arc<dyn crate::ports::PreCheck>)
+            .collect(),
+        before: runbook
+            .before
+            .iter()
+            .map(|c| step(c) as Arc<dyn crate::ports::Hook>)
+            .collect(),
+        after: runbook
+            .after
+            .iter()
+            .map(|c| step(c) as Arc<dyn crate::ports::Hook>)
+            .collect(),
+    }
+}
+
+/// Gives `engine` the runbook of every configured service that has one.
+pub fn install(engine: &Engine, config: &Config) {
+    for (name, service) in config.services() {
+        let Some(runbook) = config
+            .services
+            .get(name.as_str())
+            .and_then(|s| s.runbook.as_ref())
+        else {
+            continue;
+        };
+        engine.set_hooks(name, hooks_for(runbook, &service.locale));
+    }
+}
