@@ -14,6 +14,8 @@ apt_packages=()
 if [ ! -x /usr/bin/prometheus ]; then apt_packages+=(prometheus); fi
 # tests/alertmanager_real.rs runs a real Alertmanager.
 if [ ! -x /usr/bin/prometheus-alertmanager ]; then apt_packages+=(prometheus-alertmanager); fi
+# tests/helm.rs runs the helm stand-in (tests/support/helm), which needs jq.
+if [ ! -x /usr/bin/jq ]; then apt_packages+=(jq); fi
 if ((${#apt_packages[@]})); then
   echo "==> installing: ${apt_packages[*]}"
   "${sudo_cmd[@]}" apt-get update
