@@ -602,6 +602,9 @@ fn check_config_names_each_bad_step_by_its_key() {
     has("services.web.runbook.before[0].timeout", "needs a timeout");
     has("services.web.runbook.before[1].command", "$ROLLBOT_SERVICE");
     has("services.web.runbook.after[0].http.url", "{proposl}");
-    has("services.web.runbook.after[0].http.url", "not an http(s) URL");
+    has(
+        "services.web.runbook.after[0].http.url",
+        "not an http(s) URL",
+    );
     assert_eq!(paths.len(), 9, "{problems:#?}");
 }

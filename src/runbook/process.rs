@@ -296,8 +296,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_environment_is_only_what_was_given() {
-        // SAFETY of the test: reading, not setting, rollbot's environment.
-        assert!(std::env::var_os("PATH").is_some());
+        // HOME is set for the tests themselves; the step must not see it.
         let done = run(
             &sh("echo \"home=${HOME:-none}\"", Duration::from_secs(20)),
             None,
@@ -320,6 +319,47 @@ mod tests {
                 .contains("cannot start /nonexistent/backup.sh"),
             "{e}"
         );
+    }
+
+    /// Whether `pid` runs nothing any more (gone, or a zombie).
+    fn gone(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X'))
+        })
+    }
+
+    #[tokio::test]
+    async fn dropping_a_running_step_kills_its_whole_group() {
+        // What happens to a hook when rollbot shuts down mid-step: the task
+        // running it is dropped.
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let script = format!("sleep 300 & echo $! > {}; wait", pidfile.display());
+        let spec = sh(&script, Duration::from_secs(300));
+        let task = tokio::spawn(async move { run(&spec, None).await });
+        let pid = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                if let Ok(pid) = std::fs::read_to_string(&pidfile)
+                    && let Ok(pid) = pid.trim().parse::<u32>()
+                {
+                    return pid;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the step started its child");
+        assert!(!gone(pid));
+        task.abort();
+        let _ = task.await;
+        let killed = tokio::time::timeout(Duration::from_secs(20), async {
+            while !gone(pid) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(killed.is_ok(), "the grandchild {pid} outlived its step");
     }
 
     #[test]
