@@ -23,12 +23,18 @@ struct LogHook {
     log: Arc<Mutex<Vec<String>>>,
     executions: Arc<rollbot::ports::memory::ScriptedExecutor>,
     fail: bool,
+    /// Safe to run again after a restart (the trait's default).
+    idempotent: bool,
 }
 
 #[async_trait]
 impl Hook for LogHook {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn idempotent(&self) -> bool {
+        self.idempotent
     }
 
     async fn run(
@@ -56,6 +62,18 @@ fn hook(t: &Tester, name: &str, log: &Arc<Mutex<Vec<String>>>, fail: bool) -> Ar
         log: log.clone(),
         executions: t.executor.clone(),
         fail,
+        idempotent: true,
+    })
+}
+
+/// A hook that must not run twice (e.g. a backup named by the minute).
+fn once_only_hook(t: &Tester, name: &str, log: &Arc<Mutex<Vec<String>>>) -> Arc<dyn Hook> {
+    Arc::new(LogHook {
+        name: name.into(),
+        log: log.clone(),
+        executions: t.executor.clone(),
+        fail: false,
+        idempotent: false,
     })
 }
 
@@ -402,6 +420,70 @@ async fn a_restart_after_the_rollback_step_goes_on_with_the_next_step_without_ro
         t.expect_threads(
             &id,
             &["resumed", "progress", "verification", "resolved", "report"],
+        );
+        t
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_restart_skips_finished_hooks_and_reports_an_interrupted_one_that_is_not_idempotent() {
+    run_test(|t| async move {
+        let id = interrupted(
+            &t,
+            State::Executing,
+            vec![
+                EventKind::ExecutionStarted,
+                EventKind::StepStarted {
+                    step: Step::BeforeHooks,
+                },
+                EventKind::HookStarted {
+                    step: Step::BeforeHooks,
+                    name: "maintenance-on".into(),
+                },
+                EventKind::HookFinished {
+                    step: Step::BeforeHooks,
+                    name: "maintenance-on".into(),
+                    ok: true,
+                    detail: "exit 0".into(),
+                    millis: 12,
+                },
+                EventKind::HookStarted {
+                    step: Step::BeforeHooks,
+                    name: "db-backup".into(),
+                },
+            ],
+        )
+        .await;
+        let t = t.restart().await;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        t.engine.set_hooks(
+            payment(),
+            Hooks {
+                before: vec![
+                    hook(&t, "maintenance-on", &log, false),
+                    once_only_hook(&t, "db-backup", &log),
+                ],
+                ..Hooks::default()
+            },
+        );
+        t.engine.recover().await.unwrap();
+        t.settle().await;
+        assert!(log.lock().unwrap().is_empty(), "{:?}", log.lock().unwrap());
+        assert_eq!(t.executor.executions(), 0, "nothing is rolled back");
+        let e = t.proposal(&id);
+        e.expect_state(State::Failed);
+        t.expect_posted(&id);
+        let notes = t.expect_threads(&id, &["resumed", "execution_failed"]);
+        let ThreadNote::ExecutionFailed { error } = &notes[1] else {
+            panic!("{notes:?}");
+        };
+        assert_eq!(error.kind, ExecErrorKind::Interrupted);
+        assert!(
+            error
+                .message
+                .starts_with("db-backup: interrupted by a restart"),
+            "{error:?}"
         );
         t
     })

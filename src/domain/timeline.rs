@@ -132,8 +132,9 @@ pub enum ResumeStep {
     Follow,
     /// The rollout had finished: verify recovery again from the start.
     Verify,
-    /// The runbook steps before the rollback were running: run them again
-    /// (hooks are idempotent, as runbook steps must be).
+    /// The runbook steps before the rollback were running: run the ones
+    /// that did not finish (one a restart interrupted only if it is
+    /// idempotent; otherwise it is reported as interrupted).
     BeforeHooks,
     /// The runbook steps after the rollback were running: run them again.
     AfterHooks,
