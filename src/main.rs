@@ -299,7 +299,7 @@ impl rollbot::ports::Executor for ReadOnly {
     async fn plan(
         &self,
         _t: &rollbot::exec::Target,
-        _to: Option<u64>,
+        _request: &rollbot::ports::PlanRequest,
     ) -> Result<rollbot::domain::Plan, rollbot::ports::ExecError> {
         Err(read_only())
     }

@@ -552,6 +552,7 @@ mod tests {
             target: rev(image),
             warnings: vec![],
             migrations: false,
+            blockers: vec![],
             guard: serde_json::Value::Null,
         }
     }

@@ -134,6 +134,7 @@ fn proposal(origin: Origin, proposer: &str, required: u8) -> Proposal {
             target: rev(2, "v1.2.0"),
             warnings: vec![],
             migrations: false,
+            blockers: vec![],
             guard: serde_json::Value::Null,
         },
         created_at: t0(),

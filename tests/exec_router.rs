@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use rollbot::domain::{ContainerImage, EventKind, Plan, ProposalId, RevisionInfo, State};
 use rollbot::engine::{DrillRequest, EngineError};
 use rollbot::exec::{CustomTarget, Executors, Target};
-use rollbot::ports::{CheckResult, ExecError, ExecErrorKind, ExecOutcome, Executor, Verdict};
+use rollbot::ports::{
+    CheckResult, ExecError, ExecErrorKind, ExecOutcome, Executor, PlanRequest, Verdict,
+};
 use support::*;
 use tokio::sync::mpsc;
 
@@ -109,7 +111,7 @@ fn revision(revision: u64, version: &str) -> RevisionInfo {
 
 #[async_trait]
 impl Executor for LedgerExecutor {
-    async fn plan(&self, target: &Target, _to: Option<u64>) -> Result<Plan, ExecError> {
+    async fn plan(&self, target: &Target, _request: &PlanRequest) -> Result<Plan, ExecError> {
         let app = Self::app(target)?;
         if self.refuse_copies && app.starts_with("drill-") {
             return Err(ExecError::new(ExecErrorKind::Other, "the copy is broken"));
@@ -128,6 +130,7 @@ impl Executor for LedgerExecutor {
             target: revision(n - 1, previous),
             warnings: vec![],
             migrations: false,
+            blockers: vec![],
             guard: serde_json::json!({ "app": app, "current": current }),
         })
     }
@@ -259,10 +262,16 @@ async fn a_target_whose_kind_has_no_executor_is_refused_and_nothing_runs() {
                 settings: serde_json::json!({}),
             });
             let router = Executors::new().register(LEDGER, ledger.clone());
-            let e = router.plan(&nomad, None).await.unwrap_err();
+            let e = router
+                .plan(&nomad, &PlanRequest::previous())
+                .await
+                .unwrap_err();
             assert_eq!(e.kind, ExecErrorKind::Unsupported);
             assert!(e.message.contains("no executor for nomad targets"), "{e}");
-            let e = Executors::new().plan(&nomad, None).await.unwrap_err();
+            let e = Executors::new()
+                .plan(&nomad, &PlanRequest::previous())
+                .await
+                .unwrap_err();
             assert!(e.message.contains("(it has: none)"), "{e}");
             assert_eq!(ledger.versions("billing"), ["v1", "v2"]);
             t

@@ -14,7 +14,7 @@ use rollbot::exec::Target;
 use rollbot::exec::kubernetes::KubeExecutor;
 use rollbot::ports::memory::{ChatCall, MemoryChat, ScriptedExecutor, ScriptedVerifier};
 use rollbot::ports::{
-    CheckResult, ExecError, ExecOutcome, Executor, ThreadNote, Verdict, Verifier,
+    CheckResult, ExecError, ExecOutcome, Executor, PlanRequest, ThreadNote, Verdict, Verifier,
 };
 use rollbot::sim::{self, FaultOn, Kind, seed::Seed};
 use rollbot::store::Store;
@@ -165,8 +165,8 @@ struct Stopping {
 
 #[async_trait::async_trait]
 impl Executor for Stopping {
-    async fn plan(&self, target: &Target, to: Option<u64>) -> Result<Plan, ExecError> {
-        self.inner.plan(target, to).await
+    async fn plan(&self, target: &Target, request: &PlanRequest) -> Result<Plan, ExecError> {
+        self.inner.plan(target, request).await
     }
 
     async fn execute(

@@ -44,6 +44,7 @@ const REFUSED: &str = "Connection refused (os error 111)";
 const UNREACHABLE_VALUE: &str = "cannot reach http://prometheus:9090/api/v1/query";
 const WORKLOAD: &str = "deployment production/prod-payment-deploy";
 const CHECK: &str = "payment success rate";
+const BLOCKER: &str = "pre-check schema-diff: exit 3: 2 migrations drop columns";
 // Program output (the executor's details, sources' errors) is not listed:
 // every layout quotes it as code.
 const WORLD: &[&str] = &[
@@ -54,6 +55,7 @@ const WORLD: &[&str] = &[
     UNREACHABLE_VALUE,
     WORKLOAD,
     CHECK,
+    BLOCKER,
     "deploy v1.3.0",
     "deploy v1.2.0",
 ];
@@ -484,6 +486,52 @@ async fn the_incident_reads_the_same_on_slack_and_the_console_in_every_locale() 
         );
         let console = console_incident(&t, locale, false).await;
         insta::assert_snapshot!(format!("incident_console_{locale}"), console.join("\n"));
+    }
+}
+
+/// A plan with a blocker: the proposal says it cannot be approved, and an
+/// approver is told why their approval did not count, in every locale.
+#[tokio::test]
+async fn a_blocked_proposal_says_why_on_slack_and_the_console() {
+    let t = Templates::load().unwrap();
+    let clock = Regex::new(r"\[\d\d:\d\d:\d\d UTC\]").unwrap();
+    for locale in LOCALES {
+        let mut p = incident(locale);
+        p.approvals.clear();
+        p.plan.blockers = vec![BLOCKER.into()];
+        let refusal = PrivateNote::VoteRefused {
+            refusal: Refusal::Blocked {
+                reasons: p.plan.blockers.clone(),
+            },
+        };
+        let mut messages = vec![
+            slack_texts(&render::proposal(&t, &p, &emoji()).unwrap().json).join("\n"),
+            slack_texts(&render::private(&t, &p, &refusal).unwrap().json).join("\n"),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let screen = Screen::default();
+        let chat = ConsoleChat::new(Box::new(screen.clone()), dir.path().to_path_buf());
+        chat.post_proposal("console:#incidents", &p).await.unwrap();
+        chat.tell(&p, "console:#incidents", &user("console:bob"), &refusal)
+            .await
+            .unwrap();
+        let console = String::from_utf8(screen.0.lock().unwrap().clone()).unwrap();
+        let console = clock.replace_all(&console, "[time]").into_owned();
+        messages.push(console);
+        for m in &messages {
+            assert!(
+                m.contains(BLOCKER),
+                "the blocker is not shown in {locale}: {m}"
+            );
+        }
+        if *locale != "en" {
+            let found: Vec<Vec<String>> = messages.iter().map(|m| english(m)).collect();
+            assert!(
+                found.iter().all(Vec::is_empty),
+                "English in {locale}: {found:?}"
+            );
+        }
+        insta::assert_snapshot!(format!("blocked_{locale}"), messages.join("\n\n----\n\n"));
     }
 }
 

@@ -22,8 +22,8 @@ use rollbot::engine::{Engine, Ports, ProposeRequest};
 use rollbot::exec::Target;
 use rollbot::ports::memory::{ChatCall, MemoryChat};
 use rollbot::ports::{
-    CheckEvidence, CheckResult, Evidence, ExecError, ExecOutcome, Executor, IncidentWindow, Series,
-    ThreadNote, Verdict, Verifier,
+    CheckEvidence, CheckResult, Evidence, ExecError, ExecOutcome, Executor, IncidentWindow,
+    PlanRequest, Series, ThreadNote, Verdict, Verifier,
 };
 use rollbot::store::Store;
 use support::{BOT, bounded, reference_plan, user};
@@ -42,7 +42,7 @@ struct TimedExecutor {
 
 #[async_trait]
 impl Executor for TimedExecutor {
-    async fn plan(&self, _t: &Target, _to: Option<u64>) -> Result<Plan, ExecError> {
+    async fn plan(&self, _t: &Target, _request: &PlanRequest) -> Result<Plan, ExecError> {
         Ok(reference_plan())
     }
 
@@ -234,6 +234,7 @@ async fn reference_incident(locale: &str) -> (World, Proposal) {
             proposer: user(BOT),
             reason: "payment success rate 95% (v1.3.0)".into(),
             to_revision: None,
+            image: None,
             alert: Some(alert()),
             channel: None,
         })
@@ -371,6 +372,7 @@ async fn progress_edits_one_message_at_most_every_interval_and_delivers_the_last
                 proposer: user("slack:UALICE"),
                 reason: "bad deploy".into(),
                 to_revision: None,
+                image: None,
                 alert: None,
                 channel: None,
             })

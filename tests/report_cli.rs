@@ -56,6 +56,7 @@ async fn verified_rollback(dir: &std::path::Path) -> (Engine, ProposalId) {
             proposer: user("slack:UALICE"),
             reason: "payment success rate 95%".into(),
             to_revision: None,
+            image: None,
             alert: None,
             channel: None,
         })

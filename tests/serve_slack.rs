@@ -388,6 +388,7 @@ async fn a_channel_of_an_unconfigured_platform_is_refused_by_name() {
                 proposer: user("slack:UALICE"),
                 reason: "checkout errors".into(),
                 to_revision: None,
+                image: None,
                 alert: None,
                 channel: None,
             })

@@ -316,6 +316,7 @@ fn support_request(who: &str) -> rollbot::engine::ProposeRequest {
         proposer: UserId::parse(&format!("slack:{who}")).unwrap(),
         reason: "payment success rate 95%".into(),
         to_revision: None,
+        image: None,
         alert: None,
         channel: None,
     }

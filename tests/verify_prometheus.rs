@@ -24,7 +24,7 @@ use rollbot::engine::{Engine, Ports, ProposeRequest};
 use rollbot::exec::Target;
 use rollbot::exec::kubernetes::KubeTarget;
 use rollbot::ports::memory::MemoryChat;
-use rollbot::ports::{ExecError, ExecOutcome, Executor, ThreadNote};
+use rollbot::ports::{ExecError, ExecOutcome, Executor, PlanRequest, ThreadNote};
 use rollbot::store::Store;
 use rollbot::verify::HttpVerifier;
 use support::{finish, poll_until, reference_plan, user};
@@ -122,7 +122,7 @@ struct ExporterExecutor {
 
 #[async_trait]
 impl Executor for ExporterExecutor {
-    async fn plan(&self, _t: &Target, _to: Option<u64>) -> Result<Plan, ExecError> {
+    async fn plan(&self, _t: &Target, _request: &PlanRequest) -> Result<Plan, ExecError> {
         Ok(reference_plan())
     }
 
@@ -196,6 +196,7 @@ async fn roll_back(engine: &Engine, service: &str) -> rollbot::domain::ProposalI
             proposer: user("slack:UALICE"),
             reason: "success rate 95%".into(),
             to_revision: None,
+            image: None,
             alert: None,
             channel: None,
         })

@@ -372,6 +372,7 @@ impl CommandHandler {
             proposer: proposer.clone(),
             reason: cmd.reason.clone(),
             to_revision: cmd.to_revision,
+            image: None,
             alert: None,
             channel: Some(cmd.channel()),
         };
@@ -566,6 +567,7 @@ mod tests {
             },
             warnings: vec![],
             migrations: false,
+            blockers: vec![],
             guard: serde_json::Value::Null,
         };
         Engine::new(

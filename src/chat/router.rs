@@ -308,6 +308,7 @@ mod tests {
                 target: rev(2),
                 warnings: vec![],
                 migrations: false,
+                blockers: vec![],
                 guard: serde_json::Value::Null,
             },
             created_at: t0,

@@ -41,6 +41,9 @@ pub enum Refusal {
     NotAuthorised { service: String },
     #[error("you proposed this rollback; a second person must approve it")]
     SelfApproval,
+    /// The plan carries blockers ([`super::proposal::Plan::blockers`]).
+    #[error("this rollback cannot be approved: {}", reasons.join("; "))]
+    Blocked { reasons: Vec<String> },
 }
 
 impl Refusal {
@@ -52,6 +55,7 @@ impl Refusal {
             Refusal::Bot => "bot",
             Refusal::NotAuthorised { .. } => "not_authorised",
             Refusal::SelfApproval => "self_approval",
+            Refusal::Blocked { .. } => "blocked",
         }
     }
 }
@@ -122,6 +126,13 @@ impl ApprovalPolicy {
             VoteKind::Approve => {
                 if p.origin.proposer_is_person() && &p.proposer == voter {
                     return Err(Refusal::SelfApproval);
+                }
+                // A rejection still closes a blocked proposal; an approval
+                // cannot count while anything blocks it.
+                if !p.plan.blockers.is_empty() {
+                    return Err(Refusal::Blocked {
+                        reasons: p.plan.blockers.clone(),
+                    });
                 }
                 if p.approvers().any(|u| u == voter) {
                     return Ok(VoteOutcome::AlreadyCounted {

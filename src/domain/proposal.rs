@@ -163,6 +163,12 @@ pub struct Plan {
     /// Whether database migrations ran between the two revisions.
     #[serde(default)]
     pub migrations: bool,
+    /// Why this plan cannot be approved (a blocking pre-check failed, a
+    /// policy refuses it): while any is present, approvals are refused
+    /// with these reasons and the proposal shows them. Rejections still
+    /// count, so people can close it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blockers: Vec<String>,
     /// Executor-specific data needed to execute exactly this plan (opaque here).
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub guard: serde_json::Value,

@@ -31,6 +31,7 @@ fn plan() -> Plan {
         target: rev(2, "v1.2.0"),
         warnings: vec![],
         migrations: false,
+        blockers: vec![],
         guard: serde_json::Value::Null,
     }
 }
@@ -193,6 +194,29 @@ fn the_same_person_twice_is_one_vote() {
     );
     assert_eq!(p.approvals.len(), 1);
     assert_eq!(p.state, State::Proposed);
+}
+
+#[test]
+fn a_blocked_plan_takes_no_approval_but_can_be_rejected() {
+    let mut p = proposal(Origin::Alert, "system:alertmanager");
+    p.plan.blockers = vec!["pre-check schema-diff failed: exit 3".into()];
+    assert_eq!(
+        approve(&mut p, "slack:UBOB").unwrap_err(),
+        Refusal::Blocked {
+            reasons: vec!["pre-check schema-diff failed: exit 3".into()]
+        }
+    );
+    assert!(p.approvals.is_empty());
+    assert_eq!(p.state, State::Proposed);
+    let reject = policy().vote(
+        &mut p,
+        &user("slack:UCAROL"),
+        VoteKind::Reject,
+        VoteVia::Reaction,
+        t0(),
+    );
+    assert_eq!(reject.unwrap(), VoteOutcome::Rejected);
+    assert_eq!(p.state, State::Rejected);
 }
 
 #[test]

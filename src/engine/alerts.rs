@@ -510,6 +510,7 @@ impl Engine {
             proposer: UserId::system(event.source.as_str()),
             reason,
             to_revision: None,
+            image: None,
             alert: Some(alert.clone()),
             channel: None,
         };

@@ -117,6 +117,8 @@ pub struct ProposeRequest {
     pub proposer: UserId,
     pub reason: String,
     pub to_revision: Option<u64>,
+    /// An explicit image to roll to, for targets that run one image.
+    pub image: Option<String>,
     pub alert: Option<AlertRef>,
     /// Where to post; defaults to the service's channel.
     pub channel: Option<String>,

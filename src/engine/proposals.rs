@@ -111,6 +111,7 @@ impl Engine {
             proposer: req.proposer,
             reason: req.reason,
             to_revision: None,
+            image: None,
             alert: None,
             channel: req.channel,
         };
@@ -158,7 +159,13 @@ impl Engine {
             .inner
             .ports
             .executor
-            .plan(target, req.to_revision)
+            .plan(
+                target,
+                &crate::ports::PlanRequest {
+                    to_revision: req.to_revision,
+                    image: req.image.clone(),
+                },
+            )
             .await
             .map_err(|source| EngineError::Plan {
                 service: req.service.clone(),

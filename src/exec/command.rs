@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 
 use super::Target;
 use crate::domain::{ContainerImage, Plan, RevisionInfo};
-use crate::ports::{ExecError, ExecErrorKind, ExecOutcome, Executor};
+use crate::ports::{ExecError, ExecErrorKind, ExecOutcome, Executor, PlanRequest};
 use crate::runbook::process::{self, Spec};
 use crate::runbook::step::Vars;
 
@@ -172,9 +172,17 @@ fn command_target(target: &Target) -> Result<&CommandTarget, ExecError> {
 
 #[async_trait]
 impl Executor for CommandExecutor {
-    async fn plan(&self, target: &Target, to_revision: Option<u64>) -> Result<Plan, ExecError> {
+    async fn plan(&self, target: &Target, request: &PlanRequest) -> Result<Plan, ExecError> {
         let t = command_target(target)?;
-        let out = self.read_plan(t, to_revision).await?;
+        if let Some(image) = &request.image {
+            return Err(ExecError::new(
+                ExecErrorKind::Unsupported,
+                format!(
+                    "a command target rolls back to what its plan command names, not to an image ({image}); propose without --image, or with --to-revision if the plan command reads ROLLBOT_REQUESTED_REVISION"
+                ),
+            ));
+        }
+        let out = self.read_plan(t, request.to_revision).await?;
         if out.current.version == out.target.version {
             return Err(ExecError::new(
                 ExecErrorKind::AlreadyCurrent,
@@ -190,6 +198,7 @@ impl Executor for CommandExecutor {
             target: out.target.info(),
             warnings: out.warnings.clone(),
             migrations: false,
+            blockers: vec![],
             guard: serde_json::to_value(&out).unwrap_or_default(),
         })
     }

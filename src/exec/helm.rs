@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::Target;
 use crate::domain::{ContainerImage, Plan, RevisionInfo};
-use crate::ports::{ExecError, ExecErrorKind, ExecOutcome, Executor, Standing};
+use crate::ports::{ExecError, ExecErrorKind, ExecOutcome, Executor, PlanRequest, Standing};
 use crate::runbook::process::{self, Spec};
 
 /// The kind of Helm targets.
@@ -207,16 +207,25 @@ fn helm_target(target: &Target) -> Result<&HelmTarget, ExecError> {
 
 #[async_trait]
 impl Executor for HelmExecutor {
-    async fn plan(&self, target: &Target, to_revision: Option<u64>) -> Result<Plan, ExecError> {
+    async fn plan(&self, target: &Target, request: &PlanRequest) -> Result<Plan, ExecError> {
         let t = helm_target(target)?;
+        if let Some(image) = &request.image {
+            return Err(ExecError::new(
+                ExecErrorKind::Unsupported,
+                format!(
+                    "a Helm release rolls back to a revision of its history, not to an image ({image}); propose with --to-revision N from `helm history`"
+                ),
+            ));
+        }
         let history = self.history(t).await?;
-        let (current, back) = plan_history(&history, to_revision)?;
+        let (current, back) = plan_history(&history, request.to_revision)?;
         Ok(Plan {
             workload: format!("helm release {}/{}", t.namespace, t.release),
             current: current.info(),
             target: back.info(),
             warnings: vec![],
             migrations: false,
+            blockers: vec![],
             guard: serde_json::json!({ "release": t.release, "deployed": current.revision }),
         })
     }

@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use crate::domain::{ContainerImage, Plan, ProposalId, RevisionInfo};
-use crate::ports::{ExecError, ExecErrorKind, ExecOutcome, Executor, Standing};
+use crate::ports::{ExecError, ExecErrorKind, ExecOutcome, Executor, PlanRequest, Standing};
 pub use command::{COMMAND, CommandExecutor, CommandTarget};
 pub use helm::{HELM, HelmExecutor, HelmTarget};
 use kubernetes::drill::{DrillError, Drills};
@@ -193,9 +193,20 @@ fn exec_error(e: KubeError) -> ExecError {
 
 #[async_trait]
 impl Executor for KubeRollback {
-    async fn plan(&self, target: &Target, to_revision: Option<u64>) -> Result<Plan, ExecError> {
+    async fn plan(&self, target: &Target, request: &PlanRequest) -> Result<Plan, ExecError> {
         let (kube, workload) = self.route(target)?;
-        let plan = kube.plan(workload, to_revision).await.map_err(exec_error)?;
+        if let Some(image) = &request.image {
+            return Err(ExecError::new(
+                ExecErrorKind::Unsupported,
+                format!(
+                    "a Kubernetes rollback restores a recorded revision, not an image ({image}); use --to-revision N with a revision from `/rollback history`, or leave both out to roll back to the previous revision"
+                ),
+            ));
+        }
+        let plan = kube
+            .plan(workload, request.to_revision)
+            .await
+            .map_err(exec_error)?;
         let guard = serde_json::to_value(&plan)
             .map_err(|e| ExecError::new(ExecErrorKind::Other, e.to_string()))?;
         Ok(Plan {
@@ -204,6 +215,7 @@ impl Executor for KubeRollback {
             target: revision(&plan.rollback_to),
             warnings: vec![],
             migrations: false,
+            blockers: vec![],
             guard,
         })
     }

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::Target;
 use crate::domain::{Plan, ProposalId};
-use crate::ports::{ExecError, ExecErrorKind, ExecOutcome, Executor, Standing};
+use crate::ports::{ExecError, ExecErrorKind, ExecOutcome, Executor, PlanRequest, Standing};
 
 /// Executors by target kind.
 #[derive(Clone, Default)]
@@ -70,8 +70,8 @@ impl Executors {
 
 #[async_trait]
 impl Executor for Executors {
-    async fn plan(&self, target: &Target, to_revision: Option<u64>) -> Result<Plan, ExecError> {
-        self.route(target)?.plan(target, to_revision).await
+    async fn plan(&self, target: &Target, request: &PlanRequest) -> Result<Plan, ExecError> {
+        self.route(target)?.plan(target, request).await
     }
 
     async fn execute(

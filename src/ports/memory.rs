@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use tokio::sync::{Notify, mpsc};
 
 use super::{
-    Chat, ChatError, CheckResult, ExecError, ExecOutcome, Executor, PrivateNote, Standing,
-    ThreadNote, Verdict, Verifier,
+    Chat, ChatError, CheckResult, ExecError, ExecOutcome, Executor, PlanRequest, PrivateNote,
+    Standing, ThreadNote, Verdict, Verifier,
 };
 use crate::domain::{MessageRef, Plan, Proposal, ProposalId, ServiceName, State, UserId};
 use crate::exec::Target;
@@ -430,7 +430,7 @@ impl ScriptedExecutor {
 
 #[async_trait]
 impl Executor for ScriptedExecutor {
-    async fn plan(&self, _target: &Target, _to: Option<u64>) -> Result<Plan, ExecError> {
+    async fn plan(&self, _target: &Target, _request: &PlanRequest) -> Result<Plan, ExecError> {
         self.plan.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 

@@ -200,11 +200,38 @@ pub enum Standing {
     Unknown,
 }
 
+/// What a proposal asks its executor to plan: by default, back to what
+/// ran before. Each executor takes the forms its kind knows and refuses
+/// the others ([`ExecErrorKind::Unsupported`]) with what to use instead.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanRequest {
+    /// `--to-revision N`: back to this revision of the workload's history.
+    pub to_revision: Option<u64>,
+    /// `--image REF`: roll to this image rather than to a recorded
+    /// revision (for targets that run one image, such as Swarm services).
+    pub image: Option<String>,
+}
+
+impl PlanRequest {
+    /// Back to what ran before the current version.
+    pub fn previous() -> Self {
+        Self::default()
+    }
+
+    /// Back to revision `n`.
+    pub fn to_revision(n: u64) -> Self {
+        Self {
+            to_revision: Some(n),
+            ..Self::default()
+        }
+    }
+}
+
 /// Runs rollbacks.
 #[async_trait]
 pub trait Executor: Send + Sync {
     /// Reads the workload and works out what a rollback would do.
-    async fn plan(&self, target: &Target, to_revision: Option<u64>) -> Result<Plan, ExecError>;
+    async fn plan(&self, target: &Target, request: &PlanRequest) -> Result<Plan, ExecError>;
     /// Applies exactly `plan` (or reports it superseded) and follows the
     /// rollout, sending progress lines as they happen.
     async fn execute(

@@ -647,6 +647,7 @@ mod tests {
                 target: rev(2, "v1.2.0"),
                 warnings: vec![],
                 migrations: true,
+                blockers: vec![],
                 guard: serde_json::Value::Null,
             },
             created_at: at(14, 31),

@@ -102,6 +102,7 @@ pub fn reference_plan() -> Plan {
         target: rev(2, "v1.2.0"),
         warnings: vec![],
         migrations: false,
+        blockers: vec![],
         guard: serde_json::Value::Null,
     }
 }
@@ -515,6 +516,7 @@ impl Tester {
                 proposer: user(who),
                 reason: "payment success rate 95%".into(),
                 to_revision: None,
+                image: None,
                 alert: None,
                 channel: None,
             })

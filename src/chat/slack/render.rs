@@ -74,6 +74,7 @@ struct ProposalView {
     current: RevisionView,
     target: RevisionView,
     warnings: Vec<String>,
+    blockers: Vec<String>,
     advice: Option<&'static str>,
     /// The findings behind the advice (worded under `finding.` in the catalogue).
     because: Vec<crate::domain::decision::Finding>,
@@ -122,6 +123,7 @@ fn proposal_view(p: &Proposal, emoji: &Emoji) -> ProposalView {
         current: revision(&p.plan.current),
         target: revision(&p.plan.target),
         warnings: p.plan.warnings.iter().map(|w| escape(w)).collect(),
+        blockers: p.plan.blockers.iter().map(|w| escape(w)).collect(),
         advice: p.recommendation.as_ref().map(|r| r.advice.as_str()),
         because: p
             .recommendation
