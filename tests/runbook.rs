@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use rollbot::config::Config;
 use rollbot::domain::decision::Advice;
 use rollbot::domain::pipeline::Step;
-use rollbot::domain::{EventKind, State, TimelineEvent};
+use rollbot::domain::{EventKind, Refusal, State, TimelineEvent};
+use rollbot::engine::VoteReply;
 use rollbot::exec::{COMMAND, CommandExecutor, Executors};
 use rollbot::ports::{CheckResult, ExecErrorKind, ThreadNote, Verdict};
 use support::*;
@@ -442,6 +443,50 @@ async fn a_migrations_pre_check_turns_the_advice_into_a_forward_fix() {
             assert!(w.contains("20251120_add_refunds_table"), "{w}");
             assert!(w.contains("checking v1.2.9..v1.3.0"), "{w}");
             assert!(w.contains("forward fix"), "{w}");
+            t
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_blocking_pre_check_makes_approval_impossible_and_says_why() {
+    let host = Host::new();
+    let config = host.config(
+        r#"
+        [[services.web.runbook.pre_checks]]
+        name = "change-freeze"
+        blocking = true
+        command = ["sh", "-c", "echo 'change freeze until 18:00 UTC' >&2; exit 3"]
+        timeout = "10s"
+        "#,
+    );
+    run_test_in(
+        || tester(&config),
+        |t| async move {
+            let p = t.propose_for("web", "slack:UALICE").await.unwrap();
+            t.expect_posted(&p.id);
+            assert_eq!(p.plan.blockers.len(), 1, "{:?}", p.plan);
+            let reason = &p.plan.blockers[0];
+            assert!(reason.contains("change-freeze"), "{reason}");
+            assert!(reason.contains("exit 3"), "{reason}");
+            assert!(reason.contains("change freeze until 18:00 UTC"), "{reason}");
+            assert!(p.plan.warnings.is_empty(), "{:?}", p.plan.warnings);
+            // The proposal shows the reason.
+            let text = rollbot::report::render_proposal(rollbot::report::templates().unwrap(), &p)
+                .unwrap();
+            assert!(text.contains("change freeze until 18:00 UTC"), "{text}");
+            let reply = t.approve(&p.id, "slack:UBOB").await;
+            let VoteReply::Refused(Refusal::Blocked { reasons }) = reply else {
+                panic!("{reply:?}");
+            };
+            assert_eq!(&reasons, &p.plan.blockers);
+            t.expect_told("slack:UBOB", "vote_refused");
+            t.approve(&p.id, "slack:UCAROL").await;
+            t.expect_told("slack:UCAROL", "vote_refused");
+            t.settle().await;
+            t.proposal(&p.id).expect_state(State::Proposed);
+            assert_eq!(host.current(), "v1.3.0");
             t
         },
     )

@@ -14,9 +14,7 @@ impl Engine {
             tracing::info!(%service, check = check.name(), migrations = found.migrations, blocked = found.blocker.is_some(), "pre-check done");
             plan.warnings.extend(found.warnings);
             plan.migrations |= found.migrations;
-            if let Some(blocker) = found.blocker {
-                plan.warnings.push(blocker);
-            }
+            plan.blockers.extend(found.blocker);
         }
     }
 }
