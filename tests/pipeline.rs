@@ -478,7 +478,8 @@ async fn a_restart_skips_finished_hooks_and_reports_an_interrupted_one_that_is_n
         let ThreadNote::ExecutionFailed { error } = &notes[1] else {
             panic!("{notes:?}");
         };
-        assert_eq!(error.kind, ExecErrorKind::Interrupted);
+        // Worded as a failed step before the rollback: nothing was rolled back.
+        assert_eq!(error.kind, ExecErrorKind::HookFailed);
         assert!(
             error
                 .message

@@ -524,7 +524,7 @@ impl Engine {
             return self.hooks_would_run(p, step, &hooks).await.map(Some);
         }
         let (p, done, failure) = self.run_hooks(p, step, &hooks, &earlier).await?;
-        let Some((failure, kind)) = failure else {
+        let Some(failure) = failure else {
             let p = self.inner.store.append(
                 &p.id,
                 self.now(),
@@ -537,7 +537,7 @@ impl Engine {
             // Nothing was rolled back: the proposal fails with the hook's
             // error, recorded with the step's end in one write; then the
             // after-hooks marked `always` put things back (maintenance off).
-            let e = ExecError::new(kind, failure);
+            let e = ExecError::new(ExecErrorKind::HookFailed, failure);
             let p = self.conclude(&p, Err(e), Some(step)).await?;
             let always: Vec<_> = self
                 .hooks_of(&p.service)
@@ -577,7 +577,7 @@ impl Engine {
             .await?;
         let (ok, detail) = match &failure {
             None => (true, done.join("; ")),
-            Some((f, _)) => (false, f.clone()),
+            Some(f) => (false, f.clone()),
         };
         let p = self.inner.store.append(
             &p.id,
@@ -585,7 +585,7 @@ impl Engine {
             vec![step_finished(Step::AfterHooks, ok, &detail)],
         )?;
         self.inner.store.flush().await?;
-        if let Some((failure, _)) = failure {
+        if let Some(failure) = failure {
             self.post_thread(&p, ThreadNote::AfterHookFailed { failure })
                 .await?;
         }
@@ -593,7 +593,7 @@ impl Engine {
     }
 
     /// Runs `hooks` of `step` in order until one fails; returns what each
-    /// did and the failure with its kind. A hook that finished before a
+    /// did and the failure. A hook that finished before a
     /// restart (per `earlier`, the timeline before this run) is not run
     /// again; one a restart interrupted runs again only if it is
     /// idempotent, and is otherwise the failure.
@@ -603,7 +603,7 @@ impl Engine {
         step: Step,
         hooks: &[std::sync::Arc<dyn crate::ports::Hook>],
         earlier: &[crate::domain::TimelineEvent],
-    ) -> Result<(Proposal, Vec<String>, Option<(String, ExecErrorKind)>), EngineError> {
+    ) -> Result<(Proposal, Vec<String>, Option<String>), EngineError> {
         let service = self.service(&p.service)?.clone();
         let mut stream = ProgressStream::new(service.progress_interval);
         let mut done = Vec::new();
@@ -616,11 +616,8 @@ impl Engine {
                     continue;
                 }
                 Some(crate::domain::pipeline::HookMark::Interrupted) if !hook.idempotent() => {
-                    failure = Some((
-                        format!(
-                            "{name}: interrupted by a restart and not run again, since it is not marked idempotent; check what it did and finish it by hand"
-                        ),
-                        ExecErrorKind::Interrupted,
+                    failure = Some(format!(
+                        "{name}: interrupted by a restart and not run again, since it is not marked idempotent; check what it did and finish it by hand"
                     ));
                     break;
                 }
@@ -665,11 +662,7 @@ impl Engine {
             if ok {
                 done.push(format!("{name}: {detail}"));
             } else {
-                let kind = match &result {
-                    Err(e) if e.kind == ExecErrorKind::Interrupted => ExecErrorKind::Interrupted,
-                    _ => ExecErrorKind::HookFailed,
-                };
-                failure = Some((format!("{name}: {detail}"), kind));
+                failure = Some(format!("{name}: {detail}"));
                 break;
             }
         }
