@@ -231,8 +231,14 @@ impl Executor for CommandExecutor {
             .with("to", planned.target.version.clone())
             .with("from_revision", plan.current.revision.to_string())
             .with("to_revision", plan.target.revision.to_string());
-        let mut argv = vec![t.rollback[0].clone()];
-        for a in &t.rollback[1..] {
+        let Some((program, args)) = t.rollback.split_first() else {
+            return Err(ExecError::new(
+                ExecErrorKind::Other,
+                "the service's rollback command is empty; `rollbot check-config` says how to write it",
+            ));
+        };
+        let mut argv = vec![program.clone()];
+        for a in args {
             argv.push(
                 vars.render(a)
                     .map_err(|e| ExecError::new(ExecErrorKind::Other, e))?,
