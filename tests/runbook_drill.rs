@@ -86,6 +86,22 @@ async fn a_drill_runs_pre_checks_and_shows_hooks_as_would_run() {
         let text = rollbot::report::render_note(templates, &p, &notes[4]).unwrap();
         assert!(text.contains("DRILL"), "{text}");
         assert!(text.contains("Would run maintenance-off"), "{text}");
+        // On Slack too, in every locale, with the hook names escaped.
+        let odd = ThreadNote::HooksWouldRun {
+            hooks: vec!["purge <cdn>".into()],
+        };
+        for (locale, words) in [
+            ("en", "Would run"),
+            ("zh", "将会执行"),
+            ("ja", "実行する予定"),
+        ] {
+            let mut q = p.clone();
+            q.locale = locale.into();
+            let slack = rollbot::chat::slack::render::thread(templates, &q, &odd).unwrap();
+            let text = slack.json["text"].as_str().unwrap();
+            assert!(text.contains(words), "{text}");
+            assert!(text.contains("purge &lt;cdn&gt;"), "{text}");
+        }
         t.engine.tick().await.unwrap();
         t
     })
