@@ -371,8 +371,8 @@ async fn drive(w: &mut World, script: Script, inc: &mut Incident) {
     w.proxy.set_post_delay(Duration::ZERO);
 
     // People react on the message they see: the one rollbot names and
-    // keeps up to date once it names one Slack has (a restart may post the
-    // message twice), else the latest one Slack shows.
+    // keeps up to date once it names one Slack has, else the latest one
+    // Slack shows (a second copy is reported below).
     let (r, pid) = (&*w, id.as_str());
     let named = wait_for(BIND_WAIT, || async move {
         let p = proposal(r, pid).await?;
@@ -625,8 +625,15 @@ async fn check(w: &World, inc: &mut Incident) {
         }
     }
 
-    // Bound to its message.
+    // Bound to its message, posted once: a second copy would be an orphan
+    // whose votes nobody counts.
     let posted = w.proxy.posted_ts(&id);
+    if posted.len() > 1 {
+        inc.problem(format!(
+            "the proposal was posted {} times ({posted:?}); people see it once",
+            posted.len()
+        ));
+    }
     let named = p["messages"][0]["message"].as_str().unwrap_or_default();
     if !posted.iter().any(|t| t == named) {
         inc.problem(format!(

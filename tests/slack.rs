@@ -637,11 +637,13 @@ async fn the_outbox_delivers_everything_once_in_order_after_an_outage() {
             assert_eq!(t.fake.calls().len(), 1, "only auth.test got through");
             assert_eq!(t.executor.executions(), 1);
             t.settle().await;
+            // Reads (who the bot is; whether a post that got no answer is
+            // already in the channel) are not deliveries.
             let calls: Vec<_> = t
                 .fake
                 .calls()
                 .into_iter()
-                .filter(|c| c.method != "auth.test")
+                .filter(|c| c.method != "auth.test" && c.method != "conversations.history")
                 .collect();
             let posts: Vec<_> = calls
                 .iter()
@@ -1050,6 +1052,74 @@ async fn out_of_range_timestamps_are_refused_and_the_server_keeps_answering() {
         assert!(reply["text"].is_string(), "{reply}");
         t.settle().await;
         assert!(t.engine.store().list().unwrap().is_empty());
+        t
+    })
+    .await;
+}
+
+/// Slack can take a post and lose its answer on the way back. Posting the
+/// proposal again would leave an orphan message whose votes nobody counts:
+/// rollbot finds its own message (tagged with metadata) and binds to it.
+#[tokio::test]
+async fn a_proposal_slack_took_without_answering_is_not_posted_twice() {
+    run(|t| async move {
+        t.fake.lose_answers("chat.postMessage", 1);
+        t.command("UALICE", "payment-api payment success rate 95%")
+            .await;
+        t.fake
+            .wait_for("the lookup of the unconfirmed post", |calls| {
+                calls.iter().any(|c| c.method == "conversations.history")
+            })
+            .await;
+        let ts = "1700000000.000001";
+        let bound = || {
+            let p = t.engine.store().list().unwrap().pop().unwrap();
+            p.primary_message().is_some_and(|m| m.message == ts)
+        };
+        support::wait_until("the proposal bound to its only message", bound).await;
+        t.settle().await;
+        let posts = t
+            .fake
+            .calls()
+            .iter()
+            .filter(|c| c.method == "chat.postMessage" && c.body["thread_ts"].is_null())
+            .count();
+        assert_eq!(posts, 1, "the proposal was posted again");
+        let p = t.engine.store().list().unwrap().pop().unwrap();
+        t.fake.expect_post(p.id.as_str());
+        // Votes on that message count.
+        t.react("EvBob", "UBOB", "white_check_mark", ts).await;
+        t.settle().await;
+        let p = t.engine.store().list().unwrap().pop().unwrap();
+        assert_eq!(p.approvals.len(), 1, "{p:?}");
+        t
+    })
+    .await;
+}
+
+/// Without the history scope, the lookup fails: rollbot says so in its log
+/// and posts, at least once, as before (never zero times).
+#[tokio::test]
+async fn without_the_history_scope_an_unconfirmed_proposal_is_posted_again() {
+    run(|t| async move {
+        t.fake.lose_answers("chat.postMessage", 1);
+        t.fake
+            .without_scope("conversations.history", "channels:history");
+        t.command("UALICE", "payment-api payment success rate 95%")
+            .await;
+        let reposted = |calls: &[support::fake_slack::Call]| {
+            calls
+                .iter()
+                .filter(|c| c.method == "chat.postMessage" && c.body["thread_ts"].is_null())
+                .count()
+                == 2
+        };
+        t.fake.wait_for("the proposal posted again", reposted).await;
+        t.settle().await;
+        let p = t.engine.store().list().unwrap().pop().unwrap();
+        assert_eq!(p.primary_message().unwrap().message, "1700000000.000002");
+        t.fake.expect_post(p.id.as_str());
+        t.fake.expect_post(p.id.as_str());
         t
     })
     .await;

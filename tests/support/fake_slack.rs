@@ -23,7 +23,12 @@
 //! URL; the WebSocket server there greets with `hello`, sends the envelopes a
 //! test asks for, and records every frame the client sends back (the
 //! acknowledgements `{"envelope_id":…[,"payload":…]}`). And it answers
-//! `usergroups.users.list` from the user groups a test defines.
+//! `usergroups.users.list` from the user groups a test defines, and
+//! `conversations.history` from the messages posted (newest first, their
+//! `metadata` only with `include_all_metadata`). A call can take effect
+//! and lose its answer ([`FakeSlack::lose_answers`]: HTTP 500 after the
+//! message is in the channel), and a method can lack its scope
+//! ([`FakeSlack::without_scope`]: `missing_scope`).
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashSet};
@@ -67,6 +72,14 @@ struct Inner {
     odd: std::sync::atomic::AtomicBool,
     /// Messages posted: (channel, ts).
     messages: Mutex<HashSet<(String, String)>>,
+    /// Every message posted, oldest first, as `conversations.history`
+    /// answers it (with `channel` and `thread_ts` for the fake's filtering).
+    history: Mutex<Vec<Value>>,
+    /// This many next successful calls to a method take effect but are
+    /// answered HTTP 500, as when Slack's answer is lost on the way.
+    lost_answers: Mutex<BTreeMap<String, usize>>,
+    /// Methods the bot token lacks the scope for: method → needed scope.
+    unscoped: Mutex<BTreeMap<String, String>>,
     next_file: AtomicUsize,
     /// Files handed an upload URL: id → its upload so far.
     files: Mutex<BTreeMap<String, FileUpload>>,
@@ -204,6 +217,27 @@ impl FakeSlack {
     /// to it) before its sender learns its ts.
     pub fn answer_slowly(&self, method: &str, d: Duration) {
         self.inner.slow.lock().unwrap().insert(method.into(), d);
+    }
+
+    /// Lets the next `n` successful calls to `method` take effect (a post
+    /// is in the channel) but answers them HTTP 500, as when Slack's answer
+    /// is lost on the way back: the caller cannot know the call worked.
+    pub fn lose_answers(&self, method: &str, n: usize) {
+        self.inner
+            .lost_answers
+            .lock()
+            .unwrap()
+            .insert(method.into(), n);
+    }
+
+    /// Takes `scope` away from the bot token: every call to `method` is
+    /// refused with `missing_scope`, as Slack does.
+    pub fn without_scope(&self, method: &str, scope: &str) {
+        self.inner
+            .unscoped
+            .lock()
+            .unwrap()
+            .insert(method.into(), scope.into());
     }
 
     /// Refuses the next call to `method` with `{"ok":false,"error":code}`.
@@ -707,8 +741,13 @@ async fn api(
             _ => None,
         }
     };
+    let unscoped = inner.unscoped.lock().unwrap().get(&method).cloned();
     let answer = match refused {
         Some(code) => json!({ "ok": false, "error": code }),
+        None if unscoped.is_some() => json!({
+            "ok": false, "error": "missing_scope",
+            "needed": unscoped, "provided": "commands,chat:write,reactions:read,files:write,files:read"
+        }),
         None => match missing_argument(&method, &parsed) {
             Some(arg) => json!({
                 "ok": false,
@@ -724,6 +763,19 @@ async fn api(
         answer
     };
     let slow = inner.slow.lock().unwrap().get(&method).copied();
+    let lost = answer["ok"] == true
+        && inner
+            .lost_answers
+            .lock()
+            .unwrap()
+            .get_mut(&method)
+            .is_some_and(|n| match n.checked_sub(1) {
+                Some(left) => {
+                    *n = left;
+                    true
+                }
+                None => false,
+            });
     let call = Call {
         method,
         body: parsed,
@@ -738,6 +790,14 @@ async fn api(
         // Models the outside world: a deliberately slow network
         // (`answer_slowly`), not synchronisation.
         tokio::time::sleep(d).await;
+    }
+    if lost {
+        inner.failures.fetch_add(1, Ordering::SeqCst);
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "upstream request timeout",
+        )
+            .into_response();
     }
     axum::Json(answer).into_response()
 }
@@ -762,6 +822,7 @@ fn missing_argument(method: &str, body: &Value) -> Option<&'static str> {
         "files.getUploadURLExternal" => &["filename", "length"],
         "files.completeUploadExternal" => &["files"],
         "usergroups.users.list" => &["usergroup"],
+        "conversations.history" => &["channel"],
         _ => &[],
     };
     required.iter().copied().find(|arg| match &body[*arg] {
@@ -813,6 +874,17 @@ fn answer(inner: &Inner, method: &str, body: &Value) -> Value {
                 .lock()
                 .unwrap()
                 .insert((channel.as_str().unwrap_or_default().to_string(), ts.clone()));
+            // Metadata comes as an object (JSON body) or a string holding
+            // one (form body).
+            let metadata = match &body["metadata"] {
+                Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
+                other => other.clone(),
+            };
+            inner.history.lock().unwrap().push(json!({
+                "type": "message", "user": "UROLLBOT", "bot_id": "B0TEST",
+                "ts": ts, "text": body["text"], "metadata": metadata,
+                "channel": channel, "thread_ts": body["thread_ts"],
+            }));
             let mut r = fixture("chat.postMessage.ok.openapi.json");
             r["channel"] = channel;
             r["ts"] = json!(ts);
@@ -910,6 +982,38 @@ fn answer(inner: &Inner, method: &str, body: &Value) -> Value {
                 "ok": true,
                 "url": format!("ws://127.0.0.1:{port}/link/?ticket={ticket}&app_id=A0TEST")
             })
+        }
+        // Top-level messages of a channel, newest first; their metadata
+        // only when asked for with `include_all_metadata`.
+        "conversations.history" => {
+            let with_metadata = matches!(&body["include_all_metadata"], Value::Bool(true))
+                || body["include_all_metadata"] == "true";
+            let limit = match &body["limit"] {
+                Value::String(s) => s.parse().unwrap_or(100),
+                Value::Number(n) => n.as_u64().unwrap_or(100) as usize,
+                _ => 100,
+            };
+            let messages: Vec<Value> = inner
+                .history
+                .lock()
+                .unwrap()
+                .iter()
+                .rev()
+                .filter(|m| m["channel"] == channel && m["thread_ts"].is_null())
+                .take(limit)
+                .map(|m| {
+                    let mut m = m.clone();
+                    let o = m.as_object_mut().unwrap();
+                    o.remove("channel");
+                    o.remove("thread_ts");
+                    if !with_metadata || o["metadata"].is_null() {
+                        o.remove("metadata");
+                    }
+                    m
+                })
+                .collect();
+            json!({ "ok": true, "messages": messages, "has_more": false,
+                    "pin_count": 0, "response_metadata": { "next_cursor": "" } })
         }
         "usergroups.users.list" => {
             let group = body["usergroup"].as_str().unwrap_or_default();

@@ -77,6 +77,30 @@ pub struct SlackChat {
     outbox: Outbox,
     templates: Arc<Templates>,
     emoji: Emoji,
+    /// The provisional reference of the last proposal post attempted, and
+    /// whether any post was attempted since start (see [`Self::may_repeat`]).
+    attempted: std::sync::Mutex<(bool, Option<String>)>,
+}
+
+/// The metadata `event_type` of a proposal's message; its payload carries
+/// the provisional reference, so the message can be found again.
+const PROPOSAL_EVENT: &str = "rollbot_proposal";
+
+/// How many of a channel's latest messages are searched for a proposal
+/// whose post may have gone through unconfirmed.
+const LOOKBACK: u16 = 100;
+
+/// `conversations.history`: only what the lookup reads.
+#[derive(Deserialize)]
+struct History {
+    messages: Vec<HistoryMessage>,
+}
+
+#[derive(Deserialize)]
+struct HistoryMessage {
+    ts: String,
+    #[serde(default)]
+    metadata: Option<serde_json::Value>,
 }
 
 /// A Web API client bound to the bot token.
@@ -216,6 +240,7 @@ impl SlackChat {
             outbox,
             templates,
             emoji,
+            attempted: std::sync::Mutex::new((false, None)),
         }
     }
 
@@ -299,6 +324,13 @@ impl Chat for SlackChat {
         if let Some(real) = self.outbox.resolve(&pending)? {
             return Ok(Self::message_ref(&ch, real));
         }
+        // Tagged so that a post Slack took without rollbot hearing back
+        // can be found instead of posted twice (see `find_posted`).
+        let mut content = content;
+        content["metadata"] = serde_json::json!({
+            "event_type": PROPOSAL_EVENT,
+            "event_payload": { "pending": pending, "proposal": p.id.as_str() },
+        });
         self.outbox
             .push(
                 p.id.as_str(),
@@ -495,6 +527,28 @@ impl Deliver for SlackChat {
             Ok(op) => op,
             Err(e) => return Delivery::Permanent(format!("unknown outbox entry: {e}")),
         };
+        // A proposal's post that may already be in the channel is looked
+        // up first: posting it again would leave an orphan message whose
+        // votes nobody counts.
+        if let (
+            Some(pending),
+            Op::Post {
+                channel,
+                thread: None,
+                ..
+            },
+        ) = (&entry.pending, &op)
+            && self.may_repeat(pending)
+        {
+            match self.find_posted(channel, pending).await {
+                Ok(Some(ts)) => {
+                    tracing::info!(%pending, %ts, "found the proposal already posted; binding it instead of posting again");
+                    return Delivery::Done { real: Some(ts) };
+                }
+                Ok(None) => {}
+                Err(retry) => return retry,
+            }
+        }
         match self.send(op).await {
             Ok(real) => Delivery::Done { real },
             Err(d) => d,
@@ -503,6 +557,59 @@ impl Deliver for SlackChat {
 }
 
 impl SlackChat {
+    /// Whether posting proposal message `pending` may repeat a post Slack
+    /// already took: it was attempted before in this process (its answer
+    /// was lost or an error), or it is the first post since start — the
+    /// outbox delivers one entry at a time, so only that one can have been
+    /// under way when rollbot last stopped.
+    fn may_repeat(&self, pending: &str) -> bool {
+        let mut a = self
+            .attempted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let first = !a.0;
+        let again = a.1.as_deref() == Some(pending);
+        *a = (true, Some(pending.to_string()));
+        first || again
+    }
+
+    /// The ts of the proposal message tagged `pending` among `channel`'s
+    /// latest messages. `None` when there is none, or when Slack refuses to
+    /// show the history (e.g. a bot without `channels:history`): the post
+    /// then goes ahead, at least once, as before.
+    ///
+    /// # Errors
+    /// Slack is down or rate-limits: the delivery is retried later rather
+    /// than risking a second post.
+    async fn find_posted(&self, channel: &str, pending: &str) -> Result<Option<String>, Delivery> {
+        let s = self.session.client.open_session(&self.session.token);
+        let limit = LOOKBACK.to_string();
+        let params = vec![
+            ("channel", Some(channel)),
+            ("limit", Some(limit.as_str())),
+            ("include_all_metadata", Some("true")),
+        ];
+        let history: History = match s
+            .http_session_api
+            .http_get("conversations.history", &params, None)
+            .await
+        {
+            Ok(h) => h,
+            Err(e) => match classify(&e) {
+                Delivery::Permanent(why) => {
+                    tracing::warn!(%channel, %why, "cannot read the channel's history to check whether the proposal was already posted; posting it (it may appear twice: give the bot channels:history and groups:history)");
+                    return Ok(None);
+                }
+                retry => return Err(retry),
+            },
+        };
+        Ok(history.messages.into_iter().find_map(|m| {
+            let meta = m.metadata?;
+            (meta["event_type"] == PROPOSAL_EVENT && meta["event_payload"]["pending"] == pending)
+                .then_some(m.ts)
+        }))
+    }
+
     fn resolve_or_drop(&self, message: &str) -> Result<String, Delivery> {
         match self.real(message) {
             Ok(Some(ts)) => Ok(ts),
