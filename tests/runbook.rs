@@ -493,6 +493,70 @@ async fn a_blocking_pre_check_makes_approval_impossible_and_says_why() {
     .await;
 }
 
+#[tokio::test]
+async fn a_release_switched_after_the_plan_supersedes_the_command_rollback() {
+    let host = Host::new();
+    let config = host.config("");
+    run_test_in(
+        || tester(&config),
+        |t| async move {
+            let p = t.propose_for("web", "slack:UALICE").await.unwrap();
+            t.expect_posted(&p.id);
+            // Someone switches the release by hand while people vote.
+            std::fs::create_dir(host.path("releases/v1.3.1")).unwrap();
+            std::fs::remove_file(host.path("current")).unwrap();
+            std::os::unix::fs::symlink(host.path("releases/v1.3.1"), host.path("current")).unwrap();
+            t.approve(&p.id, "slack:UBOB").await;
+            t.approve(&p.id, "slack:UCAROL").await;
+            t.settle().await;
+            t.proposal(&p.id).expect_state(State::Superseded);
+            assert_eq!(host.current(), "v1.3.1", "the rollback command did not run");
+            let notes = t.expect_threads(&p.id, &["execution_started", "superseded"]);
+            let ThreadNote::Superseded { reason } = &notes[1] else {
+                panic!("{notes:?}");
+            };
+            assert_eq!(reason, "v1.3.1 runs now, not v1.3.0 as planned");
+            t
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_failing_rollback_command_fails_the_proposal_with_its_output() {
+    let host = Host::new();
+    let config = host.config("");
+    // The switch half-works: the service does not come back.
+    std::fs::write(
+        host.path("rollback.sh"),
+        "#!/bin/sh\necho \"switching to $1\"\necho 'restart failed: port 8080 in use' >&2\nexit 3\n",
+    )
+    .unwrap();
+    run_test_in(
+        || tester(&config),
+        |t| async move {
+            let p = t.propose_for("web", "slack:UALICE").await.unwrap();
+            t.expect_posted(&p.id);
+            t.approve(&p.id, "slack:UBOB").await;
+            t.approve(&p.id, "slack:UCAROL").await;
+            t.settle().await;
+            t.proposal(&p.id).expect_state(State::Failed);
+            let notes = t.expect_threads(
+                &p.id,
+                &["execution_started", "progress", "execution_failed"],
+            );
+            let ThreadNote::ExecutionFailed { error } = &notes[2] else {
+                panic!("{notes:?}");
+            };
+            assert_eq!(error.kind, ExecErrorKind::RolloutFailed);
+            assert!(error.message.contains("exit 3"), "{error:?}");
+            assert!(error.message.contains("port 8080 in use"), "{error:?}");
+            t
+        },
+    )
+    .await;
+}
+
 /// What the local change-request server received.
 #[derive(Default)]
 struct Received {
