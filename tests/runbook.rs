@@ -686,6 +686,10 @@ fn check_config_names_each_bad_step_by_its_key() {
         name = "cr"
         timeout = "1m"
         http = { url = "cr.example.com/{proposl}", body = { text = "{status_update}" } }
+        [[services.web.runbook.after]]
+        name = "flags"
+        timeout = "1m"
+        http = { url = "https://flags.example.com/off", headers = { Authorization = "Bearer abc" } }
     "#;
     let problems = Config::parse(text).unwrap_err();
     let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
@@ -715,5 +719,9 @@ fn check_config_names_each_bad_step_by_its_key() {
         "services.web.runbook.after[0].http.url",
         "not an http(s) URL",
     );
-    assert_eq!(paths.len(), 9, "{problems:#?}");
+    has(
+        "services.web.runbook.after[1].http.headers.Authorization",
+        "looks like a secret",
+    );
+    assert_eq!(paths.len(), 10, "{problems:#?}");
 }

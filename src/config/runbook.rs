@@ -194,14 +194,7 @@ impl StepConfig {
                     ));
                 }
                 for (name, value) in &self.env {
-                    if let Secret::Env { env } = value
-                        && env.is_empty()
-                    {
-                        problems.push(Problem::new(
-                            format!("{}.{name}", key("env")),
-                            "env must name an environment variable",
-                        ));
-                    }
+                    check_value(name, value, &format!("{}.{name}", key("env")), problems);
                 }
             }
             (None, Some(http)) => {
@@ -273,11 +266,7 @@ impl HttpStepConfig {
             if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 problems.push(Problem::new(&at, "is not a valid header name"));
             }
-            if let Secret::Env { env } = value
-                && env.is_empty()
-            {
-                problems.push(Problem::new(at, "env must name an environment variable"));
-            }
+            check_value(name, value, &at, problems);
         }
         if let Some(body) = &self.body {
             check_body(body, &key("body"), allowed, problems);
@@ -290,6 +279,27 @@ impl HttpStepConfig {
                 format!("{s} is not an HTTP status"),
             ));
         }
+    }
+}
+
+/// Names of values that hold secrets, which never sit in the config file.
+const SECRET_WORDS: &[&str] = &["authorization", "password", "secret", "token", "key"];
+
+/// Checks an env or header value at `at`: a secret-looking `name` must come
+/// from the environment or a file, and an `env` reference must name a variable.
+fn check_value(name: &str, value: &Secret, at: &str, problems: &mut Vec<Problem>) {
+    let lower = name.to_ascii_lowercase();
+    match value {
+        Secret::Inline(_) if SECRET_WORDS.iter().any(|w| lower.contains(w)) => {
+            problems.push(Problem::new(
+                at,
+                format!("{name} looks like a secret; write {{ env = \"VAR\" }} or {{ file = \"/run/secrets/...\" }} instead of the value, so it stays out of the config file and out of chat"),
+            ));
+        }
+        Secret::Env { env } if env.is_empty() => {
+            problems.push(Problem::new(at, "env must name an environment variable"));
+        }
+        _ => {}
     }
 }
 
