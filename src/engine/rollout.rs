@@ -632,8 +632,14 @@ impl Engine {
                 }],
             )?;
             self.inner.store.flush().await?;
+            // A hook still runs if the update cannot be drafted (start-up
+            // checks the templates, so this is a bug, not an incident).
+            let status_update = self.status_update(&p).unwrap_or_else(|e| {
+                tracing::error!(proposal = %p.id, error = %e, "status update not drafted");
+                String::new()
+            });
             let call = crate::ports::HookCall {
-                status_update: self.status_update(&p)?,
+                status_update,
                 proposal: p.clone(),
             };
             let (tx, rx) = mpsc::channel::<String>(64);
