@@ -208,3 +208,56 @@ async fn a_missing_release_is_refused_at_plan_time() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn after_a_restart_the_history_says_whether_the_rollback_went_out() {
+    use rollbot::exec::{HelmTarget, Target};
+    use rollbot::ports::{Executor, PlanRequest, Standing};
+    let helm = Helm::new();
+    let target = Target::Helm(HelmTarget {
+        release: "payment".into(),
+        namespace: "production".into(),
+        binary: helm.bin().display().to_string(),
+        timeout: "2m".into(),
+    });
+    let exec = HelmExecutor::new();
+    bounded(async {
+        let plan = exec.plan(&target, &PlanRequest::previous()).await.unwrap();
+        assert_eq!(
+            exec.standing(&target, &plan).await.unwrap(),
+            Standing::NotApplied
+        );
+        // The rollback went out just before rollbot stopped.
+        let out = std::process::Command::new(helm.bin())
+            .args(["rollback", "payment", "2", "-n", "production", "--wait"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            exec.standing(&target, &plan).await.unwrap(),
+            Standing::Applied
+        );
+        let (tx, _rx) = tokio::sync::mpsc::channel(8);
+        let followed = exec.follow(&target, &plan, tx).await.unwrap();
+        assert!(matches!(
+            followed,
+            rollbot::ports::ExecOutcome::RolledBack { .. }
+        ));
+        // Someone released again since: the plan no longer holds.
+        let mut history = helm.history();
+        history[3].status = "superseded".into();
+        history.push(entry(5, "deployed", "1.3.2", "Upgrade complete"));
+        helm.write(&history);
+        assert!(matches!(
+            exec.standing(&target, &plan).await.unwrap(),
+            Standing::Moved { .. }
+        ));
+        let rollbacks = helm
+            .calls()
+            .iter()
+            .filter(|c| c.starts_with("rollback"))
+            .count();
+        assert_eq!(rollbacks, 1, "rollbot itself rolled nothing back");
+    })
+    .await;
+}
