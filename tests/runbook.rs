@@ -496,7 +496,7 @@ async fn a_blocking_pre_check_makes_approval_impossible_and_says_why() {
 #[tokio::test]
 async fn a_release_switched_after_the_plan_supersedes_the_command_rollback() {
     let host = Host::new();
-    let config = host.config("");
+    let config = host.config(HOOKS);
     run_test_in(
         || tester(&config),
         |t| async move {
@@ -511,8 +511,15 @@ async fn a_release_switched_after_the_plan_supersedes_the_command_rollback() {
             t.settle().await;
             t.proposal(&p.id).expect_state(State::Superseded);
             assert_eq!(host.current(), "v1.3.1", "the rollback command did not run");
-            let notes = t.expect_threads(&p.id, &["execution_started", "superseded"]);
-            let ThreadNote::Superseded { reason } = &notes[1] else {
+            assert!(
+                !host.path("maintenance").exists(),
+                "the always after-hook put maintenance off again"
+            );
+            let notes = t.expect_threads(
+                &p.id,
+                &["execution_started", "progress", "superseded", "progress"],
+            );
+            let ThreadNote::Superseded { reason } = &notes[2] else {
                 panic!("{notes:?}");
             };
             assert_eq!(reason, "v1.3.1 runs now, not v1.3.0 as planned");

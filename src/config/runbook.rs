@@ -53,8 +53,8 @@ pub struct RunbookConfig {
     /// Run after approval, before the rollback; one failing stops it.
     #[serde(default)]
     pub before: Vec<StepConfig>,
-    /// Run after the rollback (those marked `always` also after a failed
-    /// before-step).
+    /// Run after the rollback (those marked `always` also when the rollout
+    /// stopped before it).
     #[serde(default)]
     pub after: Vec<StepConfig>,
 }
@@ -93,8 +93,9 @@ pub struct StepConfig {
     /// How long the step may take; past it, the command is killed with its
     /// whole process group. Required.
     pub timeout: Option<Span>,
-    /// After-steps only: also run when a before-step failed (maintenance
-    /// off, traffic back).
+    /// After-steps only: also run when the rollout stopped before the
+    /// rollback was in place — a before-step failed, the rollback failed or
+    /// was superseded (maintenance off, traffic back).
     #[serde(default)]
     pub always: bool,
     /// Safe to run again when a restart interrupted it; otherwise an
@@ -219,7 +220,7 @@ impl StepConfig {
         if self.always && list != List::After {
             problems.push(Problem::new(
                 key("always"),
-                "only after-steps can be `always` (they run even when a before-step failed)",
+                "only after-steps can be `always` (they run even when the rollout stopped before the rollback)",
             ));
         }
         if list != List::PreChecks && (self.blocking || self.kind.is_some()) {

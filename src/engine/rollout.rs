@@ -453,7 +453,11 @@ impl Engine {
             Step::Rollback => {
                 let p = self.step_started(&p, step).await?;
                 let p = self.rollback_step(p, follow_only).await?;
-                Ok((p.state == State::RolledBack).then_some(p))
+                if p.state == State::RolledBack {
+                    return Ok(Some(p));
+                }
+                self.always_after_hooks(p).await?;
+                Ok(None)
             }
             Step::Verify => {
                 let p = self.step_started(&p, step).await?;
@@ -539,15 +543,7 @@ impl Engine {
             // after-hooks marked `always` put things back (maintenance off).
             let e = ExecError::new(ExecErrorKind::HookFailed, failure);
             let p = self.conclude(&p, Err(e), Some(step)).await?;
-            let always: Vec<_> = self
-                .hooks_of(&p.service)
-                .after
-                .into_iter()
-                .filter(|h| h.always())
-                .collect();
-            if !always.is_empty() {
-                self.after_hooks_when_failed(p, &always).await?;
-            }
+            self.always_after_hooks(p).await?;
             return Ok(None);
         }
         // The rollback is in place: verification and the report still run;
@@ -563,13 +559,22 @@ impl Engine {
         Ok(Some(p))
     }
 
-    /// The `always` after-hooks of a proposal that failed before its
-    /// rollback, recorded as its after-hooks step.
-    async fn after_hooks_when_failed(
-        &self,
-        p: Proposal,
-        always: &[std::sync::Arc<dyn crate::ports::Hook>],
-    ) -> Result<(), EngineError> {
+    /// The after-hooks marked `always` of a proposal whose rollout stopped
+    /// before the rollback was in place (a before-hook failed, the rollback
+    /// failed or was superseded), recorded as its after-hooks step: they
+    /// put back what the before-hooks changed (maintenance off, traffic
+    /// back). A drill runs none.
+    async fn always_after_hooks(&self, p: Proposal) -> Result<(), EngineError> {
+        let always: Vec<_> = self
+            .hooks_of(&p.service)
+            .after
+            .into_iter()
+            .filter(|h| h.always())
+            .collect();
+        if always.is_empty() || p.drill {
+            return Ok(());
+        }
+        let always = always.as_slice();
         let earlier = self.inner.store.timeline(&p.id)?;
         let p = self.step_started(&p, Step::AfterHooks).await?;
         let (p, done, failure) = self
@@ -872,8 +877,8 @@ impl Engine {
             Ok(t) => t,
             // A drill whose simulator went with the old process.
             Err(e) => {
-                self.conclude(&p, Err(e), Some(Step::Rollback)).await?;
-                return Ok(());
+                let p = self.conclude(&p, Err(e), Some(Step::Rollback)).await?;
+                return self.always_after_hooks(p).await;
             }
         };
         let standing = self.inner.ports.executor.standing(&target, &p.plan).await;
@@ -881,28 +886,29 @@ impl Engine {
             Ok(Standing::NotApplied) => ResumeStep::Apply,
             Ok(Standing::Applied) => ResumeStep::Follow,
             Ok(Standing::Moved { reason }) => {
-                self.conclude(
-                    &p,
-                    Ok(ExecOutcome::Superseded { reason }),
-                    Some(Step::Rollback),
-                )
-                .await?;
-                return Ok(());
+                let p = self
+                    .conclude(
+                        &p,
+                        Ok(ExecOutcome::Superseded { reason }),
+                        Some(Step::Rollback),
+                    )
+                    .await?;
+                return self.always_after_hooks(p).await;
             }
             Ok(Standing::Unknown) => {
                 let e = ExecError::new(
                     crate::ports::ExecErrorKind::Interrupted,
                     "the executor cannot tell whether the plan was applied",
                 );
-                self.conclude(&p, Err(e), Some(Step::Rollback)).await?;
-                return Ok(());
+                let p = self.conclude(&p, Err(e), Some(Step::Rollback)).await?;
+                return self.always_after_hooks(p).await;
             }
             Err(e) => {
                 // The executor's own words say why it could not read the
                 // workload; the catalogue says what the restart means.
                 let e = ExecError::new(crate::ports::ExecErrorKind::Interrupted, e.message);
-                self.conclude(&p, Err(e), Some(Step::Rollback)).await?;
-                return Ok(());
+                let p = self.conclude(&p, Err(e), Some(Step::Rollback)).await?;
+                return self.always_after_hooks(p).await;
             }
         };
         let p = self.note_resumed(&p, resumed).await?;

@@ -311,8 +311,9 @@ pub trait Hook: Send + Sync {
     /// Short name shown in the thread and on the timeline, e.g. `db-backup`.
     fn name(&self) -> &str;
 
-    /// An after-hook that also runs when a before-hook failed and nothing
-    /// was rolled back (maintenance off, traffic back).
+    /// An after-hook that also runs when the rollout stopped before the
+    /// rollback was in place — a before-hook failed, the rollback failed or
+    /// was superseded (maintenance off, traffic back).
     fn always(&self) -> bool {
         false
     }
