@@ -10,8 +10,9 @@ if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
 
 # Debian packages the tests run for real.
 apt_packages=()
-# tests/verify_prometheus.rs runs a real Prometheus.
-if [ ! -x /usr/bin/prometheus ]; then apt_packages+=(prometheus); fi
+# tests/verify_prometheus.rs and tests/monitoring.rs run a real Prometheus;
+# tests/monitoring.rs runs promtool (same package) on deploy/monitoring/.
+if [ ! -x /usr/bin/prometheus ] || [ ! -x /usr/bin/promtool ]; then apt_packages+=(prometheus); fi
 # tests/alertmanager_real.rs runs a real Alertmanager.
 if [ ! -x /usr/bin/prometheus-alertmanager ]; then apt_packages+=(prometheus-alertmanager); fi
 # tests/helm.rs runs the helm stand-in (tests/support/helm), which needs jq.

@@ -126,6 +126,7 @@ impl App {
         let engine = Engine::new(store, config.services(), ports);
         crate::runbook::install(&engine, config);
         engine.set_dedup_retention(config.store.dedup_retention());
+        engine.set_drill_schedules(config.drill_schedules());
         let mut slack_routes = None;
         let mut background = Vec::new();
         let mut connection = None;

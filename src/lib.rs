@@ -4,8 +4,9 @@
 //!
 //! The core:
 //! - [`domain`]: proposals, the state machine, the two-person rule, timeline
-//!   events, the rollout's steps and the runbook decision rules. Pure: no
-//!   I/O, no async.
+//!   events, the rollout's steps, the runbook decision rules and the
+//!   measures read off timelines (time to decision, mitigate, resolve).
+//!   Pure: no I/O, no async.
 //! - [`store`]: durable sled storage of proposals, timelines, dedup keys,
 //!   message bindings, parked alerts, acknowledged inputs and the outbox
 //!   queues, with atomic state transitions; the only module that touches
@@ -13,7 +14,8 @@
 //! - [`engine`]: the one place that decides. Takes inputs (alerts, commands,
 //!   votes, ticks), applies domain rules, persists, then calls the ports;
 //!   runs an approved rollback as a pipeline of recorded, resumable steps
-//!   (before-hooks, rollback, after-hooks, verify, report).
+//!   (before-hooks, rollback, after-hooks, verify, report); opens scheduled
+//!   drills from its tick.
 //! - [`ports`]: the small traits the engine talks through (`Chat`,
 //!   `Executor`, `Hook`, `Verifier`) and their in-memory doubles.
 //! - [`config`]: the TOML configuration, one module per section, each
@@ -25,9 +27,12 @@
 //!   generic) parsed into one `AlertEvent`, source authentication, routing.
 //! - [`http`]: the axum server: health, readiness, the read API, alert
 //!   webhooks (`/webhooks/…`) and `/metrics`.
-//! - [`metrics`]: the Prometheus counters behind `/metrics`.
+//! - [`metrics`]: the Prometheus metrics behind `/metrics`: webhook
+//!   counters, and the proposal metrics derived from the stored timelines
+//!   (rebuilt on start), outbox backlog, executor errors.
 //! - [`chat`]: the platform-neutral side of chat: the `/rollback` parser,
-//!   the one handler of commands and votes for every platform, the
+//!   the one handler of commands and votes for every platform, `/rollback
+//!   stats`, the
 //!   `ChatRouter` that sends each message to its channel's platform, the
 //!   user/internal error split; and the adapters (Slack, the console used
 //!   by the demo and drills, none), which only decode and render.

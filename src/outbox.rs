@@ -43,6 +43,32 @@ use tokio::sync::Notify;
 
 use crate::store::{Queue, Store, StoreError};
 
+/// One outbox's backlog, for `/metrics`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backlog {
+    /// The outbox's name: its chat platform.
+    pub name: String,
+    pub depth: usize,
+    pub oldest_queued_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The backlog of every outbox in `store`.
+///
+/// # Errors
+/// Storage failure.
+pub fn backlogs(store: &Store) -> Result<Vec<Backlog>, StoreError> {
+    let mut out = Vec::new();
+    for name in store.queue_names()? {
+        let queue = store.queue(&name)?;
+        out.push(Backlog {
+            depth: queue.len(),
+            oldest_queued_at: queue.oldest_queued_at()?,
+            name,
+        });
+    }
+    Ok(out)
+}
+
 /// The schema version written with every entry.
 pub const ENTRY_VERSION: u32 = 1;
 
@@ -182,9 +208,14 @@ impl Outbox {
             op: serde_json::to_value(op)?,
         };
         let seq = self.inner.next.fetch_add(1, Ordering::SeqCst);
-        self.inner
-            .queue
-            .push(seq, pending.as_deref(), &serde_json::to_vec(&entry)?)?;
+        self.inner.queue.push(
+            seq,
+            pending.as_deref(),
+            &serde_json::to_vec(&entry)?,
+            // Wall time: the outbox waits in real time, whatever clock
+            // the engine's timelines use.
+            chrono::Utc::now(),
+        )?;
         self.inner.store.flush().await?;
         self.inner.queued.notify_one();
         Ok(seq)

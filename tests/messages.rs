@@ -18,6 +18,7 @@ use regex::Regex;
 use rollbot::chat::commands::CommandError;
 use rollbot::chat::console::ConsoleChat;
 use rollbot::chat::slack::render::{self, Emoji, Reply, Summary};
+use rollbot::chat::stats::Stats;
 use rollbot::config::LOCALES;
 use rollbot::domain::decision::Finding;
 use rollbot::domain::{
@@ -209,6 +210,13 @@ fn other_notes() -> Vec<ThreadNote> {
         },
         ThreadNote::DrillChecksSkipped,
         ThreadNote::Resolved { check: None },
+        ThreadNote::ScheduledDrill {
+            schedule: "0 2 * * 1".into(),
+            timezone: "Asia/Tokyo".into(),
+            slot: Utc.with_ymd_and_hms(2025, 3, 16, 17, 0, 0).unwrap(),
+            late: true,
+            notify: vec![user("slack:UBOB"), user("slack:UCAROL")],
+        },
     ]
 }
 
@@ -305,6 +313,49 @@ fn replies(p: &Proposal) -> Vec<Reply> {
             service: None,
             items: vec![],
         },
+        Reply::Stats {
+            stats: Stats {
+                service: Some("payment-api".into()),
+                days: 30,
+                proposals: 4,
+                rollbacks: 3,
+                failed: 1,
+                verification_failed: 1,
+                rejected: 1,
+                expired: 0,
+                mttr_median: Some(1500),
+                mttr_p90: Some(3960),
+                decision_median: Some(300),
+                decision_p90: Some(720),
+                drills: 4,
+                drills_expired: 1,
+                drill_decision_median: Some(240),
+                drill_mitigate_median: Some(420),
+            },
+        },
+        Reply::Stats {
+            stats: Stats {
+                service: None,
+                days: 7,
+                proposals: 0,
+                rollbacks: 0,
+                failed: 0,
+                verification_failed: 0,
+                rejected: 0,
+                expired: 0,
+                mttr_median: None,
+                mttr_p90: None,
+                decision_median: None,
+                decision_p90: None,
+                drills: 0,
+                drills_expired: 0,
+                drill_decision_median: None,
+                drill_mitigate_median: None,
+            },
+        },
+        error(CommandError::BadStats {
+            word: "--weeks".into(),
+        }),
     ]
 }
 

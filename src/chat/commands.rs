@@ -7,6 +7,7 @@
 //! /rollback history SERVICE                       recent proposals of a service
 //! /rollback cancel ID                             cancel a proposal still waiting for votes
 //! /rollback drill SERVICE [reason…]               rehearse a rollback on a copy (DRILL)
+//! /rollback stats [SERVICE] [--days N]            rollbacks, MTTR, decisions, drills (N days, 30)
 //! /rollback help                                  usage
 //! ```
 //!
@@ -20,7 +21,13 @@ use serde::Serialize;
 use crate::domain::ProposalId;
 
 /// The verbs, in the order `help` lists them.
-pub const VERBS: &[&str] = &["status", "list", "history", "cancel", "drill", "help"];
+pub const VERBS: &[&str] = &[
+    "status", "list", "history", "cancel", "drill", "stats", "help",
+];
+
+/// The window of `/rollback stats` without `--days`, and the longest one.
+pub const STATS_DAYS: u32 = 30;
+pub const STATS_MAX_DAYS: u32 = 366;
 
 /// The only flag: roll back to a specific revision instead of the previous one.
 pub const TO_REVISION: &str = "--to-revision";
@@ -48,6 +55,9 @@ pub enum Command {
     Drill { service: String, reason: String },
     /// `/rollback help` (also an empty `/rollback`)
     Help,
+    /// `/rollback stats [SERVICE] [--days N]`: the numbers teams steer by
+    /// over the last `days` days, for one service or all.
+    Stats { service: Option<String>, days: u32 },
 }
 
 /// A command that could not be understood, with what to type instead.
@@ -105,6 +115,10 @@ pub enum CommandError {
         did_you_mean: Option<String>,
         known: String,
     },
+    #[error(
+        "`/rollback stats` takes an optional service name and --days N (1 to {STATS_MAX_DAYS}), not {word:?}; e.g. `/rollback stats payment-api --days 30`"
+    )]
+    BadStats { word: String },
 }
 
 fn suggest(s: &Option<String>) -> String {
@@ -184,6 +198,7 @@ pub fn parse(text: &str, services: &[&str]) -> Result<Command, CommandError> {
                 })
             }
         },
+        "stats" => stats(rest, services),
         _ if first.starts_with("--") => Err(CommandError::ServiceFirst {
             flag: first.to_string(),
             example: services
@@ -238,6 +253,45 @@ fn propose(service: &str, rest: &[&str]) -> Result<Command, CommandError> {
         service: service.to_string(),
         to_revision,
         reason: reason.join(" "),
+    })
+}
+
+fn stats(rest: &[&str], services: &[&str]) -> Result<Command, CommandError> {
+    let mut service = None;
+    let mut days = None;
+    let mut words = rest.iter();
+    let bad = |word: &str| CommandError::BadStats {
+        word: word.to_string(),
+    };
+    while let Some(&word) = words.next() {
+        if let Some(flag) = word.strip_prefix("--") {
+            let (name, inline) = match flag.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (flag, None),
+            };
+            if name != "days" || days.is_some() {
+                return Err(bad(word));
+            }
+            let value = match inline {
+                Some(v) => v,
+                None => words.next().copied().ok_or_else(|| bad(word))?,
+            };
+            days = Some(
+                value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|d| (1..=STATS_MAX_DAYS).contains(d))
+                    .ok_or_else(|| bad(value))?,
+            );
+        } else if service.is_none() {
+            service = Some(known_service(word, services)?);
+        } else {
+            return Err(bad(word));
+        }
+    }
+    Ok(Command::Stats {
+        service,
+        days: days.unwrap_or(STATS_DAYS),
     })
 }
 
@@ -355,6 +409,10 @@ mod tests {
             "cancel RB-7K3M9Q",
             "drill payment-api",
             "DRILL search quarterly rehearsal",
+            "stats",
+            "stats payment-api",
+            "stats --days 7",
+            "stats search --days=90",
         ];
         let out: Vec<String> = cases.iter().map(|c| run(c)).collect();
         insta::assert_yaml_snapshot!(out);
@@ -384,6 +442,13 @@ mod tests {
             "dril payment-api",
             "drill paymnet-api",
             "drill payment-api --to-revision 2",
+            "stats paymnet-api",
+            "stats --days",
+            "stats --days 0",
+            "stats --days 1000",
+            "stats --weeks 2",
+            "stats payment-api search",
+            "stats --days 7 --days 8",
         ];
         let out: Vec<String> = cases.iter().map(|c| run(c)).collect();
         insta::assert_yaml_snapshot!(out);

@@ -255,6 +255,13 @@ impl CommandHandler {
                     self.list("history", Some(service), |p| p.service.as_str() == s),
                 )
             }
+            Command::Stats { service, days } => {
+                let locale = match &service {
+                    Some(s) => self.locale_of(s),
+                    None => locale,
+                };
+                Answer::new(locale, self.stats(service.as_deref(), days))
+            }
             // Quick: done before answering, so the answer is the outcome.
             Command::Cancel { id } => match self.engine.cancel(&id, &input.user).await {
                 Ok(p) => Answer::new(p.locale.clone(), Reply::Cancelled { id: id.to_string() }),
@@ -292,6 +299,31 @@ impl CommandHandler {
                 .await?
             }
         })
+    }
+
+    /// `/rollback stats`: read from the stored timelines of the window.
+    fn stats(&self, service: Option<&str>, days: u32) -> Reply {
+        let now = self.engine.now();
+        let since = now - chrono::Duration::days(i64::from(days));
+        let read = || -> Result<Vec<_>, StoreError> {
+            let store = self.engine.store();
+            let mut out = Vec::new();
+            for p in store.list()? {
+                // Newest first: the rest are older than the window.
+                if p.created_at <= since {
+                    break;
+                }
+                let timeline = store.timeline(&p.id)?;
+                out.push((p, timeline));
+            }
+            Ok(out)
+        };
+        match read() {
+            Ok(proposals) => Reply::Stats {
+                stats: super::stats::summarize(&proposals, service, days, now),
+            },
+            Err(e) => Failure::internal(&e, "reading proposals for stats").reply(),
+        }
     }
 
     /// Up to ten proposals that `keep` selects, newest first.

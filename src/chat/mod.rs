@@ -1,6 +1,7 @@
 //! Chat platforms: the `/rollback` command language shared by all of them
 //! ([`commands`]), the one [`handler`] of commands and votes for every
-//! platform, the neutral answer to a command ([`reply`]) and the
+//! platform, the neutral answer to a command ([`reply`]), the numbers of
+//! `/rollback stats` ([`stats`]) and the
 //! [`failure`] split between a person's mistakes and rollbot's own, the
 //! [`router`] that sends each message to its channel's platform, and the
 //! adapters implementing the engine's [`Chat`](crate::ports::Chat) port:
@@ -17,3 +18,4 @@ pub mod none;
 pub mod reply;
 pub mod router;
 pub mod slack;
+pub mod stats;

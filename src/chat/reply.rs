@@ -113,6 +113,10 @@ pub enum Reply {
         service: Option<String>,
         items: Vec<Summary>,
     },
+    /// `/rollback stats`: the window's numbers (see [`crate::chat::stats`]).
+    Stats {
+        stats: crate::chat::stats::Stats,
+    },
 }
 
 /// A command's answer and the locale to word it in.

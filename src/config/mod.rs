@@ -27,6 +27,7 @@ use crate::exec::{COMMAND, CommandTarget, CustomTarget, HELM, HelmTarget, KUBERN
 
 mod alerts;
 mod chat;
+mod drill;
 pub mod duration;
 mod runbook;
 mod secret;
@@ -36,6 +37,7 @@ mod verify;
 
 pub use alerts::*;
 pub use chat::*;
+pub use drill::*;
 pub use duration::{LONGEST, Span, parse as parse_duration, to_chrono};
 pub use runbook::*;
 pub use secret::*;

@@ -86,6 +86,8 @@ pub struct ServiceConfig {
     pub runbook: Option<RunbookConfig>,
     /// Recovery checks; without them verification is "not configured".
     pub verify: Option<VerifyConfig>,
+    /// Scheduled rollback drills; none without it.
+    pub drill: Option<DrillConfig>,
 }
 
 impl ServiceConfig {
@@ -161,6 +163,9 @@ impl ServiceConfig {
         }
         if let Some(v) = &self.verify {
             v.validate(&key("verify"), config.prometheus.is_some(), problems);
+        }
+        if let Some(d) = &self.drill {
+            d.validate(&key("drill"), problems);
         }
         match self.targets().as_slice() {
             [] => problems.push(Problem::new(

@@ -1,5 +1,5 @@
 //! The domain: proposals, the state machine, the two-person rule, timeline
-//! events and the rollback decision rules.
+//! events, the rollback decision rules and the measures read off timelines.
 //!
 //! Pure on purpose: no tokio, no HTTP, no sled. Every rule about approvals,
 //! states or timing is written here once and unit-tested here.
@@ -8,6 +8,7 @@ pub mod approval;
 pub mod clock;
 pub mod decision;
 pub mod ids;
+pub mod measures;
 pub mod pipeline;
 pub mod proposal;
 pub mod step;

@@ -23,7 +23,8 @@
 //! - `rollout`: the approved proposal's rollout, step by step, and its
 //!   resumption after a restart;
 //! - `alerts`: alert ingestion (dedup, joins, parking, resolution);
-//! - `prechecks`: a service's runbook pre-checks, run as its plan is made.
+//! - `prechecks`: a service's runbook pre-checks, run as its plan is made;
+//! - `schedule`: scheduled drills, opened from the tick.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -164,6 +165,10 @@ struct Inner {
     hooks: RwLock<BTreeMap<ServiceName, crate::ports::Hooks>>,
     /// How long dedup keys are kept, and when the tick last swept them.
     retention: Mutex<Retention>,
+    /// The metrics served at `/metrics`; the proposal metrics follow the store.
+    metrics: Arc<crate::metrics::Metrics>,
+    /// Scheduled drills per service (none unless set).
+    schedules: RwLock<BTreeMap<ServiceName, crate::config::DrillSchedule>>,
 }
 
 struct Retention {
@@ -176,6 +181,17 @@ const SWEEP_EVERY: chrono::Duration = chrono::Duration::minutes(10);
 
 impl Engine {
     pub fn new(store: Store, services: BTreeMap<ServiceName, Service>, ports: Ports) -> Self {
+        // The proposal metrics are rebuilt from the stored timelines, then
+        // follow every event the store records.
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        metrics.declare_services(services.keys());
+        match metrics.rebuild(&store) {
+            Ok(n) => tracing::debug!(proposals = n, "rebuilt the rollback metrics"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot rebuild the rollback metrics from the store")
+            }
+        }
+        store.set_observer(metrics.clone());
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -191,6 +207,8 @@ impl Engine {
                     keep: crate::config::DEFAULT_DEDUP_RETENTION,
                     last_sweep: None,
                 }),
+                metrics,
+                schedules: RwLock::new(BTreeMap::new()),
             }),
         }
     }
@@ -256,11 +274,17 @@ impl Engine {
         &self.inner.store
     }
 
+    /// The metrics served at `/metrics`.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.inner.metrics
+    }
+
     pub fn services(&self) -> &BTreeMap<ServiceName, Service> {
         &self.inner.services
     }
 
-    fn now(&self) -> DateTime<Utc> {
+    /// Now, by the engine's clock.
+    pub fn now(&self) -> DateTime<Utc> {
         self.inner.ports.clock.now()
     }
 
@@ -361,7 +385,8 @@ impl Engine {
             .clone()
     }
 
-    /// Expires proposals whose voting time is over. Call periodically.
+    /// Expires proposals whose voting time is over and opens the drills
+    /// whose scheduled time has come. Call periodically.
     ///
     /// # Errors
     /// Storage failure.
@@ -402,6 +427,7 @@ impl Engine {
             self.inner.store.flush().await?;
         }
         self.reap_drills();
+        self.run_drill_schedules().await?;
         self.release_pending_alerts().await?;
         self.post_unbound().await?;
         self.sweep_dedup_keys()?;
@@ -549,5 +575,7 @@ mod alerts;
 mod prechecks;
 mod proposals;
 mod rollout;
+mod schedule;
 
 pub use alerts::{AlertOutcome, alert_ref};
+pub use schedule::{LATE_AFTER, SCHEDULER, ScheduleOutcome};

@@ -83,7 +83,7 @@ impl Engine {
         self.drill_claiming(req, &[]).await
     }
 
-    async fn drill_claiming(
+    pub(super) async fn drill_claiming(
         &self,
         req: DrillRequest,
         claims: &[String],

@@ -255,8 +255,29 @@ impl Engine {
         };
         let templates =
             crate::report::templates().map_err(|e| EngineError::Report(e.to_string()))?;
-        crate::report::draft(templates, &p, &timeline, &evidence, locale)
+        let drills = self.drill_comparison(&p, &timeline)?;
+        crate::report::draft_compared(templates, &p, &timeline, &evidence, drills.as_ref(), locale)
             .map_err(|e| EngineError::Report(e.to_string()))
+    }
+
+    /// `p` beside its service's latest drills that ended before it was
+    /// drafted (not itself, not ones still running).
+    fn drill_comparison(
+        &self,
+        p: &Proposal,
+        timeline: &[crate::domain::TimelineEvent],
+    ) -> Result<Option<crate::report::DrillComparison>, EngineError> {
+        let store = &self.inner.store;
+        let mut drills = Vec::new();
+        for d in store.list()? {
+            if drills.len() == crate::report::COMPARED_DRILLS {
+                break;
+            }
+            if d.drill && d.service == p.service && d.id != p.id && !d.is_open() {
+                drills.push((d.created_at, store.timeline(&d.id)?));
+            }
+        }
+        Ok(crate::report::DrillComparison::of(timeline, &drills))
     }
 
     pub(super) async fn post_report(&self, p: &Proposal) -> Result<(), EngineError> {
@@ -774,6 +795,9 @@ impl Engine {
         step: Option<Step>,
     ) -> Result<Proposal, EngineError> {
         let now = self.now();
+        if let Err(e) = &outcome {
+            self.inner.metrics.executor_error(&p.service, e.kind);
+        }
         let (to, mut events, note) = match outcome {
             Ok(ExecOutcome::RolledBack { detail }) => (
                 State::RolledBack,

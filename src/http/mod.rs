@@ -42,15 +42,15 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State with alert webhooks disabled and fresh metrics; set
+    /// State with alert webhooks disabled and the engine's metrics; set
     /// `webhooks` to enable them.
     pub fn new(engine: Engine, ready: Arc<AtomicBool>) -> Self {
         Self {
+            metrics: engine.metrics().clone(),
             engine,
             ready,
             chat: Arc::new(ChatStatus::default()),
             webhooks: Arc::new(Webhooks::disabled()),
-            metrics: Arc::new(Metrics::new()),
             faults: Arc::new(Faults::default()),
             api_token: None,
         }
@@ -219,6 +219,13 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    // Gauges of what is queued now, read at the scrape.
+    if let Err(e) = state
+        .metrics
+        .read_outboxes(state.engine.store(), chrono::Utc::now())
+    {
+        tracing::warn!(error = %e, "cannot read the outboxes for /metrics");
+    }
     (
         [(axum::http::header::CONTENT_TYPE, Metrics::CONTENT_TYPE)],
         state.metrics.render(),

@@ -77,6 +77,16 @@ pub enum ThreadNote {
     HooksWouldRun {
         hooks: Vec<String>,
     },
+    /// A drill opened by its schedule (`[services.NAME.drill]`): the people
+    /// asked to take part, and whether it runs late, because rollbot was
+    /// not running at `slot`, its scheduled time.
+    ScheduledDrill {
+        schedule: String,
+        timezone: String,
+        slot: DateTime<Utc>,
+        late: bool,
+        notify: Vec<UserId>,
+    },
     /// The incident is over (the alert cleared, or a manual proposal passed
     /// verification): the resolved notice, with the current value of the
     /// first verification check when there is one.

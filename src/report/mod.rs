@@ -6,7 +6,9 @@
 //!   [`Evidence`] into [`Draft`]: Markdown following RUNBOOKS.md's report
 //!   structure (timeline with times, durations, impact, trigger conditions,
 //!   a verification table with before/after values, and sections left for
-//!   people to fill), plus a PNG chart when there is a metric series.
+//!   people to fill), plus a PNG chart when there is a metric series;
+//!   [`draft_compared`] adds the comparison with the service's last drills
+//!   ([`DrillComparison`]).
 //! - [`render_note`], [`render_proposal`] and [`render_private`] are the
 //!   plain-text layouts (`templates/text/`) of every message, for the
 //!   console and any chat adapter without a richer layout. The resolved
@@ -207,6 +209,56 @@ struct ReportContext<'a> {
     steps: Vec<StepRow>,
     /// The customer-facing status update, for people to copy.
     status_update: String,
+    /// This incident beside the service's last drills, when it had any.
+    drills: Option<&'a DrillComparison>,
+}
+
+/// How many of a service's latest drills the report compares with.
+pub const COMPARED_DRILLS: usize = 5;
+
+/// The report's drill comparison: this incident's time to decision and
+/// to mitigate beside the medians of the service's last drills (whole
+/// seconds, measured alike by [`crate::domain::measures`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DrillComparison {
+    /// Drills compared (at most [`COMPARED_DRILLS`]), and when the latest
+    /// of them was opened.
+    pub drills: usize,
+    pub last_at: Option<DateTime<Utc>>,
+    pub decision: Option<i64>,
+    pub mitigate: Option<i64>,
+    pub drill_decision: Option<i64>,
+    pub drill_mitigate: Option<i64>,
+}
+
+impl DrillComparison {
+    /// `incident`'s timeline beside `drills` (each opened at a time, with
+    /// its timeline), of which the latest [`COMPARED_DRILLS`] count;
+    /// `None` without drills.
+    pub fn of(
+        incident: &[TimelineEvent],
+        drills: &[(DateTime<Utc>, Vec<TimelineEvent>)],
+    ) -> Option<Self> {
+        use crate::domain::measures::{Measures, quantile};
+        let mut latest: Vec<_> = drills.iter().collect();
+        latest.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+        latest.truncate(COMPARED_DRILLS);
+        let first = latest.first()?;
+        let measured: Vec<Measures> = latest.iter().map(|(_, t)| Measures::of(t)).collect();
+        let median = |f: fn(&Measures) -> Option<f64>| {
+            let v: Vec<f64> = measured.iter().filter_map(f).collect();
+            quantile(&v, 0.5).map(|s| s.round() as i64)
+        };
+        let this = Measures::of(incident);
+        Some(Self {
+            drills: latest.len(),
+            last_at: Some(first.0),
+            decision: this.time_to_decision.map(|s| s.round() as i64),
+            mitigate: this.time_to_mitigate.map(|s| s.round() as i64),
+            drill_decision: median(|m| m.time_to_decision),
+            drill_mitigate: median(|m| m.time_to_mitigate),
+        })
+    }
 }
 
 /// A revision in words, e.g. `payment-api:v1.2.0 (revision 2)`, in `locale`.
@@ -372,6 +424,21 @@ pub fn draft(
     evidence: &Evidence,
     locale: &str,
 ) -> Result<Draft, ReportError> {
+    draft_compared(t, p, timeline, evidence, None, locale)
+}
+
+/// [`draft`] with the drill comparison section, when `drills` is given.
+///
+/// # Errors
+/// As [`draft`].
+pub fn draft_compared(
+    t: &Templates,
+    p: &Proposal,
+    timeline: &[TimelineEvent],
+    evidence: &Evidence,
+    drills: Option<&DrillComparison>,
+    locale: &str,
+) -> Result<Draft, ReportError> {
     let m = Milestones::of(p, timeline);
     let mut notes = evidence.notes.clone();
     let chart_png = match &evidence.series {
@@ -424,6 +491,7 @@ pub fn draft(
             timeline,
             timeline.last().map_or(p.updated_at, |e| e.at),
         )?,
+        drills,
     };
     let markdown = t.render(locale, "markdown/report.md", &ctx)?;
     Ok(Draft {
@@ -739,6 +807,13 @@ mod tests {
                 failure: "cdn-purge: exit status 1".into(),
             },
             ThreadNote::DrillChecksSkipped,
+            ThreadNote::ScheduledDrill {
+                schedule: "0 2 * * 1".into(),
+                timezone: "Asia/Tokyo".into(),
+                slot: chrono::Utc.with_ymd_and_hms(2025, 3, 16, 17, 0, 0).unwrap(),
+                late: true,
+                notify: vec![UserId::parse("slack:UBOB").unwrap()],
+            },
             ThreadNote::Resolved { check: None },
             ThreadNote::Resolved {
                 check: Some(check(true)),
@@ -761,6 +836,77 @@ mod tests {
             })
             .collect();
         insta::assert_snapshot!(out.join("\n\n----\n\n"));
+    }
+
+    fn ev(min: u32, kind: EventKind) -> TimelineEvent {
+        TimelineEvent {
+            seq: 0,
+            at: at(14, min),
+            kind,
+        }
+    }
+
+    /// Proposed at 14:00, approved at `decided`, rolled back at `done`.
+    fn timed(decided: u32, done: u32) -> Vec<TimelineEvent> {
+        let changed = |from, to| EventKind::StateChanged { from, to };
+        vec![
+            ev(
+                0,
+                EventKind::Proposed {
+                    by: UserId::parse("slack:UALICE").unwrap(),
+                    reason: "r".into(),
+                },
+            ),
+            ev(decided, changed(State::Proposed, State::Approved)),
+            ev(decided, EventKind::ExecutionStarted),
+            ev(done, changed(State::Executing, State::RolledBack)),
+        ]
+    }
+
+    #[test]
+    fn the_report_compares_the_incident_with_the_last_drills() {
+        assert_eq!(DrillComparison::of(&timed(5, 9), &[]), None);
+        // Seven drills: the five latest count (decided after 2..6 minutes,
+        // rolled back 3 minutes later), the two oldest (an hour) do not.
+        let drills: Vec<_> = (0..7u32)
+            .map(|i| {
+                let t = if i < 2 {
+                    timed(59, 59)
+                } else {
+                    timed(i, i + 3)
+                };
+                (at(10, i), t)
+            })
+            .collect();
+        let c = DrillComparison::of(&timed(12, 20), &drills).unwrap();
+        assert_eq!(
+            c,
+            DrillComparison {
+                drills: 5,
+                last_at: Some(at(10, 6)),
+                decision: Some(720),
+                mitigate: Some(1200),
+                drill_decision: Some(240),
+                drill_mitigate: Some(420),
+            }
+        );
+        let t = templates().unwrap();
+        let mut sections = Vec::new();
+        for locale in LOCALES {
+            let mut p = proposal();
+            p.locale = locale.to_string();
+            let d = draft_compared(t, &p, &[], &Evidence::default(), Some(&c), locale).unwrap();
+            let start = d.markdown.find("## ").unwrap();
+            let section: String = d.markdown[start..]
+                .split("\n## ")
+                .find(|s| s.contains("| 12 min |"))
+                .expect("the comparison section")
+                .to_string();
+            sections.push(section);
+            let plain = draft(t, &p, &[], &Evidence::default(), locale).unwrap();
+            assert!(!plain.markdown.contains("| 12 min |"));
+        }
+        insta::assert_snapshot!(sections.join("\n\n----\n\n"));
     }
 
     #[test]

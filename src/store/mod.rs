@@ -1,6 +1,7 @@
 //! Durable storage in sled: proposals, their timelines, the open proposal of
 //! each service, deduplication keys, the chat message each proposal is
-//! bound to, parked alerts and the chat outboxes' queues.
+//! bound to, parked alerts, the chat outboxes' queues and when each
+//! service's scheduled drill last ran.
 //!
 //! Every value is wrapped in an envelope carrying a schema version
 //! (`{"v":1,"data":…}`) so a later rollbot can read what this one wrote.
@@ -32,6 +33,11 @@
 //! module touches sled: the outbox and the engine's parked alerts use the
 //! methods below. `tests/store.rs` runs every kind of call from many
 //! threads at once and fails on any stall over 2 s.
+//!
+//! Once a write is committed, the store tells its [`Observer`] (the
+//! rollback metrics) of the events it recorded, outside the mutex: every
+//! timeline event passes through [`Store::insert_claiming`] or
+//! [`Store::update_claiming`], so nothing derived from timelines can miss one.
 //!
 //! Each call holds the mutex only for its own sled work (microseconds);
 //! long scans (the dedup sweep) work in bounded chunks so they cannot starve
@@ -260,6 +266,18 @@ struct Shared {
     /// completed flush covered.
     written: AtomicU64,
     flushed: AtomicU64,
+    /// Told of recorded timeline events (the metrics derived from them).
+    /// A std lock: read once per write, never held across a call into sled.
+    observer: std::sync::RwLock<Option<Arc<dyn Observer>>>,
+}
+
+/// Told of timeline events once they are stored: what keeps values
+/// derived from timelines (the rollback metrics) current without a second
+/// place that appends events.
+pub trait Observer: Send + Sync {
+    /// `written` were just recorded on `p` (which counts them in
+    /// `timeline_len`); the events before them are in `store.timeline`.
+    fn recorded(&self, store: &Store, p: &Proposal, written: &[TimelineEvent]);
 }
 
 struct Trees {
@@ -352,6 +370,7 @@ impl Store {
                 flushing: tokio::sync::Mutex::new(()),
                 written: AtomicU64::new(0),
                 flushed: AtomicU64::new(0),
+                observer: std::sync::RwLock::new(None),
             }),
         })
     }
@@ -471,15 +490,17 @@ impl Store {
                         unbound.insert(id_key, channel.as_bytes())?;
                     }
                     by_time.insert(time_key(&p), &[][..])?;
-                    write_events(timeline, &mut p, events)?;
+                    let written = write_events(timeline, &mut p, events)?;
                     proposals.insert(id_key, encode(&p))?;
-                    Ok(())
+                    Ok((p, written))
                 })
         });
-        flatten(result).map_err(|e| match e {
+        let (p, written) = flatten(result).map_err(|e| match e {
             UpdateError::Store(s) => s,
             UpdateError::Rejected(()) => unreachable!("insert never rejects"),
-        })
+        })?;
+        self.notify(&p, &written);
+        Ok(())
     }
 
     /// Atomically applies `change` to the stored proposal and records the
@@ -537,13 +558,41 @@ impl Store {
                         }
                     }
                     let stamped: Vec<_> = events.into_iter().map(|k| (now, k)).collect();
-                    write_events(timeline, &mut p, &stamped)?;
+                    let written = write_events(timeline, &mut p, &stamped)?;
                     proposals.insert(id_key, encode(&p))?;
-                    Ok((out, p))
+                    Ok((out, p, written))
                 },
             )
         });
-        flatten(result)
+        let (out, p, written) = flatten(result)?;
+        self.notify(&p, &written);
+        Ok((out, p))
+    }
+
+    /// Tells `observer` of every timeline event recorded from now on,
+    /// after it is stored (replacing an earlier observer).
+    pub fn set_observer(&self, observer: Arc<dyn Observer>) {
+        *self
+            .inner
+            .observer
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(observer);
+    }
+
+    fn notify(&self, p: &Proposal, written: &[TimelineEvent]) {
+        if written.is_empty() {
+            return;
+        }
+        let observer = self
+            .inner
+            .observer
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        // Outside the owner's mutex: the observer may read the store.
+        if let Some(o) = observer {
+            o.recorded(self, p, written);
+        }
     }
 
     /// Records events without changing the proposal otherwise.
@@ -814,7 +863,8 @@ fn write_events<E>(
     timeline: &TransactionalTree,
     p: &mut Proposal,
     events: &[(DateTime<Utc>, EventKind)],
-) -> Result<(), Tx<E>> {
+) -> Result<Vec<TimelineEvent>, Tx<E>> {
+    let mut written = Vec::with_capacity(events.len());
     for (at, kind) in events {
         let event = TimelineEvent {
             seq: p.timeline_len,
@@ -823,8 +873,9 @@ fn write_events<E>(
         };
         timeline.insert(timeline_key(&p.id, event.seq), encode(&event))?;
         p.timeline_len += 1;
+        written.push(event);
     }
-    Ok(())
+    Ok(written)
 }
 
 fn flatten<T, E>(result: Result<T, TransactionError<Abort<E>>>) -> Result<T, UpdateError<E>> {
@@ -887,5 +938,7 @@ fn items_last_key(items: &[Proposal]) -> Vec<u8> {
 mod migrate;
 mod queue;
 mod records;
+mod schedule;
 
 pub use queue::Queue;
+pub use schedule::DrillMark;

@@ -3,6 +3,23 @@
 use super::*;
 
 impl Store {
+    /// The names of the durable queues this store holds (one per chat
+    /// platform that ever queued a message).
+    ///
+    /// # Errors
+    /// Storage failure.
+    pub fn queue_names(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.with(|t| {
+            t.db.tree_names()
+                .iter()
+                .filter_map(|n| {
+                    let n = std::str::from_utf8(n).ok()?.strip_prefix("outbox:")?;
+                    (!n.ends_with(":refs")).then(|| n.to_string())
+                })
+                .collect()
+        }))
+    }
+
     /// The durable queue called `name` (a chat outbox).
     ///
     /// # Errors
@@ -46,15 +63,24 @@ impl Queue {
 
     /// Queues `entry` as `seq` unless an entry establishing the provisional
     /// reference `pending` was queued before (a repeated post after a
-    /// restart). Returns whether it was queued.
+    /// restart). Returns whether it was queued. `queued_at` is kept beside
+    /// it, for the age of the oldest entry (`/metrics`).
     ///
     /// # Errors
     /// Storage failure.
-    pub fn push(&self, seq: u64, pending: Option<&str>, entry: &[u8]) -> Result<bool, StoreError> {
+    pub fn push(
+        &self,
+        seq: u64,
+        pending: Option<&str>,
+        entry: &[u8],
+        queued_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let at = encode(&queued_at);
         let result = self.store.write(|t| {
             let (items, refs) = t.queue(&self.name)?;
             (items, refs)
                 .transaction(|(items, refs)| {
+                    refs.insert(queued_key(seq), at.as_slice())?;
                     if let Some(p) = pending {
                         let mark = format!("q:{p}");
                         if refs.get(mark.as_bytes())?.is_some() {
@@ -76,6 +102,24 @@ impl Queue {
     /// Storage failure.
     pub fn head(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
         self.with(|items, _| Ok(items.first()?.map(|(k, v)| (read_u64(&k), v.to_vec()))))
+    }
+
+    /// When the first queued entry was queued; `None` when the queue is
+    /// empty or the entry was queued by a rollbot that did not record it.
+    ///
+    /// # Errors
+    /// Storage failure, or an unreadable time.
+    pub fn oldest_queued_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.with(|items, refs| {
+            let Some((k, _)) = items.first()? else {
+                return Ok(None);
+            };
+            let key = queued_key(read_u64(&k));
+            match refs.get(&key)? {
+                Some(v) => Ok(Some(decode("outbox", &key, &v)?)),
+                None => Ok(None),
+            }
+        })
     }
 
     /// Entries queued.
@@ -115,6 +159,7 @@ impl Queue {
             (&items, &refs, &t.messages, &t.proposals).transaction(
                 |(items, refs, messages, proposals)| {
                     items.remove(&seq.to_be_bytes()[..])?;
+                    refs.remove(queued_key(seq))?;
                     let Some((pending, real)) = mapping else {
                         return Ok(());
                     };
@@ -152,4 +197,11 @@ impl Queue {
             UpdateError::Rejected(()) => unreachable!("completing never rejects"),
         })
     }
+}
+
+/// Where the time an entry was queued is kept, in the reference tree.
+fn queued_key(seq: u64) -> Vec<u8> {
+    let mut k = b"t:".to_vec();
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
 }

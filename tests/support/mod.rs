@@ -503,6 +503,20 @@ impl Tester {
         Self::build(CONFIG, store, dir, None, chat)
     }
 
+    /// [`Tester::restart`] into another world: `config` and `executor`
+    /// (`None`: the scripted one), with the clock where it was.
+    pub async fn restart_with(self, config: &str, executor: Option<Arc<dyn Executor>>) -> Self {
+        self.engine.wait_idle().await;
+        self.engine.store().flush().await.unwrap();
+        let now = rollbot::domain::Clock::now(&*self.clock);
+        let (dir, chat) = (self.dir, self.chat);
+        drop(self.engine);
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let t = Self::build(config, store, dir, executor, chat);
+        t.clock.set(now);
+        t
+    }
+
     /// `/rollback payment-api` typed by `who`.
     pub async fn propose_by(&self, who: &str) -> Result<Proposal, EngineError> {
         self.propose_for("payment-api", who).await

@@ -206,8 +206,13 @@ pub fn thread(t: &Templates, p: &Proposal, note: &ThreadNote) -> Result<Rendered
     };
     // Everything in a note (progress lines, executor output, check values)
     // comes from outside: escape it all.
-    let mut note = serde_json::to_value(note).unwrap_or_default();
-    escape_strings(&mut note);
+    let mut note_json = serde_json::to_value(note).unwrap_or_default();
+    escape_strings(&mut note_json);
+    // People to ping are mentions, not escaped text.
+    if let ThreadNote::ScheduledDrill { notify, .. } = note {
+        note_json["notify"] = notify.iter().map(mention).collect();
+    }
+    let note = note_json;
     let (start, end, impact_seconds) = crate::report::impact(p);
     let out = t.render(
         locale,
