@@ -732,3 +732,55 @@ fn check_config_names_each_bad_step_by_its_key() {
     );
     assert_eq!(paths.len(), 10, "{problems:#?}");
 }
+
+#[tokio::test]
+async fn an_http_step_answered_with_another_status_fails_with_what_the_service_said() {
+    let app = axum::Router::new().route(
+        "/flags/checkout",
+        axum::routing::put(|| async {
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "flag service in maintenance",
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let host = Host::new();
+    let config = host.config(&format!(
+        r#"
+        [[services.web.runbook.before]]
+        name = "flag-off"
+        timeout = "10s"
+        http = {{ method = "PUT", url = "http://{addr}/flags/checkout", body = {{ enabled = false }} }}
+        "#
+    ));
+    run_test_in(
+        || tester(&config),
+        |t| async move {
+            let p = t.propose_for("web", "slack:UALICE").await.unwrap();
+            t.expect_posted(&p.id);
+            t.approve(&p.id, "slack:UBOB").await;
+            t.approve(&p.id, "slack:UCAROL").await;
+            t.settle().await;
+            t.proposal(&p.id).expect_state(State::Failed);
+            assert_eq!(host.current(), "v1.3.0", "nothing was rolled back");
+            let notes = t.expect_threads(
+                &p.id,
+                &["execution_started", "progress", "execution_failed"],
+            );
+            let ThreadNote::ExecutionFailed { error } = &notes[2] else {
+                panic!("{notes:?}");
+            };
+            assert_eq!(error.kind, ExecErrorKind::HookFailed);
+            assert!(error.message.starts_with("flag-off: HTTP 503"), "{error:?}");
+            assert!(
+                error.message.contains("flag service in maintenance"),
+                "{error:?}"
+            );
+            t
+        },
+    )
+    .await;
+}
