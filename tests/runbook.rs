@@ -784,3 +784,51 @@ async fn an_http_step_answered_with_another_status_fails_with_what_the_service_s
     )
     .await;
 }
+
+/// `rollbot serve`'s own wiring: the command executor is registered and
+/// each service's runbook installed, with no Kubernetes in sight.
+#[tokio::test]
+async fn serve_runs_command_services_with_their_runbook() {
+    let host = Host::new();
+    let config = host
+        .config(
+            r#"
+            [[services.web.runbook.pre_checks]]
+            name = "check-migrations"
+            kind = "migrations"
+            command = ["sh", "-c", "echo 20251120_add_refunds_table; exit 1"]
+            timeout = "10s"
+            "#,
+        )
+        .replace(
+            "[approval]",
+            &format!(
+                "[store]\npath = \"{}/db\"\n[approval]",
+                host.root().display()
+            ),
+        );
+    let config = Config::parse(&config).expect("valid config");
+    bounded(async {
+        let app = rollbot::app::App::start(&config, None).await.unwrap();
+        let p = app
+            .engine()
+            .propose(rollbot::engine::ProposeRequest {
+                service: rollbot::domain::ServiceName::parse("web").unwrap(),
+                origin: rollbot::domain::Origin::Command,
+                proposer: user("slack:UALICE"),
+                reason: "checkout errors".into(),
+                to_revision: None,
+                image: None,
+                alert: None,
+                channel: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(p.plan.current.images[0].image, "v1.3.0");
+        assert_eq!(p.plan.target.images[0].image, "v1.2.9");
+        assert!(p.plan.migrations, "the pre-check ran: {:?}", p.plan);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        app.serve(listener, async {}).await.unwrap();
+    })
+    .await;
+}
