@@ -15,6 +15,10 @@ apt_packages=()
 if [ ! -x /usr/bin/prometheus ] || [ ! -x /usr/bin/promtool ]; then apt_packages+=(prometheus); fi
 # tests/alertmanager_real.rs runs a real Alertmanager.
 if [ ! -x /usr/bin/prometheus-alertmanager ]; then apt_packages+=(prometheus-alertmanager); fi
+# tests/swarm.rs runs a real dockerd (a private one, in Swarm mode) with a
+# local image made from busybox.
+if [ ! -x /usr/sbin/dockerd ]; then apt_packages+=(docker.io); fi
+if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then apt_packages+=(busybox-static); fi
 # tests/helm.rs runs the helm stand-in (tests/support/helm), which needs jq.
 if [ ! -x /usr/bin/jq ]; then apt_packages+=(jq); fi
 if ((${#apt_packages[@]})); then

@@ -23,7 +23,8 @@ use crate::config::{Config, Problem};
 use crate::domain::SystemClock;
 use crate::engine::{Engine, Ports};
 use crate::exec::{
-    COMMAND, CommandExecutor, Executors, HELM, HelmExecutor, KUBERNETES, KubeRollback,
+    COMMAND, CommandExecutor, Executors, HELM, HelmExecutor, KUBERNETES, KubeRollback, SWARM,
+    SwarmRollback,
 };
 use crate::http::{self, AppState, ChatStatus};
 use crate::outbox::RetryPolicy;
@@ -176,6 +177,7 @@ impl App {
             webhooks: Arc::new(webhooks),
             chat: chat_status,
             api_token,
+            targets: Arc::new(crate::exec::swarm::probes(&config.services())),
             ..AppState::new(engine.clone(), ready)
         };
         let (stopping, mut stop) = watch::channel(false);
@@ -289,7 +291,7 @@ impl App {
 }
 
 /// The target kinds `rollbot serve` has executors for.
-pub const SERVED_KINDS: &[&str] = &[KUBERNETES, COMMAND, HELM];
+pub const SERVED_KINDS: &[&str] = &[KUBERNETES, SWARM, COMMAND, HELM];
 
 /// The services whose target kind `rollbot serve` has no executor for, as
 /// problems of the target's table (`rollbot check-config` reports them).
@@ -332,6 +334,11 @@ async fn executors(config: &Config) -> anyhow::Result<Executors> {
             .await
             .context("connecting to Kubernetes")?;
         executors = executors.register(KUBERNETES, Arc::new(kube));
+    }
+    if kinds.contains(SWARM) {
+        // Nothing to connect yet: each target names its own Docker endpoint,
+        // reached per call (`/readyz` and `check-config` say if it answers).
+        executors = executors.register(SWARM, Arc::new(SwarmRollback::default()));
     }
     executors = executors
         .register(COMMAND, Arc::new(CommandExecutor::new()))

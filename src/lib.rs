@@ -40,9 +40,11 @@
 //! - [`exec`]: targets and executors; the router picks the executor by the
 //!   target's kind; `kubernetes` plans and runs kubectl-identical
 //!   rollbacks with kube-rs, and holds drills: a read-only copy of a
-//!   service's workload and history in an in-process simulator; `command`
-//!   runs a service's own plan and rollback programs; `helm` rolls back a
-//!   Helm release with the `helm` program.
+//!   service's workload and history in an in-process simulator; `swarm`
+//!   rolls Docker Swarm services back as `docker service rollback` does,
+//!   through the Docker Engine API (bollard); `command` runs a service's
+//!   own plan and rollback programs; `helm` rolls back a Helm release with
+//!   the `helm` program.
 //! - [`runbook`]: the runbook steps around a rollback from config:
 //!   pre-checks at plan time, hooks before and after it (commands in their
 //!   own process group, HTTP calls), `{variable}` templates.

@@ -78,7 +78,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { config } => match Config::load(&config).and_then(|c| {
             // What `serve` would refuse: targets of a kind it has no executor for.
-            let problems = rollbot::app::unserved_targets(&c);
+            let mut problems = rollbot::app::unserved_targets(&c);
+            // What would fail in an incident: a Docker endpoint that does not answer.
+            problems.extend(swarm_endpoints_unreachable(&c));
             if problems.is_empty() {
                 Ok(c)
             } else {
@@ -179,6 +181,24 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// The Swarm targets whose Docker endpoint does not answer (none when no
+/// service targets Swarm, without starting a runtime).
+fn swarm_endpoints_unreachable(config: &Config) -> Vec<rollbot::config::Problem> {
+    if config.services.values().all(|s| s.swarm.is_none()) {
+        return Vec::new();
+    }
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(rollbot::exec::swarm::unreachable(config)),
+        Err(e) => vec![rollbot::config::Problem::new(
+            "<runtime>",
+            format!("cannot start the async runtime to reach Docker: {e}"),
+        )],
     }
 }
 

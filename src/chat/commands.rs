@@ -1,7 +1,8 @@
 //! The `/rollback` command language, shared by every chat platform.
 //!
 //! ```text
-//! /rollback SERVICE [--to-revision N] [reason…]   propose a rollback
+//! /rollback SERVICE [--to-revision N | --image IMAGE] [reason…]
+//!                                                 propose a rollback
 //! /rollback status [ID]                           one proposal, or the open ones
 //! /rollback list                                  open proposals
 //! /rollback history SERVICE                       recent proposals of a service
@@ -29,17 +30,22 @@ pub const VERBS: &[&str] = &[
 pub const STATS_DAYS: u32 = 30;
 pub const STATS_MAX_DAYS: u32 = 366;
 
-/// The only flag: roll back to a specific revision instead of the previous one.
+/// Roll back to a specific revision instead of the previous one.
 pub const TO_REVISION: &str = "--to-revision";
+
+/// Roll to a named image (targets that run one image, e.g. Swarm services).
+pub const IMAGE: &str = "--image";
 
 /// A well-formed `/rollback` command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "verb", rename_all = "snake_case")]
 pub enum Command {
-    /// `/rollback SERVICE [--to-revision N] [reason…]`
+    /// `/rollback SERVICE [--to-revision N | --image IMAGE] [reason…]`
     Propose {
         service: String,
         to_revision: Option<u64>,
+        /// `--image IMAGE`: the image to roll to, e.g. `app:v1.2.9`.
+        image: Option<String>,
         reason: String,
     },
     /// `/rollback status [ID]`; without an id, the open proposals.
@@ -73,7 +79,7 @@ pub enum CommandError {
         did_you_mean: Option<String>,
     },
     #[error(
-        "unknown flag {flag:?}{}; the only flag is --to-revision N",
+        "unknown flag {flag:?}{}; the flags are --to-revision N and --image IMAGE",
         suggest(did_you_mean)
     )]
     UnknownFlag {
@@ -82,6 +88,12 @@ pub enum CommandError {
     },
     #[error("--to-revision needs a revision number, e.g. --to-revision 41")]
     MissingRevision,
+    #[error("--image needs an image, e.g. --image app:v1.2.9")]
+    MissingImage,
+    #[error(
+        "--to-revision and --image cannot go together: a revision is for Kubernetes workloads, an image for Swarm services; keep the one for this service"
+    )]
+    RevisionAndImage,
     #[error(
         "`/rollback drill` takes no flags ({flag:?}); a drill rehearses the rollback to the previous revision, e.g. `/rollback drill payment-api`"
     )]
@@ -220,6 +232,7 @@ pub fn parse(text: &str, services: &[&str]) -> Result<Command, CommandError> {
 
 fn propose(service: &str, rest: &[&str]) -> Result<Command, CommandError> {
     let mut to_revision = None;
+    let mut image = None;
     let mut reason = Vec::new();
     let mut words = rest.iter();
     while let Some(&word) = words.next() {
@@ -228,30 +241,51 @@ fn propose(service: &str, rest: &[&str]) -> Result<Command, CommandError> {
                 Some((n, v)) => (n, Some(v)),
                 None => (flag, None),
             };
-            if format!("--{name}") != TO_REVISION {
+            let name = format!("--{name}");
+            let (missing, value) = if name == TO_REVISION {
+                (CommandError::MissingRevision, inline)
+            } else if name == IMAGE {
+                (CommandError::MissingImage, inline)
+            } else {
                 return Err(unknown_flag(word));
-            }
-            let value = match inline {
+            };
+            // A value is the next word unless it is itself a flag.
+            let value = match value {
                 Some(v) => v,
-                None => words.next().copied().ok_or(CommandError::MissingRevision)?,
+                None => match words.clone().next() {
+                    Some(next) if !next.starts_with("--") => {
+                        words.next();
+                        next
+                    }
+                    _ => return Err(missing),
+                },
             };
             if value.is_empty() {
-                return Err(CommandError::MissingRevision);
+                return Err(missing);
             }
-            to_revision = Some(
-                value
-                    .parse::<u64>()
-                    .map_err(|_| CommandError::BadRevision {
-                        value: value.to_string(),
-                    })?,
-            );
+            if name == TO_REVISION {
+                to_revision =
+                    Some(
+                        value
+                            .parse::<u64>()
+                            .map_err(|_| CommandError::BadRevision {
+                                value: value.to_string(),
+                            })?,
+                    );
+            } else {
+                image = Some(value.to_string());
+            }
         } else {
             reason.push(word);
         }
     }
+    if to_revision.is_some() && image.is_some() {
+        return Err(CommandError::RevisionAndImage);
+    }
     Ok(Command::Propose {
         service: service.to_string(),
         to_revision,
+        image,
         reason: reason.join(" "),
     })
 }
@@ -299,7 +333,7 @@ fn unknown_flag(word: &str) -> CommandError {
     let name = word.split_once('=').map_or(word, |(n, _)| n);
     CommandError::UnknownFlag {
         flag: name.to_string(),
-        did_you_mean: closest(name, [TO_REVISION]),
+        did_you_mean: closest(name, [TO_REVISION, IMAGE]),
     }
 }
 
@@ -413,6 +447,8 @@ mod tests {
             "stats payment-api",
             "stats --days 7",
             "stats search --days=90",
+            "payment-api --image payment-api:v1.2.9 bad deploy",
+            "payment-api bad deploy --image=registry.example/payment-api@sha256:0a1b",
         ];
         let out: Vec<String> = cases.iter().map(|c| run(c)).collect();
         insta::assert_yaml_snapshot!(out);
@@ -449,6 +485,11 @@ mod tests {
             "stats --weeks 2",
             "stats payment-api search",
             "stats --days 7 --days 8",
+            "payment-api --image",
+            "payment-api --image=",
+            "payment-api --image --to-revision 3",
+            "payment-api --to-revision 3 --image payment-api:v1",
+            "payment-api --imgae payment-api:v1",
         ];
         let out: Vec<String> = cases.iter().map(|c| run(c)).collect();
         insta::assert_yaml_snapshot!(out);

@@ -33,6 +33,7 @@ use crate::domain::{
     MessageRef, Origin, Proposal, ProposalId, ServiceName, UserId, VoteKind, VoteVia,
 };
 use crate::engine::{Engine, EngineError, ProposeRequest};
+use crate::ports::PlanRequest;
 use crate::store::{Claim, StoreError};
 
 /// `/rollback …` as a platform delivered it, authenticated.
@@ -128,6 +129,9 @@ struct PendingCommand {
     service: String,
     origin: Origin,
     to_revision: Option<u64>,
+    /// `--image IMAGE`; absent from entries written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    image: Option<String>,
     reason: String,
 }
 
@@ -277,26 +281,28 @@ impl CommandHandler {
                 let accepted = Reply::DrillAccepted {
                     service: service.clone(),
                 };
-                self.open(&input, service, Origin::Drill, None, reason, accepted)
-                    .await?
+                self.open(
+                    &input,
+                    service,
+                    Origin::Drill,
+                    PlanRequest::previous(),
+                    reason,
+                    accepted,
+                )
+                .await?
             }
             Command::Propose {
                 service,
                 to_revision,
+                image,
                 reason,
             } => {
                 let accepted = Reply::Accepted {
                     service: service.clone(),
                 };
-                self.open(
-                    &input,
-                    service,
-                    Origin::Command,
-                    to_revision,
-                    reason,
-                    accepted,
-                )
-                .await?
+                let request = PlanRequest { to_revision, image };
+                self.open(&input, service, Origin::Command, request, reason, accepted)
+                    .await?
             }
         })
     }
@@ -353,7 +359,7 @@ impl CommandHandler {
         input: &CommandInput,
         service: String,
         origin: Origin,
-        to_revision: Option<u64>,
+        request: PlanRequest,
         reason: String,
         accepted: Reply,
     ) -> Result<Answer, StoreError> {
@@ -368,7 +374,8 @@ impl CommandHandler {
                 .to_string(),
             service,
             origin,
-            to_revision,
+            to_revision: request.to_revision,
+            image: request.image,
             reason,
         };
         let answer = Answer::new(self.locale_of(&cmd.service), accepted);
@@ -404,7 +411,7 @@ impl CommandHandler {
             proposer: proposer.clone(),
             reason: cmd.reason.clone(),
             to_revision: cmd.to_revision,
-            image: None,
+            image: cmd.image.clone(),
             alert: None,
             channel: Some(cmd.channel()),
         };
@@ -568,6 +575,7 @@ mod tests {
         .unwrap();
         assert_eq!(old.platform, "slack");
         assert_eq!(old.channel(), "slack:CINCIDENT");
+        assert_eq!(old.image, None);
     }
 
     fn engine_over(store: crate::store::Store) -> Engine {

@@ -23,7 +23,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{ApprovalPolicy, ServiceName, UserId};
 use crate::exec::kubernetes::{KubeTarget, KubernetesConfig};
-use crate::exec::{COMMAND, CommandTarget, CustomTarget, HELM, HelmTarget, KUBERNETES, Target};
+use crate::exec::swarm::SwarmTarget;
+use crate::exec::{
+    COMMAND, CommandTarget, CustomTarget, HELM, HelmTarget, KUBERNETES, SWARM, Target,
+};
 
 mod alerts;
 mod chat;
@@ -33,6 +36,7 @@ mod runbook;
 mod secret;
 mod server;
 mod service;
+mod swarm;
 mod verify;
 
 pub use alerts::*;

@@ -76,6 +76,8 @@ pub struct ServiceConfig {
     pub expires_after: Option<Span>,
     /// The service's target; a service has exactly one target table.
     pub kubernetes: Option<KubeTarget>,
+    /// A Docker Swarm service.
+    pub swarm: Option<SwarmTarget>,
     /// A target of a kind registered by the program embedding rollbot.
     pub custom: Option<CustomTarget>,
     /// The rollback as the service's own plan and rollback commands.
@@ -97,6 +99,9 @@ impl ServiceConfig {
         let mut out = Vec::new();
         if let Some(k) = &self.kubernetes {
             out.push((KUBERNETES, Target::Kubernetes(k.clone())));
+        }
+        if let Some(s) = &self.swarm {
+            out.push((SWARM, Target::Swarm(s.clone())));
         }
         if let Some(c) = &self.custom {
             out.push(("custom", Target::Custom(c.clone())));
@@ -191,6 +196,9 @@ impl ServiceConfig {
         if let Some(c) = &self.custom {
             check_custom_target(c, &key("custom"), &mut push(problems));
         }
+        if let Some(s) = &self.swarm {
+            super::swarm::validate(s, &key(SWARM), problems);
+        }
         if let Some(c) = &self.command {
             c.validate(&key(COMMAND), problems);
         }
@@ -223,11 +231,12 @@ pub(super) fn check_custom_target(
         && c.kind
             .chars()
             .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-' || ch == '_');
-    if c.kind == KUBERNETES {
+    if c.kind == KUBERNETES || c.kind == SWARM {
         problem(
             format!("{path}.kind"),
             format!(
-                "{KUBERNETES:?} is built in; write its target as a [services.NAME.kubernetes] table instead"
+                "{:?} is built in; write its target as a [services.NAME.{}] table instead",
+                c.kind, c.kind
             ),
         );
     } else if !well_formed {

@@ -14,6 +14,9 @@
 //! copy of the workload in a loopback simulator ([`kubernetes::drill`]),
 //! which it alone starts, reaches and stops.
 //!
+//! [`SwarmRollback`] does the same for Docker Swarm services with `docker
+//! service rollback` semantics ([`swarm`]).
+//!
 //! [`command::CommandExecutor`] runs a service's own plan and rollback
 //! programs (symlinked releases, blue/green switches, feature flags);
 //! [`helm::HelmExecutor`] rolls back a Helm release with the `helm` program.
@@ -22,6 +25,7 @@ pub mod command;
 pub mod helm;
 pub mod kubernetes;
 mod router;
+pub mod swarm;
 pub mod target;
 
 use std::sync::Arc;
@@ -37,6 +41,7 @@ pub use helm::{HELM, HelmExecutor, HelmTarget};
 use kubernetes::drill::{DrillError, Drills};
 use kubernetes::{DrillTarget, KubeError, KubeExecutor, KubePlan, KubernetesConfig, Outcome};
 pub use router::Executors;
+pub use swarm::{SWARM, SwarmRollback};
 pub use target::{CustomTarget, KUBERNETES, Target};
 
 /// The `Executor` port over Kubernetes.
@@ -113,7 +118,7 @@ impl KubeRollback {
     ) -> Result<(KubeExecutor, &'t kubernetes::KubeTarget), ExecError> {
         match target {
             Target::Kubernetes(k) => Ok((self.kube.clone(), k)),
-            Target::Custom(_) | Target::Command(_) | Target::Helm(_) => Err(ExecError::new(
+            Target::Custom(_) | Target::Swarm(_) | Target::Command(_) | Target::Helm(_) => Err(ExecError::new(
                 ExecErrorKind::Unsupported,
                 format!(
                     "the Kubernetes executor cannot roll back a {} target; register an executor for that kind",

@@ -1,7 +1,7 @@
 //! What a service's rollback acts on: its target, whose kind picks the
 //! executor ([`super::Executors`]).
 //!
-//! A kind rollbot ships (Kubernetes, commands, Helm) is
+//! A kind rollbot ships (Kubernetes, Docker Swarm, commands, Helm) is
 //! one variant here, one table under `[services.NAME]` and one executor. A
 //! kind rollbot does not ship — an executor registered by a program that
 //! embeds rollbot, or by a test — needs no change here: its services name it
@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::command::{COMMAND, CommandTarget};
 use super::helm::{HELM, HelmTarget};
 use super::kubernetes::target::{DrillTarget, KubeTarget};
+use super::swarm::{SWARM, SwarmTarget};
 
 /// The kind of Kubernetes targets (and of their drill copies).
 pub const KUBERNETES: &str = "kubernetes";
@@ -32,6 +33,8 @@ pub enum Target {
     /// Kubernetes executor (see [`crate::ports::Executor::rehearse`]), never
     /// a real cluster.
     Drill(DrillTarget),
+    /// A Docker Swarm service (`[services.NAME.swarm]`).
+    Swarm(SwarmTarget),
     /// A kind rollbot does not ship, for an executor registered under
     /// [`CustomTarget::kind`].
     Custom(CustomTarget),
@@ -47,6 +50,7 @@ impl Target {
     pub fn kind(&self) -> &str {
         match self {
             Target::Kubernetes(_) | Target::Drill(_) => KUBERNETES,
+            Target::Swarm(_) => SWARM,
             Target::Custom(c) => &c.kind,
             Target::Command(_) => COMMAND,
             Target::Helm(_) => HELM,
@@ -76,6 +80,7 @@ impl fmt::Display for Target {
         match self {
             Target::Kubernetes(k) => write!(f, "{k}"),
             Target::Drill(d) => write!(f, "DRILL copy of {}", d.workload),
+            Target::Swarm(s) => write!(f, "{s}"),
             Target::Custom(c) => write!(f, "{} {}", c.kind, c.settings),
             Target::Command(c) => write!(f, "command {}", c.rollback.join(" ")),
             Target::Helm(h) => write!(f, "helm release {}/{}", h.namespace, h.release),

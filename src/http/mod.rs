@@ -4,6 +4,7 @@
 //! [`crate::chat::slack::inbound::router`] and are merged in by
 //! [`crate::app::serve`] when `[slack]` is configured.
 
+pub mod probes;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub faults: Arc<Faults>,
     /// `server.api_token`: required on the read API and `/metrics` when set.
     pub api_token: Option<Arc<str>>,
+    /// The rollback targets whose reachability `/readyz` reports.
+    pub targets: Arc<probes::TargetProbes>,
 }
 
 impl AppState {
@@ -53,6 +56,7 @@ impl AppState {
             webhooks: Arc::new(Webhooks::disabled()),
             faults: Arc::new(Faults::default()),
             api_token: None,
+            targets: Arc::new(probes::TargetProbes::default()),
         }
     }
 }
@@ -199,7 +203,10 @@ async fn healthz() -> &'static str {
 /// it unready — alerts are still taken and their messages wait in the
 /// outbox — so Kubernetes keeps routing webhooks to it during a chat
 /// outage; the body says how each platform is doing, e.g.
-/// `{"status":"ready","chat":{"slack":"connecting"}}`.
+/// `{"status":"ready","chat":{"slack":"connecting"}}`. Likewise a rollback
+/// target that cannot be reached (a Docker endpoint) is reported under
+/// `targets` — `{"docker unix:///var/run/docker.sock": "unreachable: …"}` —
+/// without making rollbot unready (see [`probes`]).
 async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
     if !state.ready.load(Ordering::SeqCst) {
         return Err(AppError::client(
@@ -213,9 +220,11 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
             format!("store not available: {e}"),
         )
     })?;
-    Ok(Json(
-        serde_json::json!({ "status": "ready", "chat": state.chat.snapshot() }),
-    ))
+    let mut body = serde_json::json!({ "status": "ready", "chat": state.chat.snapshot() });
+    if !state.targets.is_empty() {
+        body["targets"] = serde_json::json!(state.targets.check().await);
+    }
+    Ok(Json(body))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

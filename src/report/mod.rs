@@ -261,7 +261,8 @@ impl DrillComparison {
     }
 }
 
-/// A revision in words, e.g. `payment-api:v1.2.0 (revision 2)`, in `locale`.
+/// A revision in words, e.g. `payment-api:v1.2.0 (revision 2)`, in `locale`;
+/// only the images for a kind without revision numbers (revision 0).
 ///
 /// # Errors
 /// A catalogue entry that fails to render.
@@ -271,6 +272,11 @@ pub fn version(
     rev: &crate::domain::RevisionInfo,
 ) -> Result<String, TemplateError> {
     let list: Vec<_> = rev.images.iter().map(|i| i.image.as_str()).collect();
+    // Revision 0: the target kind has no revision numbers (a Swarm
+    // service keeps only its previous spec); its images name it.
+    if rev.revision == 0 && !list.is_empty() {
+        return Ok(list.join(", "));
+    }
     if list.is_empty() {
         t.text(
             locale,

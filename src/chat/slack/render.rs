@@ -62,6 +62,8 @@ pub fn mention(user: &UserId) -> String {
 struct RevisionView {
     revision: u64,
     images: String,
+    /// The images alone, comma-separated, for kinds without revision numbers.
+    plain: String,
     change_cause: Option<String>,
 }
 
@@ -103,6 +105,12 @@ fn revision(r: &crate::domain::RevisionInfo) -> RevisionView {
             .map(|i| format!("{}: `{}`", escape(&i.container), escape(&i.image)))
             .collect::<Vec<_>>()
             .join("\n"),
+        plain: r
+            .images
+            .iter()
+            .map(|i| format!("`{}`", escape(&i.image)))
+            .collect::<Vec<_>>()
+            .join(", "),
         change_cause: r.change_cause.as_deref().map(escape),
     }
 }
