@@ -118,13 +118,15 @@ impl KubeRollback {
     ) -> Result<(KubeExecutor, &'t kubernetes::KubeTarget), ExecError> {
         match target {
             Target::Kubernetes(k) => Ok((self.kube.clone(), k)),
-            Target::Custom(_) | Target::Swarm(_) | Target::Command(_) | Target::Helm(_) => Err(ExecError::new(
-                ExecErrorKind::Unsupported,
-                format!(
-                    "the Kubernetes executor cannot roll back a {} target; register an executor for that kind",
-                    target.kind()
-                ),
-            )),
+            Target::Custom(_) | Target::Swarm(_) | Target::Command(_) | Target::Helm(_) => {
+                Err(ExecError::new(
+                    ExecErrorKind::Unsupported,
+                    format!(
+                        "the Kubernetes executor cannot roll back a {} target; register an executor for that kind",
+                        target.kind()
+                    ),
+                ))
+            }
             Target::Drill(d) => {
                 if !is_loopback_http(&d.url) {
                     return Err(ExecError::new(
