@@ -125,7 +125,10 @@ impl App {
             clock: Arc::new(SystemClock),
         };
         let engine = Engine::new(store, config.services(), ports);
-        crate::runbook::install(&engine, config);
+        // The runbook's steps, with the GitOps pause first among the steps
+        // before a rollback.
+        let pauses = crate::exec::gitops_pause_hooks(config).await?;
+        crate::runbook::install(&engine, config, pauses);
         engine.set_dedup_retention(config.store.dedup_retention());
         engine.set_drill_schedules(config.drill_schedules());
         let mut slack_routes = None;

@@ -39,7 +39,9 @@
 //! - [`outbox`]: the durable, ordered queue every chat message goes through.
 //! - [`exec`]: targets and executors; the router picks the executor by the
 //!   target's kind; `kubernetes` plans and runs kubectl-identical
-//!   rollbacks with kube-rs, and holds drills: a read-only copy of a
+//!   rollbacks with kube-rs, finds a workload's Argo CD or Flux owner
+//!   (warns, pauses it before the rollback, resumes it on
+//!   `/rollback resume-sync`), and holds drills: a read-only copy of a
 //!   service's workload and history in an in-process simulator; `swarm`
 //!   rolls Docker Swarm services back as `docker service rollback` does,
 //!   through the Docker Engine API (bollard); `command` runs a service's
@@ -58,7 +60,8 @@
 //! - [`app`]: wiring for `rollbot serve` (and the demo), shared by `main`
 //!   and tests.
 //! - [`sim`]: a kubectl-compatible simulated Kubernetes API server with a
-//!   deployment controller, for drills, the demo and tests.
+//!   deployment controller and the GitOps controllers' self-heal, for
+//!   drills, the demo and tests.
 //! - [`drill_cli`]: `rollbot drill`, a rehearsal run from the command line
 //!   (the drills themselves live behind the Kubernetes executor).
 //! - [`demo`]: `rollbot demo`, the reference incident end to end on the

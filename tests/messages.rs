@@ -209,6 +209,23 @@ fn other_notes() -> Vec<ThreadNote> {
             }],
         },
         ThreadNote::DrillChecksSkipped,
+        ThreadNote::Reverted {
+            reason: MOVED.into(),
+        },
+        ThreadNote::GitopsPaused {
+            owner: "Argo CD application argocd/payments".into(),
+            workload: "deployment production/prod-payment-deploy".into(),
+            version: "payment-api:v1.2.0".into(),
+            git: "https://git.example.com/deploy.git, path apps/payments".into(),
+            rolled_back: true,
+        },
+        ThreadNote::GitopsPaused {
+            owner: "Argo CD application argocd/payments".into(),
+            workload: "deployment production/prod-payment-deploy".into(),
+            version: "payment-api:v1.2.0".into(),
+            git: "https://git.example.com/deploy.git, path apps/payments".into(),
+            rolled_back: false,
+        },
         ThreadNote::Resolved { check: None },
         ThreadNote::ScheduledDrill {
             schedule: "0 2 * * 1".into(),
@@ -292,6 +309,26 @@ fn replies(p: &Proposal) -> Vec<Reply> {
         },
         Reply::Cancelled {
             id: "RB-7K3M9Q".into(),
+        },
+        Reply::SyncResumed {
+            service: "payment-api".into(),
+            restored: vec![MOVED.into()],
+        },
+        Reply::Refused {
+            error: rollbot::chat::reply::UserError::ResumeNotAllowed {
+                service: ServiceName::parse("payment-api").unwrap(),
+            },
+        },
+        Reply::Refused {
+            error: rollbot::chat::reply::UserError::NothingToResume {
+                service: ServiceName::parse("payment-api").unwrap(),
+            },
+        },
+        Reply::Refused {
+            error: rollbot::chat::reply::UserError::ResumeSync {
+                service: ServiceName::parse("payment-api").unwrap(),
+                error: ExecError::new(ExecErrorKind::Forbidden, MOVED),
+            },
         },
         Reply::Proposals {
             title: "list",

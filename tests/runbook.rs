@@ -118,7 +118,7 @@ echo "maintenance $1"
 fn tester(config: &str) -> Tester {
     let executors = Executors::new().register(COMMAND, Arc::new(CommandExecutor::new()));
     let t = Tester::with_executor(config, Arc::new(executors));
-    rollbot::runbook::install(&t.engine, &t.config);
+    rollbot::runbook::install(&t.engine, &t.config, Default::default());
     t
 }
 

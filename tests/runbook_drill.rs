@@ -41,7 +41,7 @@ async fn a_drill_runs_pre_checks_and_shows_hooks_as_would_run() {
     let kube = KubeRollback::new(KubeExecutor::for_url(&source.url()).unwrap());
     let make = || {
         let t = Tester::with_executor(&config, Arc::new(kube));
-        rollbot::runbook::install(&t.engine, &t.config);
+        rollbot::runbook::install(&t.engine, &t.config, Default::default());
         t
     };
     run_test_in(make, |t| async move {

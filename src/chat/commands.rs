@@ -8,6 +8,7 @@
 //! /rollback history SERVICE                       recent proposals of a service
 //! /rollback cancel ID                             cancel a proposal still waiting for votes
 //! /rollback drill SERVICE [reason…]               rehearse a rollback on a copy (DRILL)
+//! /rollback resume-sync SERVICE                   resume the GitOps sync a rollback paused
 //! /rollback stats [SERVICE] [--days N]            rollbacks, MTTR, decisions, drills (N days, 30)
 //! /rollback help                                  usage
 //! ```
@@ -23,7 +24,14 @@ use crate::domain::ProposalId;
 
 /// The verbs, in the order `help` lists them.
 pub const VERBS: &[&str] = &[
-    "status", "list", "history", "cancel", "drill", "stats", "help",
+    "status",
+    "list",
+    "history",
+    "cancel",
+    "drill",
+    "stats",
+    "resume-sync",
+    "help",
 ];
 
 /// The window of `/rollback stats` without `--days`, and the longest one.
@@ -59,6 +67,9 @@ pub enum Command {
     /// `/rollback drill SERVICE [reason…]`: the full flow on a copy of the
     /// service's workload and history; nothing real is touched.
     Drill { service: String, reason: String },
+    /// `/rollback resume-sync SERVICE`: restores the Argo CD or Flux sync
+    /// that the rollback's GitOps pause step left paused.
+    ResumeSync { service: String },
     /// `/rollback help` (also an empty `/rollback`)
     Help,
     /// `/rollback stats [SERVICE] [--days N]`: the numbers teams steer by
@@ -188,6 +199,19 @@ pub fn parse(text: &str, services: &[&str]) -> Result<Command, CommandError> {
             [service, more @ ..] => {
                 no_more("history", "one service name only", more)?;
                 Ok(Command::History {
+                    service: known_service(service, services)?,
+                })
+            }
+        },
+        "resume-sync" => match rest {
+            [] => Err(missing(
+                "resume-sync",
+                "a service name",
+                services.first().copied().unwrap_or("payment-api"),
+            )),
+            [service, more @ ..] => {
+                no_more("resume-sync", "one service name only", more)?;
+                Ok(Command::ResumeSync {
                     service: known_service(service, services)?,
                 })
             }

@@ -67,6 +67,16 @@ impl Failure {
                 existing: existing.clone(),
                 state: *state,
             },
+            EngineError::ResumeNotAllowed { service } => UserError::ResumeNotAllowed {
+                service: service.clone(),
+            },
+            EngineError::NothingToResume { service } => UserError::NothingToResume {
+                service: service.clone(),
+            },
+            EngineError::ResumeSync { service, source } => UserError::ResumeSync {
+                service: service.clone(),
+                error: source.clone(),
+            },
             EngineError::Store(_) | EngineError::Report(_) | EngineError::AlertNotHandled(_) => {
                 return Self::internal(e, doing);
             }

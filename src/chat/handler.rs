@@ -272,6 +272,24 @@ impl CommandHandler {
                 Err(EngineError::Store(e)) => return Err(e),
                 Err(e) => Answer::new(locale, Failure::of(&e, "cancelling a proposal").reply()),
             },
+            // Two API calls to the cluster: answered with the outcome.
+            Command::ResumeSync { service } => {
+                let locale = self.locale_of(&service);
+                // The parser accepts configured services only, whose names parsed.
+                let resumed = match ServiceName::parse(&service) {
+                    Ok(name) => self.engine.resume_sync(&name, &input.user).await,
+                    Err(_) => Err(EngineError::UnknownService {
+                        name: service.clone(),
+                        known: String::new(),
+                    }),
+                };
+                let reply = match resumed {
+                    Ok(restored) => Reply::SyncResumed { service, restored },
+                    Err(EngineError::Store(e)) => return Err(e),
+                    Err(e) => Failure::of(&e, "resuming a GitOps sync").reply(),
+                };
+                Answer::new(locale, reply)
+            }
             Command::Drill { service, reason } => {
                 let reason = if reason.is_empty() {
                     "rollback drill".to_string()
@@ -300,7 +318,11 @@ impl CommandHandler {
                 let accepted = Reply::Accepted {
                     service: service.clone(),
                 };
-                let request = PlanRequest { to_revision, image };
+                let request = PlanRequest {
+                    to_revision,
+                    image,
+                    ..PlanRequest::default()
+                };
                 self.open(&input, service, Origin::Command, request, reason, accepted)
                     .await?
             }

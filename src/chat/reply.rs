@@ -77,6 +77,19 @@ pub enum UserError {
         existing: ProposalId,
         state: State,
     },
+    /// `/rollback resume-sync` by someone who may not approve the service.
+    ResumeNotAllowed {
+        service: ServiceName,
+    },
+    /// `/rollback resume-sync` of a service that pauses nothing.
+    NothingToResume {
+        service: ServiceName,
+    },
+    /// The GitOps owner could not be resumed; the message is quoted.
+    ResumeSync {
+        service: ServiceName,
+        error: ExecError,
+    },
 }
 
 /// An answer to a `/rollback` command, shown only to the person who typed it.
@@ -107,6 +120,11 @@ pub enum Reply {
     },
     Cancelled {
         id: String,
+    },
+    /// `/rollback resume-sync SERVICE` restored what the pause step saved.
+    SyncResumed {
+        service: String,
+        restored: Vec<String>,
     },
     Proposals {
         title: &'static str,

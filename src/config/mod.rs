@@ -32,6 +32,7 @@ mod alerts;
 mod chat;
 mod drill;
 pub mod duration;
+mod gitops;
 mod runbook;
 mod secret;
 mod server;
@@ -43,6 +44,7 @@ pub use alerts::*;
 pub use chat::*;
 pub use drill::*;
 pub use duration::{LONGEST, Span, parse as parse_duration, to_chrono};
+pub use gitops::GitOpsPolicy;
 pub use runbook::*;
 pub use secret::*;
 pub use server::*;
@@ -154,6 +156,8 @@ pub struct Service {
     pub verify: Option<VerifySpec>,
     /// Least time between two edits of the rollout progress message.
     pub progress_interval: Duration,
+    /// What to do about an Argo CD or Flux owner of the workload.
+    pub gitops: GitOpsPolicy,
 }
 
 impl Service {
@@ -328,6 +332,7 @@ impl Config {
                     expires_after: expires.or(DEFAULT_EXPIRES_AFTER),
                     verify: s.verify.as_ref().map(|v| self.verify_spec(v)),
                     progress_interval: self.progress.edit_interval(),
+                    gitops: s.gitops,
                     name: name.clone(),
                 };
                 Some((name, service))

@@ -88,6 +88,9 @@ pub struct ServiceConfig {
     pub runbook: Option<RunbookConfig>,
     /// Recovery checks; without them verification is "not configured".
     pub verify: Option<VerifyConfig>,
+    /// What to do about an Argo CD or Flux owner of the workload.
+    #[serde(default)]
+    pub gitops: GitOpsPolicy,
     /// Scheduled rollback drills; none without it.
     pub drill: Option<DrillConfig>,
 }
@@ -208,6 +211,8 @@ impl ServiceConfig {
         if let Some(r) = &self.runbook {
             r.validate(&key("runbook"), problems);
         }
+        self.gitops
+            .validate(&key("gitops"), self.target().as_ref(), problems);
     }
 
     /// The service's one target; `None` when it has none or several

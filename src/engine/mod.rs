@@ -23,6 +23,7 @@
 //! - `rollout`: the approved proposal's rollout, step by step, and its
 //!   resumption after a restart;
 //! - `alerts`: alert ingestion (dedup, joins, parking, resolution);
+//! - `gitops`: `/rollback resume-sync`, resuming a paused GitOps sync;
 //! - `prechecks`: a service's runbook pre-checks, run as its plan is made;
 //! - `schedule`: scheduled drills, opened from the tick.
 
@@ -97,6 +98,18 @@ pub enum EngineError {
         service: ServiceName,
         existing: ProposalId,
         state: State,
+    },
+    #[error("only an authorised approver of {service} can resume its GitOps sync")]
+    ResumeNotAllowed { service: ServiceName },
+    #[error(
+        "{service} pauses no GitOps sync (its policy is not gitops = \"pause\"); nothing was changed"
+    )]
+    NothingToResume { service: ServiceName },
+    #[error("cannot resume the GitOps sync of {service}: {source}")]
+    ResumeSync {
+        service: ServiceName,
+        #[source]
+        source: ExecError,
     },
 }
 
@@ -572,6 +585,7 @@ fn decision_input(alert: Option<&AlertRef>, migrations: bool, now: DateTime<Utc>
 }
 
 mod alerts;
+mod gitops;
 mod prechecks;
 mod proposals;
 mod rollout;

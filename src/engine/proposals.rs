@@ -164,6 +164,7 @@ impl Engine {
                 &crate::ports::PlanRequest {
                     to_revision: req.to_revision,
                     image: req.image.clone(),
+                    refuse_gitops: service.gitops == crate::config::GitOpsPolicy::Refuse,
                 },
             )
             .await

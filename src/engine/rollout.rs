@@ -131,17 +131,40 @@ impl Engine {
         let (tx, mut rx) = mpsc::channel::<CheckResult>(64);
         let verify = self.inner.ports.verifier.verify(&p.service, &p.plan, tx);
         tokio::pin!(verify);
-        let verdict = loop {
+        // Meanwhile the executor watches that the rollback holds (a GitOps
+        // controller may put the workload back); verification ends when
+        // both are done, or at once if the rollback did not hold.
+        let target = self.service(&p.service)?.target.clone();
+        let hold = self.inner.ports.executor.watch_hold(&target, &p.plan);
+        tokio::pin!(hold);
+        let (mut verdict, mut held) = (None, false);
+        let reverted = loop {
             tokio::select! {
                 biased;
                 Some(check) = rx.recv() => self.record_check(&p.id, check)?,
-                verdict = &mut verify => break verdict,
+                moved = &mut hold, if !held => {
+                    held = true;
+                    if moved.is_some() || verdict.is_some() {
+                        break moved;
+                    }
+                }
+                v = &mut verify, if verdict.is_none() => {
+                    verdict = Some(v);
+                    if held {
+                        break None;
+                    }
+                }
             }
         };
         while let Ok(check) = rx.try_recv() {
             self.record_check(&p.id, check)?;
         }
         let now = self.now();
+        let verdict = match (reverted, verdict) {
+            (Some(reason), _) => return self.reverted(&p.id, reason).await,
+            (None, Some(v)) => v,
+            (None, None) => unreachable!("the loop ends with a verdict or a revert"),
+        };
         let p = match &verdict {
             Verdict::NotConfigured => {
                 let (_, p) = self
@@ -227,6 +250,29 @@ impl Engine {
         {
             self.post_thread(&p, self.resolved_note(&p)?).await?;
         }
+        Ok(p)
+    }
+
+    /// Ends verification of `id` because the rollback did not hold
+    /// (`reason`): the service is not on the rolled-back version, so
+    /// whatever the checks said, recovery is not verified.
+    async fn reverted(&self, id: &ProposalId, reason: String) -> Result<Proposal, EngineError> {
+        let now = self.now();
+        let p = self.finish(
+            id,
+            now,
+            State::VerificationFailed,
+            vec![
+                EventKind::Note {
+                    text: format!("the rollback did not hold: {reason}"),
+                },
+                step_finished(Step::Verify, true, "reverted"),
+            ],
+        )?;
+        self.inner.store.flush().await?;
+        self.post_thread(&p, ThreadNote::Reverted { reason })
+            .await?;
+        self.update_message(&p).await?;
         Ok(p)
     }
 
@@ -474,6 +520,7 @@ impl Engine {
             Step::Rollback => {
                 let p = self.step_started(&p, step).await?;
                 let p = self.rollback_step(p, follow_only).await?;
+                self.remind(&p).await?;
                 if p.state == State::RolledBack {
                     return Ok(Some(p));
                 }
@@ -494,6 +541,19 @@ impl Engine {
                 Ok(None)
             }
         }
+    }
+
+    /// Posts what the steps before the rollback left in place on purpose
+    /// (a paused GitOps sync) and what people do about it, once the
+    /// rollback step has ended, however it ended.
+    async fn remind(&self, p: &Proposal) -> Result<(), EngineError> {
+        let rolled_back = p.state == State::RolledBack;
+        for hook in self.hooks_of(&p.service).before {
+            if let Some(note) = hook.reminder(&p.service, &p.plan, rolled_back) {
+                self.post_thread(p, note).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Records that `step` began.

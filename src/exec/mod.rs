@@ -52,7 +52,16 @@ pub struct KubeRollback {
     drills: Arc<Drills>,
     /// Longest wait for a rollout to finish after the patch.
     pub follow_timeout: Duration,
+    /// How long verification watches a workload with a GitOps owner for
+    /// the owner putting it back (Argo CD self-heals ~5 s after a drift).
+    pub gitops_hold: Duration,
 }
+
+/// How often the hold watch reads the workload.
+const HOLD_POLL: Duration = Duration::from_millis(250);
+
+/// The default [`KubeRollback::gitops_hold`].
+pub const DEFAULT_GITOPS_HOLD: Duration = Duration::from_secs(30);
 
 impl KubeRollback {
     pub fn new(kube: KubeExecutor) -> Self {
@@ -61,6 +70,7 @@ impl KubeRollback {
             kube,
             drills,
             follow_timeout: Duration::from_secs(15 * 60),
+            gitops_hold: DEFAULT_GITOPS_HOLD,
         }
     }
 
@@ -105,7 +115,8 @@ impl KubeRollback {
         };
         let client =
             kube::Client::try_from(client_config).context("building the Kubernetes client")?;
-        Ok(Self::new(KubeExecutor::new(client)))
+        let settings = kubernetes::gitops::GitOpsSettings::of(config);
+        Ok(Self::new(KubeExecutor::new(client).with_gitops(settings)))
     }
 
     /// The client for `target` and the workload it names: the configured
@@ -152,6 +163,31 @@ impl KubeRollback {
     pub fn client(&self) -> kube::Client {
         self.kube.client()
     }
+}
+
+/// The steps that pause a GitOps owner before the rollback, for the
+/// services whose policy is `gitops = "pause"`, by service (see
+/// [`kubernetes::gitops`]). Connects to the cluster only when there are
+/// such services.
+///
+/// # Errors
+/// The Kubernetes client cannot be configured.
+pub async fn gitops_pause_hooks(
+    config: &crate::config::Config,
+) -> anyhow::Result<
+    std::collections::BTreeMap<crate::domain::ServiceName, Arc<dyn crate::ports::Hook>>,
+> {
+    let services = config.services();
+    if !services
+        .values()
+        .any(|s| s.gitops == crate::config::GitOpsPolicy::Pause)
+    {
+        return Ok(Default::default());
+    }
+    let kube = KubeRollback::connect(config.kubernetes.as_ref())
+        .await?
+        .kube;
+    Ok(kubernetes::gitops::pause_hooks(&services, &kube))
 }
 
 /// `http://127.0.0.1:PORT…` or `http://localhost:PORT…`.
@@ -210,19 +246,34 @@ impl Executor for KubeRollback {
                 ),
             ));
         }
-        let plan = kube
+        let mut plan = kube
             .plan(workload, request.to_revision)
             .await
             .map_err(exec_error)?;
+        if matches!(target, Target::Drill(_)) {
+            // A drill's copy has no GitOps owner to pause or to fear.
+            plan.gitops = None;
+        }
+        let warnings = plan
+            .gitops
+            .as_ref()
+            .map(kubernetes::gitops::warnings)
+            .unwrap_or_default();
+        let blockers = match &plan.gitops {
+            Some(o) if request.refuse_gitops => {
+                kubernetes::gitops::blocker(o).into_iter().collect()
+            }
+            _ => vec![],
+        };
         let guard = serde_json::to_value(&plan)
             .map_err(|e| ExecError::new(ExecErrorKind::Other, e.to_string()))?;
         Ok(Plan {
             workload: target.to_string(),
             current: revision(&plan.current),
             target: revision(&plan.rollback_to),
-            warnings: vec![],
+            warnings,
             migrations: false,
-            blockers: vec![],
+            blockers,
             guard,
         })
     }
@@ -319,6 +370,34 @@ impl Executor for KubeRollback {
 
     fn release(&self, over: &dyn Fn(&ProposalId) -> bool) {
         self.drills.reap(over);
+    }
+
+    /// Watches a workload that has a GitOps owner for `gitops_hold`: a
+    /// self-healing owner puts it back within seconds of the rollback.
+    async fn watch_hold(&self, target: &Target, plan: &Plan) -> Option<String> {
+        let (kube, kube_plan) = self.routed_plan(target, plan).ok()?;
+        let owner = kube_plan.gitops.as_ref()?.owner.clone();
+        let deadline = tokio::time::Instant::now() + self.gitops_hold;
+        loop {
+            match kube.standing(&kube_plan).await {
+                Ok(kubernetes::Standing::Moved { reason }) => {
+                    return Some(format!(
+                        "{reason}; {owner}, which manages this workload, put it back to what git holds"
+                    ));
+                }
+                Ok(kubernetes::Standing::NotApplied) => {
+                    return Some(format!(
+                        "the workload is back on the version rolled back from; {owner}, which manages this workload, put it back to what git holds"
+                    ));
+                }
+                // Holding so far; a failed read is no verdict either.
+                Ok(kubernetes::Standing::Applied) | Err(_) => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(HOLD_POLL).await;
+        }
     }
 }
 

@@ -104,6 +104,13 @@ impl Executor for Executors {
         self.route(target)?.rehearsal(target, drill)
     }
 
+    async fn watch_hold(&self, target: &Target, plan: &Plan) -> Option<String> {
+        match self.route(target) {
+            Ok(executor) => executor.watch_hold(target, plan).await,
+            Err(_) => None,
+        }
+    }
+
     /// Every executor releases its own drills' copies.
     fn release(&self, over: &dyn Fn(&ProposalId) -> bool) {
         for executor in self.by_kind.values() {

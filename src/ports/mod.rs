@@ -70,6 +70,27 @@ pub enum ThreadNote {
     AfterHookFailed {
         failure: String,
     },
+    /// The rollback did not hold during verification: the workload moved
+    /// away from what it restored (`reason`; typically a GitOps controller
+    /// put it back to what git holds). Verification does not pass.
+    Reverted {
+        reason: String,
+    },
+    /// A GitOps owner stays paused after the rollback step (the `pause`
+    /// policy): what to revert in git, and the command that resumes it.
+    GitopsPaused {
+        /// e.g. `Argo CD application argocd/payments`.
+        owner: String,
+        /// e.g. `deployment production/payment-api`.
+        workload: String,
+        /// The images rolled back to, e.g. `payment-api:v1.2.0`.
+        version: String,
+        /// Where git's state comes from (repository, path, revision).
+        git: String,
+        /// The rollback was applied (else it failed or was superseded,
+        /// and there is nothing to revert in git).
+        rolled_back: bool,
+    },
     /// A drill's rollback is done; its checks were not run, since they
     /// measure production, which a drill does not change.
     DrillChecksSkipped,
@@ -220,6 +241,9 @@ pub struct PlanRequest {
     /// `--image REF`: roll to this image rather than to a recorded
     /// revision (for targets that run one image, such as Swarm services).
     pub image: Option<String>,
+    /// The service's policy is `gitops = "refuse"`: an owner (Argo CD,
+    /// Flux) that would revert the rollback is one of the plan's blockers.
+    pub refuse_gitops: bool,
 }
 
 impl PlanRequest {
@@ -310,6 +334,16 @@ pub trait Executor: Send + Sync {
 
     /// Releases the copies of the drills `over` says are over (idempotent).
     fn release(&self, _over: &dyn Fn(&ProposalId) -> bool) {}
+
+    /// During verification: whether the applied `plan` holds. Resolves
+    /// with why as soon as the workload moves away from what the rollback
+    /// restored (e.g. a GitOps controller put it back), or with `None` once
+    /// it has held as long as this executor needs to be sure. The engine
+    /// does not finish verification before this resolves. By default the
+    /// rollback is trusted to hold.
+    async fn watch_hold(&self, _target: &Target, _plan: &Plan) -> Option<String> {
+        None
+    }
 }
 
 /// A runbook step around the rollback: a database backup, maintenance
@@ -345,6 +379,25 @@ pub trait Hook: Send + Sync {
         call: &HookCall,
         progress: mpsc::Sender<String>,
     ) -> Result<String, ExecError>;
+
+    /// Undoes what this hook left in place on purpose after the rollback
+    /// (a paused GitOps sync), for `/rollback resume-sync`; returns what
+    /// was restored. `None`: this hook leaves nothing to resume.
+    async fn resume(&self, _service: &ServiceName) -> Option<Result<String, ExecError>> {
+        None
+    }
+
+    /// What this hook left in place on purpose for the rollback of `plan`
+    /// and what people do about it, posted once the rollback step ended
+    /// (`rolled_back`: it was applied). `None`: nothing to say.
+    fn reminder(
+        &self,
+        _service: &ServiceName,
+        _plan: &Plan,
+        _rolled_back: bool,
+    ) -> Option<ThreadNote> {
+        None
+    }
 }
 
 /// What a hook runs for: the proposal (service, plan, approvers) and the

@@ -813,6 +813,23 @@ mod tests {
                 failure: "cdn-purge: exit status 1".into(),
             },
             ThreadNote::DrillChecksSkipped,
+            ThreadNote::GitopsPaused {
+                owner: "Argo CD application argocd/payments".into(),
+                workload: "deployment production/prod-payment-deploy".into(),
+                version: "payment-api:v1.2.0".into(),
+                git: "https://git.example.com/deploy.git, path apps/payments, revision main".into(),
+                rolled_back: true,
+            },
+            ThreadNote::GitopsPaused {
+                owner: "Flux Kustomization flux-system/apps".into(),
+                workload: "deployment production/prod-payment-deploy".into(),
+                version: "payment-api:v1.2.0".into(),
+                git: "GitRepository flux-system, path ./apps/production".into(),
+                rolled_back: false,
+            },
+            ThreadNote::Reverted {
+                reason: "the current revision moved from 4 to 5; Argo CD application argocd/payments, which manages this workload, put it back to what git holds".into(),
+            },
             ThreadNote::ScheduledDrill {
                 schedule: "0 2 * * 1".into(),
                 timezone: "Asia/Tokyo".into(),

@@ -16,9 +16,11 @@ pub mod process;
 pub mod step;
 pub mod template;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::{Config, RunbookConfig};
+use crate::domain::ServiceName;
 use crate::engine::Engine;
 use crate::ports::Hooks;
 
@@ -46,16 +48,25 @@ pub fn hooks_for(runbook: &RunbookConfig, locale: &str) -> Hooks {
     }
 }
 
-/// Gives `engine` the runbook of every configured service that has one.
-pub fn install(engine: &Engine, config: &Config) {
+/// Gives `engine` the runbook of every configured service, with `first`
+/// (e.g. the GitOps pause) ahead of the service's own before-hooks.
+pub fn install(
+    engine: &Engine,
+    config: &Config,
+    mut first: BTreeMap<ServiceName, Arc<dyn crate::ports::Hook>>,
+) {
     for (name, service) in config.services() {
-        let Some(runbook) = config
+        let mut hooks = config
             .services
             .get(name.as_str())
             .and_then(|s| s.runbook.as_ref())
-        else {
-            continue;
-        };
-        engine.set_hooks(name, hooks_for(runbook, &service.locale));
+            .map(|r| hooks_for(r, &service.locale))
+            .unwrap_or_default();
+        if let Some(hook) = first.remove(&name) {
+            hooks.before.insert(0, hook);
+        }
+        if !(hooks.pre_checks.is_empty() && hooks.before.is_empty() && hooks.after.is_empty()) {
+            engine.set_hooks(name, hooks);
+        }
     }
 }

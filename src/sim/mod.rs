@@ -3,7 +3,8 @@
 //! It serves, over plain HTTP on loopback, the subset of kube-apiserver that
 //! `kubectl get|scale|set image|rollout history|undo|status|restart|pause|resume`
 //! and kube-rs use for Deployments, ReplicaSets, StatefulSets, DaemonSets,
-//! ControllerRevisions and Leases, and emulates the deployment controller so
+//! ControllerRevisions, Leases and the GitOps owners (Argo CD Applications,
+//! Flux Kustomizations and HelmReleases), and emulates the deployment controller so
 //! rollouts progress over (configurable, sub-second) time. It exists so that
 //! rollbot's Kubernetes executor and its tests can run against real kubectl
 //! behaviour without a cluster.
@@ -18,6 +19,8 @@
 //! - [`smp`]: strategic merge patch.
 //! - [`controller`]: deployment / StatefulSet / DaemonSet controller emulation.
 //! - [`faults`]: injected API failures (500s, cut watches) for retry tests.
+//! - [`gitops`]: Argo CD's self-heal and Flux's reconciliation, which put
+//!   an owned workload back to git's pod template after a rollback.
 //! - `table`, `server`: Table printing and the HTTP routes.
 //!
 //! # Example
@@ -35,6 +38,7 @@ pub mod authz;
 pub(crate) mod bootstrap;
 pub mod controller;
 pub mod faults;
+pub mod gitops;
 pub mod metrics;
 pub mod seed;
 pub mod selector;
@@ -123,6 +127,7 @@ pub struct SimHandle {
     server: Option<tokio::task::JoinHandle<()>>,
     controller: Option<tokio::task::JoinHandle<()>>,
     sampler: Option<tokio::task::JoinHandle<()>>,
+    gitops: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Starts the simulator on an already-bound listener (so tests can bind
@@ -159,6 +164,8 @@ pub async fn start(seed: Seed, listener: tokio::net::TcpListener) -> Result<SimH
     let frozen = Arc::new(AtomicBool::new(false));
     let ctrl = controller::Controller::new(store.clone(), knobs, frozen.clone());
     let controller = tokio::spawn(ctrl.run(TICK, shutdown_rx.clone()));
+    let gitops = gitops::Reconciler::new(store.clone(), &seed.gitops);
+    let gitops = tokio::spawn(gitops.run(TICK, shutdown_rx.clone()));
     // The seeded state has been running for a while.
     state.metrics.backfill(&state.store, 15 * 60);
     let sampler = {
@@ -182,6 +189,7 @@ pub async fn start(seed: Seed, listener: tokio::net::TcpListener) -> Result<SimH
         server: Some(server),
         controller: Some(controller),
         sampler: Some(sampler),
+        gitops: Some(gitops),
     })
 }
 
@@ -267,6 +275,9 @@ impl SimHandle {
         if let Some(s) = self.sampler.take() {
             let _ = s.await;
         }
+        if let Some(g) = self.gitops.take() {
+            let _ = g.await;
+        }
         if let Some(s) = self.server.take() {
             // Open connections are closed by graceful shutdown; do not wait
             // forever on a client that keeps one open.
@@ -283,6 +294,9 @@ impl Drop for SimHandle {
         }
         if let Some(s) = self.sampler.take() {
             s.abort();
+        }
+        if let Some(g) = self.gitops.take() {
+            g.abort();
         }
         if let Some(s) = self.server.take() {
             s.abort();

@@ -42,6 +42,9 @@
 //!   - {apiVersion: apps/v1, kind: Deployment, metadata: {name: web, namespace: shop, uid: a1}, spec: {…}}
 //!   - {apiVersion: apps/v1, kind: ReplicaSet, metadata: {ownerReferences: [{uid: a1, …}], …}, …}
 //! objects_behaviour: {ready_after_ms: 100}   # how the pods of `objects` behave
+//!   - {apiVersion: argoproj.io/v1alpha1, kind: Application, metadata: {name: payments, namespace: argocd},
+//!      spec: {syncPolicy: {automated: {selfHeal: true}}}}   # also Flux Kustomization, HelmRelease
+//! gitops: {revert_after_ms: 5000}  # optional; how soon an active GitOps owner reverts a drift (sim::gitops)
 //! forbid:                          # optional; requests RBAC would refuse
 //!   - {verb: patch, resource: deployments, namespace: production}
 //!   - {verb: list, resource: replicasets}        # no namespace: everywhere
@@ -112,6 +115,9 @@ pub struct Seed {
     /// Requests refused with `403 Forbidden`, as by RBAC.
     #[serde(default)]
     pub forbid: Vec<ForbidRule>,
+    /// How the simulated GitOps controllers (Argo CD, Flux) behave.
+    #[serde(default)]
+    pub gitops: super::gitops::GitOpsBehaviour,
 }
 
 fn default_version() -> String {

@@ -213,9 +213,9 @@ async fn handle(
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": st.addr.to_string()}]}))),
         ["apis"] => Ok(ok(&api_groups())),
         ["api", "v1"] => Ok(ok(&resource_list("", "v1"))),
-        ["apis", g @ ("apps" | "coordination.k8s.io"), "v1"] => Ok(ok(&resource_list(g, "v1"))),
+        ["apis", g, v] if served(g, v) => Ok(ok(&resource_list(g, v))),
         ["api", "v1", rest @ ..] => resource(&st, "", rest, req).await,
-        ["apis", g, "v1", rest @ ..] => resource(&st, g, rest, req).await,
+        ["apis", g, v, rest @ ..] if served(g, v) => resource(&st, g, rest, req).await,
         _ => Err(ApiError::not_found_path()),
     };
     res.unwrap_or_else(IntoResponse::into_response)
@@ -265,12 +265,20 @@ fn version(git: &str) -> Value {
         "compiler": "gc", "platform": "linux/amd64"})
 }
 
+/// Whether the simulator serves version `v` of API group `g`.
+fn served(g: &str, v: &str) -> bool {
+    Kind::groups().contains(&(g, v))
+}
+
 fn api_groups() -> Value {
-    let group = |name: &str| {
-        json!({"name": name, "versions": [{"groupVersion": format!("{name}/v1"), "version": "v1"}],
-            "preferredVersion": {"groupVersion": format!("{name}/v1"), "version": "v1"}})
-    };
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [group("apps"), group("coordination.k8s.io")]})
+    let groups: Vec<Value> = Kind::groups()
+        .into_iter()
+        .map(|(name, v)| {
+            json!({"name": name, "versions": [{"groupVersion": format!("{name}/{v}"), "version": v}],
+                "preferredVersion": {"groupVersion": format!("{name}/{v}"), "version": v}})
+        })
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 fn resource_list(group: &str, version: &str) -> Value {

@@ -35,11 +35,17 @@ pub enum Kind {
     ControllerRevision,
     /// `coordination.k8s.io/v1` Lease.
     Lease,
+    /// `argoproj.io/v1alpha1` Application (Argo CD).
+    Application,
+    /// `kustomize.toolkit.fluxcd.io/v1` Kustomization (Flux).
+    Kustomization,
+    /// `helm.toolkit.fluxcd.io/v2` HelmRelease (Flux).
+    HelmRelease,
 }
 
 impl Kind {
     /// Every kind, in discovery order.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Namespace,
         Kind::Deployment,
         Kind::ReplicaSet,
@@ -47,6 +53,9 @@ impl Kind {
         Kind::DaemonSet,
         Kind::ControllerRevision,
         Kind::Lease,
+        Kind::Application,
+        Kind::Kustomization,
+        Kind::HelmRelease,
     ];
 
     /// API group (`""` for the core group).
@@ -54,7 +63,19 @@ impl Kind {
         match self {
             Kind::Namespace => "",
             Kind::Lease => "coordination.k8s.io",
+            Kind::Application => "argoproj.io",
+            Kind::Kustomization => "kustomize.toolkit.fluxcd.io",
+            Kind::HelmRelease => "helm.toolkit.fluxcd.io",
             _ => "apps",
+        }
+    }
+
+    /// The one version the simulator serves of the kind's group.
+    pub fn version(self) -> &'static str {
+        match self {
+            Kind::Application => "v1alpha1",
+            Kind::HelmRelease => "v2",
+            _ => "v1",
         }
     }
 
@@ -63,8 +84,20 @@ impl Kind {
         match self {
             Kind::Namespace => "v1",
             Kind::Lease => "coordination.k8s.io/v1",
+            Kind::Application => "argoproj.io/v1alpha1",
+            Kind::Kustomization => "kustomize.toolkit.fluxcd.io/v1",
+            Kind::HelmRelease => "helm.toolkit.fluxcd.io/v2",
             _ => "apps/v1",
         }
+    }
+
+    /// A GitOps owner of workloads (Argo CD, Flux): a custom resource the
+    /// simulated GitOps controller reads (see `sim::gitops`).
+    pub fn is_gitops_owner(self) -> bool {
+        matches!(
+            self,
+            Kind::Application | Kind::Kustomization | Kind::HelmRelease
+        )
     }
 
     /// `kind` as written in objects.
@@ -77,6 +110,9 @@ impl Kind {
             Kind::DaemonSet => "DaemonSet",
             Kind::ControllerRevision => "ControllerRevision",
             Kind::Lease => "Lease",
+            Kind::Application => "Application",
+            Kind::Kustomization => "Kustomization",
+            Kind::HelmRelease => "HelmRelease",
         }
     }
 
@@ -90,6 +126,9 @@ impl Kind {
             Kind::DaemonSet => "daemonsets",
             Kind::ControllerRevision => "controllerrevisions",
             Kind::Lease => "leases",
+            Kind::Application => "applications",
+            Kind::Kustomization => "kustomizations",
+            Kind::HelmRelease => "helmreleases",
         }
     }
 
@@ -103,6 +142,9 @@ impl Kind {
             Kind::DaemonSet => "daemonset",
             Kind::ControllerRevision => "controllerrevision",
             Kind::Lease => "lease",
+            Kind::Application => "application",
+            Kind::Kustomization => "kustomization",
+            Kind::HelmRelease => "helmrelease",
         }
     }
 
@@ -114,6 +156,9 @@ impl Kind {
             Kind::ReplicaSet => &["rs"],
             Kind::StatefulSet => &["sts"],
             Kind::DaemonSet => &["ds"],
+            Kind::Application => &["app", "apps"],
+            Kind::Kustomization => &["ks"],
+            Kind::HelmRelease => &["hr"],
             Kind::ControllerRevision | Kind::Lease => &[],
         }
     }
@@ -150,6 +195,17 @@ impl Kind {
         Kind::ALL
             .into_iter()
             .find(|k| k.group() == group && k.plural() == plural)
+    }
+
+    /// The API groups served, each with its one version, in discovery order.
+    pub fn groups() -> Vec<(&'static str, &'static str)> {
+        let mut out: Vec<(&'static str, &'static str)> = Vec::new();
+        for k in Kind::ALL {
+            if !k.group().is_empty() && !out.iter().any(|(g, _)| *g == k.group()) {
+                out.push((k.group(), k.version()));
+            }
+        }
+        out
     }
 }
 
@@ -640,7 +696,9 @@ pub fn object_kind(obj: &Value) -> Result<Kind, String> {
         .ok_or_else(|| {
             format!(
                 "apiVersion {api_version:?} kind {kind:?} is not served by the simulator; \
-                 use apps/v1 Deployment, ReplicaSet, StatefulSet, DaemonSet or ControllerRevision"
+                 use apps/v1 Deployment, ReplicaSet, StatefulSet, DaemonSet or ControllerRevision, \
+                 argoproj.io/v1alpha1 Application, kustomize.toolkit.fluxcd.io/v1 Kustomization \
+                 or helm.toolkit.fluxcd.io/v2 HelmRelease"
             )
         })?;
     if found == Kind::Namespace || found == Kind::Lease {

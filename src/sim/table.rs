@@ -262,6 +262,37 @@ fn columns_and_cells(kind: Kind, obj: &Value) -> (Vec<Value>, Vec<Value>) {
                 age_cell,
             ],
         ),
+        // The CRDs' additionalPrinterColumns (Argo CD, Flux), abridged.
+        Kind::Application => (
+            vec![
+                col("Name", "string", 0, "name"),
+                col("Sync Status", "string", 0, ""),
+                col("Health Status", "string", 0, ""),
+            ],
+            vec![
+                name,
+                obj.pointer("/status/sync/status")
+                    .cloned()
+                    .unwrap_or(json!("")),
+                obj.pointer("/status/health/status")
+                    .cloned()
+                    .unwrap_or(json!("")),
+            ],
+        ),
+        Kind::Kustomization | Kind::HelmRelease => (
+            vec![
+                col("Name", "string", 0, "name"),
+                col("Age", "string", 0, ""),
+                col("Suspended", "boolean", 0, ""),
+            ],
+            vec![
+                name,
+                age_cell,
+                obj.pointer("/spec/suspend")
+                    .cloned()
+                    .unwrap_or(json!(false)),
+            ],
+        ),
         Kind::Lease => (
             vec![
                 col("Name", "string", 0, "name"),

@@ -25,6 +25,7 @@ use crate::sim::semantic::{canonical_json, equal_ignore_hash, revision_data, str
 
 pub mod drill;
 mod follow;
+pub mod gitops;
 mod status;
 pub mod target;
 
@@ -89,6 +90,9 @@ pub struct KubePlan {
     restore: Value,
     /// Deployments: the target ReplicaSet's annotations.
     restore_annotations: Map<String, Value>,
+    /// The workload's Argo CD or Flux owner, as read when planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitops: Option<gitops::Ownership>,
 }
 
 /// Where an interrupted rollback stands ([`KubeExecutor::standing`]).
@@ -220,6 +224,8 @@ fn rbac_rule(verb: &str, resource: &str) -> String {
 #[derive(Clone)]
 pub struct KubeExecutor {
     client: kube::Client,
+    /// How GitOps owners are found (Argo CD's settings).
+    gitops: gitops::GitOpsSettings,
 }
 
 fn api_err(
@@ -332,7 +338,17 @@ pub(crate) fn selector_string(obj: &Value) -> String {
 impl KubeExecutor {
     /// An executor using `client`.
     pub fn new(client: kube::Client) -> Self {
-        KubeExecutor { client }
+        KubeExecutor {
+            client,
+            gitops: gitops::GitOpsSettings::default(),
+        }
+    }
+
+    /// Finds GitOps owners with `settings` instead of Argo CD's defaults.
+    #[must_use]
+    pub fn with_gitops(mut self, settings: gitops::GitOpsSettings) -> Self {
+        self.gitops = settings;
+        self
     }
 
     /// The kube client, e.g. for a drill's read-only snapshot.
@@ -418,6 +434,7 @@ impl KubeExecutor {
     ) -> Result<KubePlan, KubeError> {
         let obj = self.get_workload(target).await?;
         let history = self.history(target, &obj).await?;
+        let owner = gitops::detect(&self.client, &self.gitops, &obj).await;
         let template = obj["spec"]["template"].clone();
         let resource_version = obj
             .pointer("/metadata/resourceVersion")
@@ -496,6 +513,7 @@ impl KubeExecutor {
                     current_template: template,
                     restore,
                     restore_annotations,
+                    gitops: owner,
                 })
             }
             WorkloadKind::StatefulSet | WorkloadKind::DaemonSet => {
@@ -550,6 +568,7 @@ impl KubeExecutor {
                     current_template: template,
                     restore: chosen["data"].clone(),
                     restore_annotations: Map::new(),
+                    gitops: owner,
                 })
             }
         }

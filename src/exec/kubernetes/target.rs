@@ -55,4 +55,10 @@ impl fmt::Display for KubeTarget {
 pub struct KubernetesConfig {
     pub kubeconfig: Option<PathBuf>,
     pub context: Option<String>,
+    /// Argo CD: the namespace of Applications whose tracking id names none
+    /// (default `argocd`).
+    pub argocd_namespace: Option<String>,
+    /// Argo CD's `application.instanceLabelKey` (default
+    /// `app.kubernetes.io/instance`).
+    pub argocd_instance_label: Option<String>,
 }
