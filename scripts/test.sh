@@ -19,6 +19,8 @@ if [ ! -x /usr/bin/prometheus-alertmanager ]; then apt_packages+=(prometheus-ale
 # local image made from busybox.
 if [ ! -x /usr/sbin/dockerd ]; then apt_packages+=(docker.io); fi
 if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then apt_packages+=(busybox-static); fi
+# tests/helm.rs runs the helm stand-in (tests/support/helm), which needs jq.
+if [ ! -x /usr/bin/jq ]; then apt_packages+=(jq); fi
 if ((${#apt_packages[@]})); then
   echo "==> installing: ${apt_packages[*]}"
   "${sudo_cmd[@]}" apt-get update

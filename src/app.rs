@@ -23,7 +23,10 @@ use crate::chat::slack::{ConnectPolicy, Connection, Slack};
 use crate::config::{Config, Problem};
 use crate::domain::SystemClock;
 use crate::engine::{Engine, Ports};
-use crate::exec::{Executors, KUBERNETES, KubeRollback, SWARM, SwarmRollback};
+use crate::exec::{
+    COMMAND, CommandExecutor, Executors, HELM, HelmExecutor, KUBERNETES, KubeRollback, SWARM,
+    SwarmRollback,
+};
 use crate::http::{self, AppState, ChatStatus};
 use crate::outbox::RetryPolicy;
 use crate::ports::Chat;
@@ -131,16 +134,10 @@ impl App {
             clock: Arc::new(SystemClock),
         };
         let engine = Engine::new(store, config.services(), ports);
-        // GitOps pause goes first among the steps before a rollback.
-        for (service, pause) in crate::exec::gitops_pause_hooks(config).await? {
-            engine.set_hooks(
-                service,
-                crate::ports::Hooks {
-                    before: vec![pause],
-                    after: vec![],
-                },
-            );
-        }
+        // The runbook's steps, with the GitOps pause first among the steps
+        // before a rollback.
+        let pauses = crate::exec::gitops_pause_hooks(config).await?;
+        crate::runbook::install(&engine, config, pauses);
         engine.set_dedup_retention(config.store.dedup_retention());
         engine.set_drill_schedules(config.drill_schedules());
         let mut slack_routes = None;
@@ -338,7 +335,7 @@ impl App {
 }
 
 /// The target kinds `rollbot serve` has executors for.
-pub const SERVED_KINDS: &[&str] = &[KUBERNETES, SWARM];
+pub const SERVED_KINDS: &[&str] = &[KUBERNETES, SWARM, COMMAND, HELM];
 
 /// The services whose target kind `rollbot serve` has no executor for, as
 /// problems of the target's table (`rollbot check-config` reports them).
@@ -387,6 +384,9 @@ async fn executors(config: &Config) -> anyhow::Result<Executors> {
         // reached per call (`/readyz` and `check-config` say if it answers).
         executors = executors.register(SWARM, Arc::new(SwarmRollback::default()));
     }
+    executors = executors
+        .register(COMMAND, Arc::new(CommandExecutor::new()))
+        .register(HELM, Arc::new(HelmExecutor::new()));
     Ok(executors)
 }
 

@@ -45,7 +45,12 @@
 //!   `/rollback resume-sync`), and holds drills: a read-only copy of a
 //!   service's workload and history in an in-process simulator; `swarm`
 //!   rolls Docker Swarm services back as `docker service rollback` does,
-//!   through the Docker Engine API (bollard).
+//!   through the Docker Engine API (bollard); `command` runs a service's
+//!   own plan and rollback programs; `helm` rolls back a Helm release with
+//!   the `helm` program.
+//! - [`runbook`]: the runbook steps around a rollback from config:
+//!   pre-checks at plan time, hooks before and after it (commands in their
+//!   own process group, HTTP calls), `{variable}` templates.
 //! - [`verify`]: the `Verifier` over HTTP health checks and Prometheus queries.
 //! - [`report`]: rendering of messages, the resolved notice, the draft
 //!   incident report and its chart.
@@ -81,6 +86,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod ports;
 pub mod report;
+pub mod runbook;
 pub mod sim;
 pub mod store;
 pub mod tasks;

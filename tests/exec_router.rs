@@ -397,7 +397,7 @@ fn check_config_wants_exactly_one_target_per_service_and_a_kind_it_can_run() {
     let (ok, out) = check_config(&format!("{base}{custom}"));
     assert!(!ok, "{out}");
     assert!(
-        out.contains("services.billing.custom: rollbot serve has no executor for \"ledger\" targets (it has: kubernetes, swarm)"),
+        out.contains("services.billing.custom: rollbot serve has no executor for \"ledger\" targets (it has: kubernetes, swarm, command, helm)"),
         "{out}"
     );
 }

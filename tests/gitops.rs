@@ -87,7 +87,7 @@ impl World {
                 service,
                 Hooks {
                     before: vec![pause],
-                    after: vec![],
+                    ..Hooks::default()
                 },
             );
         }

@@ -9,9 +9,11 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rollbot::domain::pipeline::Step;
-use rollbot::domain::{EventKind, Plan, ServiceName, State, TimelineEvent};
+use rollbot::domain::{EventKind, ServiceName, State, TimelineEvent};
 use rollbot::ports::memory::ChatCall;
-use rollbot::ports::{CheckResult, ExecError, ExecErrorKind, Hook, Hooks, ThreadNote, Verdict};
+use rollbot::ports::{
+    CheckResult, ExecError, ExecErrorKind, Hook, HookCall, Hooks, ThreadNote, Verdict,
+};
 use support::*;
 use tokio::sync::mpsc;
 
@@ -21,6 +23,8 @@ struct LogHook {
     log: Arc<Mutex<Vec<String>>>,
     executions: Arc<rollbot::ports::memory::ScriptedExecutor>,
     fail: bool,
+    /// Safe to run again after a restart (the trait's default).
+    idempotent: bool,
 }
 
 #[async_trait]
@@ -29,15 +33,19 @@ impl Hook for LogHook {
         &self.name
     }
 
+    fn idempotent(&self) -> bool {
+        self.idempotent
+    }
+
     async fn run(
         &self,
-        service: &ServiceName,
-        _plan: &Plan,
+        call: &HookCall,
         progress: mpsc::Sender<String>,
     ) -> Result<String, ExecError> {
         self.log.lock().unwrap().push(format!(
-            "{} for {service} after {} rollbacks",
+            "{} for {} after {} rollbacks",
             self.name,
+            call.proposal.service,
             self.executions.executions()
         ));
         let _ = progress.send("working".into()).await;
@@ -54,6 +62,18 @@ fn hook(t: &Tester, name: &str, log: &Arc<Mutex<Vec<String>>>, fail: bool) -> Ar
         log: log.clone(),
         executions: t.executor.clone(),
         fail,
+        idempotent: true,
+    })
+}
+
+/// A hook that must not run twice (e.g. a backup named by the minute).
+fn once_only_hook(t: &Tester, name: &str, log: &Arc<Mutex<Vec<String>>>) -> Arc<dyn Hook> {
+    Arc::new(LogHook {
+        name: name.into(),
+        log: log.clone(),
+        executions: t.executor.clone(),
+        fail: false,
+        idempotent: false,
     })
 }
 
@@ -110,6 +130,7 @@ async fn hooks_run_in_order_around_the_rollback_and_every_step_is_recorded() {
                     hook(&t, "maintenance-on", &log, false),
                 ],
                 after: vec![hook(&t, "maintenance-off", &log, false)],
+                ..Hooks::default()
             },
         );
         let p = t.propose_by("slack:UALICE").await.unwrap();
@@ -185,6 +206,7 @@ async fn a_failing_before_hook_stops_the_rollout_before_anything_is_rolled_back(
                     hook(&t, "never", &log, false),
                 ],
                 after: vec![],
+                ..Hooks::default()
             },
         );
         let p = t.propose_by("slack:UALICE").await.unwrap();
@@ -236,6 +258,7 @@ async fn a_failing_after_hook_still_verifies_and_asks_people_to_finish_it() {
             Hooks {
                 before: vec![],
                 after: vec![hook(&t, "traffic-back", &log, true)],
+                ..Hooks::default()
             },
         );
         let p = t.propose_by("slack:UALICE").await.unwrap();
@@ -322,6 +345,7 @@ async fn an_interrupted_before_hook_runs_again_and_the_rollback_once() {
             Hooks {
                 before: vec![hook(&t, "db-backup", &log, false)],
                 after: vec![],
+                ..Hooks::default()
             },
         );
         t.engine.recover().await.unwrap();
@@ -381,6 +405,7 @@ async fn a_restart_after_the_rollback_step_goes_on_with_the_next_step_without_ro
             Hooks {
                 before: vec![hook(&t, "never-again", &log, false)],
                 after: vec![hook(&t, "maintenance-off", &log, false)],
+                ..Hooks::default()
             },
         );
         t.engine.recover().await.unwrap();
@@ -395,6 +420,71 @@ async fn a_restart_after_the_rollback_step_goes_on_with_the_next_step_without_ro
         t.expect_threads(
             &id,
             &["resumed", "progress", "verification", "resolved", "report"],
+        );
+        t
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_restart_skips_finished_hooks_and_reports_an_interrupted_one_that_is_not_idempotent() {
+    run_test(|t| async move {
+        let id = interrupted(
+            &t,
+            State::Executing,
+            vec![
+                EventKind::ExecutionStarted,
+                EventKind::StepStarted {
+                    step: Step::BeforeHooks,
+                },
+                EventKind::HookStarted {
+                    step: Step::BeforeHooks,
+                    name: "maintenance-on".into(),
+                },
+                EventKind::HookFinished {
+                    step: Step::BeforeHooks,
+                    name: "maintenance-on".into(),
+                    ok: true,
+                    detail: "exit 0".into(),
+                    millis: 12,
+                },
+                EventKind::HookStarted {
+                    step: Step::BeforeHooks,
+                    name: "db-backup".into(),
+                },
+            ],
+        )
+        .await;
+        let t = t.restart().await;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        t.engine.set_hooks(
+            payment(),
+            Hooks {
+                before: vec![
+                    hook(&t, "maintenance-on", &log, false),
+                    once_only_hook(&t, "db-backup", &log),
+                ],
+                ..Hooks::default()
+            },
+        );
+        t.engine.recover().await.unwrap();
+        t.settle().await;
+        assert!(log.lock().unwrap().is_empty(), "{:?}", log.lock().unwrap());
+        assert_eq!(t.executor.executions(), 0, "nothing is rolled back");
+        let e = t.proposal(&id);
+        e.expect_state(State::Failed);
+        t.expect_posted(&id);
+        let notes = t.expect_threads(&id, &["resumed", "execution_failed"]);
+        let ThreadNote::ExecutionFailed { error } = &notes[1] else {
+            panic!("{notes:?}");
+        };
+        // Worded as a failed step before the rollback: nothing was rolled back.
+        assert_eq!(error.kind, ExecErrorKind::HookFailed);
+        assert!(
+            error
+                .message
+                .starts_with("db-backup: interrupted by a restart"),
+            "{error:?}"
         );
         t
     })

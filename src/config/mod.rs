@@ -24,13 +24,16 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{ApprovalPolicy, ServiceName, UserId};
 use crate::exec::kubernetes::{KubeTarget, KubernetesConfig};
 use crate::exec::swarm::SwarmTarget;
-use crate::exec::{CustomTarget, KUBERNETES, SWARM, Target};
+use crate::exec::{
+    COMMAND, CommandTarget, CustomTarget, HELM, HelmTarget, KUBERNETES, SWARM, Target,
+};
 
 mod alerts;
 mod chat;
 mod drill;
 pub mod duration;
 mod gitops;
+mod runbook;
 mod secret;
 mod server;
 mod service;
@@ -42,6 +45,7 @@ pub use chat::*;
 pub use drill::*;
 pub use duration::{LONGEST, Span, parse as parse_duration, to_chrono};
 pub use gitops::GitOpsPolicy;
+pub use runbook::*;
 pub use secret::*;
 pub use server::*;
 pub use service::*;

@@ -80,6 +80,12 @@ pub struct ServiceConfig {
     pub swarm: Option<SwarmTarget>,
     /// A target of a kind registered by the program embedding rollbot.
     pub custom: Option<CustomTarget>,
+    /// The rollback as the service's own plan and rollback commands.
+    pub command: Option<CommandTarget>,
+    /// A Helm release.
+    pub helm: Option<HelmTarget>,
+    /// Pre-checks and hooks around the rollback.
+    pub runbook: Option<RunbookConfig>,
     /// Recovery checks; without them verification is "not configured".
     pub verify: Option<VerifyConfig>,
     /// What to do about an Argo CD or Flux owner of the workload.
@@ -102,6 +108,12 @@ impl ServiceConfig {
         }
         if let Some(c) = &self.custom {
             out.push(("custom", Target::Custom(c.clone())));
+        }
+        if let Some(c) = &self.command {
+            out.push((COMMAND, Target::Command(c.clone())));
+        }
+        if let Some(h) = &self.helm {
+            out.push((HELM, Target::Helm(h.clone())));
         }
         out
     }
@@ -186,6 +198,15 @@ impl ServiceConfig {
         }
         if let Some(s) = &self.swarm {
             super::swarm::validate(s, &key(SWARM), problems);
+        }
+        if let Some(c) = &self.command {
+            c.validate(&key(COMMAND), problems);
+        }
+        if let Some(h) = &self.helm {
+            h.validate(&key(HELM), problems);
+        }
+        if let Some(r) = &self.runbook {
+            r.validate(&key("runbook"), problems);
         }
         self.gitops
             .validate(&key("gitops"), self.target().as_ref(), problems);

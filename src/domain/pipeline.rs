@@ -106,6 +106,32 @@ pub fn last_step(timeline: &[TimelineEvent]) -> Option<StepMark> {
     })
 }
 
+/// Where one hook of a step stands on a timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookMark {
+    /// It ran to a successful end: not run again after a restart.
+    Done,
+    /// It started and never finished: a restart interrupted it.
+    Interrupted,
+}
+
+/// Where hook `name` of `step` stands on `timeline`; `None` when it never
+/// started, or its last run failed (it runs again with the step).
+pub fn hook_mark(timeline: &[TimelineEvent], step: Step, name: &str) -> Option<HookMark> {
+    timeline.iter().rev().find_map(|e| match &e.kind {
+        EventKind::HookStarted { step: s, name: n } if *s == step && n == name => {
+            Some(Some(HookMark::Interrupted))
+        }
+        EventKind::HookFinished {
+            step: s,
+            name: n,
+            ok,
+            ..
+        } if *s == step && n == name => Some(ok.then_some(HookMark::Done)),
+        _ => None,
+    })?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +241,44 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn a_hook_is_done_interrupted_or_to_run() {
+        let hook = |kind| at(kind);
+        let started = |name: &str| {
+            hook(EventKind::HookStarted {
+                step: Step::BeforeHooks,
+                name: name.into(),
+            })
+        };
+        let finished = |name: &str, ok| {
+            hook(EventKind::HookFinished {
+                step: Step::BeforeHooks,
+                name: name.into(),
+                ok,
+                detail: String::new(),
+                millis: 5,
+            })
+        };
+        let timeline = [
+            started("backup"),
+            finished("backup", true),
+            started("maintenance"),
+            finished("maintenance", false),
+            started("drain"),
+        ];
+        assert_eq!(
+            hook_mark(&timeline, Step::BeforeHooks, "backup"),
+            Some(HookMark::Done)
+        );
+        assert_eq!(hook_mark(&timeline, Step::BeforeHooks, "maintenance"), None);
+        assert_eq!(
+            hook_mark(&timeline, Step::BeforeHooks, "drain"),
+            Some(HookMark::Interrupted)
+        );
+        assert_eq!(hook_mark(&timeline, Step::AfterHooks, "backup"), None);
+        assert_eq!(hook_mark(&timeline, Step::BeforeHooks, "never"), None);
     }
 
     #[test]

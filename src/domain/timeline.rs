@@ -104,6 +104,21 @@ pub enum EventKind {
         ok: bool,
         detail: String,
     },
+    /// A runbook hook of `step` began; with no [`EventKind::HookFinished`]
+    /// after it, a restart interrupted it.
+    HookStarted {
+        step: Step,
+        name: String,
+    },
+    /// A runbook hook of `step` ended: how (`detail`: exit status and the
+    /// output's tail, secrets masked) and how long it took.
+    HookFinished {
+        step: Step,
+        name: String,
+        ok: bool,
+        detail: String,
+        millis: u64,
+    },
 }
 
 /// Where interrupted work is picked up after a restart, decided from what
@@ -117,8 +132,9 @@ pub enum ResumeStep {
     Follow,
     /// The rollout had finished: verify recovery again from the start.
     Verify,
-    /// The runbook steps before the rollback were running: run them again
-    /// (hooks are idempotent, as runbook steps must be).
+    /// The runbook steps before the rollback were running: run the ones
+    /// that did not finish (one a restart interrupted only if it is
+    /// idempotent; otherwise it is reported as interrupted).
     BeforeHooks,
     /// The runbook steps after the rollback were running: run them again.
     AfterHooks,
@@ -164,6 +180,8 @@ impl EventKind {
             EventKind::Resumed { .. } => "resumed",
             EventKind::StepStarted { .. } => "step_started",
             EventKind::StepFinished { .. } => "step_finished",
+            EventKind::HookStarted { .. } => "hook_started",
+            EventKind::HookFinished { .. } => "hook_finished",
         }
     }
 }

@@ -24,6 +24,7 @@
 //!   resumption after a restart;
 //! - `alerts`: alert ingestion (dedup, joins, parking, resolution);
 //! - `gitops`: `/rollback resume-sync`, resuming a paused GitOps sync;
+//! - `prechecks`: a service's runbook pre-checks, run as its plan is made;
 //! - `schedule`: scheduled drills, opened from the tick.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -614,6 +615,7 @@ fn decision_input(alert: Option<&AlertRef>, migrations: bool, now: DateTime<Utc>
 
 mod alerts;
 mod gitops;
+mod prechecks;
 mod proposals;
 mod rollout;
 mod schedule;

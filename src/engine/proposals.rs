@@ -155,7 +155,7 @@ impl Engine {
             });
         }
         let target = drill.as_ref().map_or(&service.target, |(_, target)| target);
-        let plan = self
+        let mut plan = self
             .inner
             .ports
             .executor
@@ -172,6 +172,7 @@ impl Engine {
                 service: req.service.clone(),
                 source,
             })?;
+        self.pre_check(&req.service, &mut plan).await;
         let now = self.now();
         let recommendation = recommend(&decision_input(req.alert.as_ref(), plan.migrations, now));
         let expires = crate::config::to_chrono(service.expires_after);

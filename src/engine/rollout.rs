@@ -7,7 +7,9 @@ use crate::config::Service;
 use crate::domain::{EventKind, MessageRef, Origin, Proposal, ProposalId, ResumeStep, State};
 use crate::domain::{Pipeline, Shape, Step};
 use crate::exec::Target;
-use crate::ports::{CheckResult, ExecError, ExecOutcome, Standing, ThreadNote, Verdict};
+use crate::ports::{
+    CheckResult, ExecError, ExecErrorKind, ExecOutcome, Standing, ThreadNote, Verdict,
+};
 use crate::store::{StoreError, UpdateError};
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
@@ -519,7 +521,11 @@ impl Engine {
                 let p = self.step_started(&p, step).await?;
                 let p = self.rollback_step(p, follow_only).await?;
                 self.remind(&p).await?;
-                Ok((p.state == State::RolledBack).then_some(p))
+                if p.state == State::RolledBack {
+                    return Ok(Some(p));
+                }
+                self.always_after_hooks(p).await?;
+                Ok(None)
             }
             Step::Verify => {
                 let p = self.step_started(&p, step).await?;
@@ -588,35 +594,21 @@ impl Engine {
     }
 
     /// Runs the service's hooks before or after the rollback, in order,
-    /// streaming their progress into the thread like the rollback's.
+    /// streaming their progress into the thread like the rollback's. A
+    /// drill only says which hooks would run.
     async fn hooks_step(&self, p: Proposal, step: Step) -> Result<Option<Proposal>, EngineError> {
-        let hooks = self.hooks_of(&p.service);
+        let all = self.hooks_of(&p.service);
         let hooks = if step == Step::BeforeHooks {
-            hooks.before
+            all.before
         } else {
-            hooks.after
+            all.after
         };
+        let earlier = self.inner.store.timeline(&p.id)?;
         let p = self.step_started(&p, step).await?;
-        let service = self.service(&p.service)?.clone();
-        let mut stream = ProgressStream::new(service.progress_interval);
-        let mut done = Vec::new();
-        let mut failure = None;
-        for hook in &hooks {
-            let (tx, rx) = mpsc::channel::<String>(64);
-            let name = hook.name().to_string();
-            let run = hook.run(&p.service, &p.plan, tx);
-            let result = self
-                .streaming(&p.id, Some(&name), &mut stream, rx, run)
-                .await?;
-            match result {
-                Ok(detail) => done.push(format!("{name}: {detail}")),
-                Err(e) => {
-                    failure = Some(format!("{name}: {}", e.message));
-                    break;
-                }
-            }
+        if p.drill {
+            return self.hooks_would_run(p, step, &hooks).await.map(Some);
         }
-        self.flush_progress(&p.id, &mut stream).await?;
+        let (p, done, failure) = self.run_hooks(p, step, &hooks, &earlier).await?;
         let Some(failure) = failure else {
             let p = self.inner.store.append(
                 &p.id,
@@ -628,9 +620,11 @@ impl Engine {
         };
         if step.failure_stops() {
             // Nothing was rolled back: the proposal fails with the hook's
-            // error, recorded with the step's end in one write.
-            let e = ExecError::new(crate::ports::ExecErrorKind::HookFailed, failure);
-            self.conclude(&p, Err(e), Some(step)).await?;
+            // error, recorded with the step's end in one write; then the
+            // after-hooks marked `always` put things back (maintenance off).
+            let e = ExecError::new(ExecErrorKind::HookFailed, failure);
+            let p = self.conclude(&p, Err(e), Some(step)).await?;
+            self.always_after_hooks(p).await?;
             return Ok(None);
         }
         // The rollback is in place: verification and the report still run;
@@ -644,6 +638,162 @@ impl Engine {
         self.post_thread(&p, ThreadNote::AfterHookFailed { failure })
             .await?;
         Ok(Some(p))
+    }
+
+    /// The after-hooks marked `always` of a proposal whose rollout stopped
+    /// before the rollback was in place (a before-hook failed, the rollback
+    /// failed or was superseded), recorded as its after-hooks step: they
+    /// put back what the before-hooks changed (maintenance off, traffic
+    /// back). A drill runs none.
+    async fn always_after_hooks(&self, p: Proposal) -> Result<(), EngineError> {
+        let always: Vec<_> = self
+            .hooks_of(&p.service)
+            .after
+            .into_iter()
+            .filter(|h| h.always())
+            .collect();
+        if always.is_empty() || p.drill {
+            return Ok(());
+        }
+        let always = always.as_slice();
+        let earlier = self.inner.store.timeline(&p.id)?;
+        let p = self.step_started(&p, Step::AfterHooks).await?;
+        let (p, done, failure) = self
+            .run_hooks(p, Step::AfterHooks, always, &earlier)
+            .await?;
+        let (ok, detail) = match &failure {
+            None => (true, done.join("; ")),
+            Some(f) => (false, f.clone()),
+        };
+        let p = self.inner.store.append(
+            &p.id,
+            self.now(),
+            vec![step_finished(Step::AfterHooks, ok, &detail)],
+        )?;
+        self.inner.store.flush().await?;
+        if let Some(failure) = failure {
+            self.post_thread(&p, ThreadNote::AfterHookFailed { failure })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Runs `hooks` of `step` in order until one fails; returns what each
+    /// did and the failure. A hook that finished before a
+    /// restart (per `earlier`, the timeline before this run) is not run
+    /// again; one a restart interrupted runs again only if it is
+    /// idempotent, and is otherwise the failure.
+    async fn run_hooks(
+        &self,
+        mut p: Proposal,
+        step: Step,
+        hooks: &[std::sync::Arc<dyn crate::ports::Hook>],
+        earlier: &[crate::domain::TimelineEvent],
+    ) -> Result<(Proposal, Vec<String>, Option<String>), EngineError> {
+        let service = self.service(&p.service)?.clone();
+        let mut stream = ProgressStream::new(service.progress_interval);
+        let mut done = Vec::new();
+        let mut failure = None;
+        for hook in hooks {
+            let name = hook.name().to_string();
+            match crate::domain::pipeline::hook_mark(earlier, step, &name) {
+                Some(crate::domain::pipeline::HookMark::Done) => {
+                    done.push(format!("{name}: done before the restart"));
+                    continue;
+                }
+                Some(crate::domain::pipeline::HookMark::Interrupted) if !hook.idempotent() => {
+                    failure = Some(format!(
+                        "{name}: interrupted by a restart and not run again, since it is not marked idempotent; check what it did and finish it by hand"
+                    ));
+                    break;
+                }
+                _ => {}
+            }
+            p = self.inner.store.append(
+                &p.id,
+                self.now(),
+                vec![EventKind::HookStarted {
+                    step,
+                    name: name.clone(),
+                }],
+            )?;
+            self.inner.store.flush().await?;
+            // A hook still runs if the update cannot be drafted (start-up
+            // checks the templates, so this is a bug, not an incident).
+            let status_update = self.status_update(&p).unwrap_or_else(|e| {
+                tracing::error!(proposal = %p.id, error = %e, "status update not drafted");
+                String::new()
+            });
+            let call = crate::ports::HookCall {
+                status_update,
+                proposal: p.clone(),
+            };
+            let (tx, rx) = mpsc::channel::<String>(64);
+            let began = std::time::Instant::now();
+            let run = hook.run(&call, tx);
+            let result = self
+                .streaming(&p.id, Some(&name), &mut stream, rx, run)
+                .await?;
+            let millis = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let (ok, detail) = match &result {
+                Ok(detail) => (true, detail.clone()),
+                Err(e) => (false, e.message.clone()),
+            };
+            p = self.inner.store.append(
+                &p.id,
+                self.now(),
+                vec![EventKind::HookFinished {
+                    step,
+                    name: name.clone(),
+                    ok,
+                    detail: detail.clone(),
+                    millis,
+                }],
+            )?;
+            self.inner.store.flush().await?;
+            if ok {
+                done.push(format!("{name}: {detail}"));
+            } else {
+                failure = Some(format!("{name}: {detail}"));
+                break;
+            }
+        }
+        self.flush_progress(&p.id, &mut stream).await?;
+        Ok((p, done, failure))
+    }
+
+    /// A drill's hooks step: nothing runs (hooks act on production); the
+    /// thread and the timeline say what would have.
+    async fn hooks_would_run(
+        &self,
+        p: Proposal,
+        step: Step,
+        hooks: &[std::sync::Arc<dyn crate::ports::Hook>],
+    ) -> Result<Proposal, EngineError> {
+        let names: Vec<String> = hooks.iter().map(|h| h.name().to_string()).collect();
+        let p = self.inner.store.append(
+            &p.id,
+            self.now(),
+            vec![step_finished(
+                step,
+                true,
+                &format!("DRILL: not run; would run {}", names.join(", ")),
+            )],
+        )?;
+        self.inner.store.flush().await?;
+        self.post_thread(&p, ThreadNote::HooksWouldRun { hooks: names })
+            .await?;
+        Ok(p)
+    }
+
+    /// The customer-facing status update of `p`, drafted from its timeline
+    /// in its locale (see [`crate::report::status_update`]).
+    pub(super) fn status_update(&self, p: &Proposal) -> Result<String, EngineError> {
+        let timeline = self.inner.store.timeline(&p.id)?;
+        let templates =
+            crate::report::templates().map_err(|e| EngineError::Report(e.to_string()))?;
+        crate::report::status_update(templates, p, &timeline, self.now())
+            .map_err(|e| EngineError::Report(e.to_string()))
     }
 
     /// The rollback step: runs the rollback of `p` (with `follow_only`,
@@ -811,8 +961,8 @@ impl Engine {
             Ok(t) => t,
             // A drill whose simulator went with the old process.
             Err(e) => {
-                self.conclude(&p, Err(e), Some(Step::Rollback)).await?;
-                return Ok(());
+                let p = self.conclude(&p, Err(e), Some(Step::Rollback)).await?;
+                return self.always_after_hooks(p).await;
             }
         };
         let standing = self.inner.ports.executor.standing(&target, &p.plan).await;
@@ -820,28 +970,29 @@ impl Engine {
             Ok(Standing::NotApplied) => ResumeStep::Apply,
             Ok(Standing::Applied) => ResumeStep::Follow,
             Ok(Standing::Moved { reason }) => {
-                self.conclude(
-                    &p,
-                    Ok(ExecOutcome::Superseded { reason }),
-                    Some(Step::Rollback),
-                )
-                .await?;
-                return Ok(());
+                let p = self
+                    .conclude(
+                        &p,
+                        Ok(ExecOutcome::Superseded { reason }),
+                        Some(Step::Rollback),
+                    )
+                    .await?;
+                return self.always_after_hooks(p).await;
             }
             Ok(Standing::Unknown) => {
                 let e = ExecError::new(
                     crate::ports::ExecErrorKind::Interrupted,
                     "the executor cannot tell whether the plan was applied",
                 );
-                self.conclude(&p, Err(e), Some(Step::Rollback)).await?;
-                return Ok(());
+                let p = self.conclude(&p, Err(e), Some(Step::Rollback)).await?;
+                return self.always_after_hooks(p).await;
             }
             Err(e) => {
                 // The executor's own words say why it could not read the
                 // workload; the catalogue says what the restart means.
                 let e = ExecError::new(crate::ports::ExecErrorKind::Interrupted, e.message);
-                self.conclude(&p, Err(e), Some(Step::Rollback)).await?;
-                return Ok(());
+                let p = self.conclude(&p, Err(e), Some(Step::Rollback)).await?;
+                return self.always_after_hooks(p).await;
             }
         };
         let p = self.note_resumed(&p, resumed).await?;

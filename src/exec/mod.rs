@@ -16,7 +16,13 @@
 //!
 //! [`SwarmRollback`] does the same for Docker Swarm services with `docker
 //! service rollback` semantics ([`swarm`]).
+//!
+//! [`command::CommandExecutor`] runs a service's own plan and rollback
+//! programs (symlinked releases, blue/green switches, feature flags);
+//! [`helm::HelmExecutor`] rolls back a Helm release with the `helm` program.
 
+pub mod command;
+pub mod helm;
 pub mod kubernetes;
 mod router;
 pub mod swarm;
@@ -30,6 +36,8 @@ use tokio::sync::mpsc;
 
 use crate::domain::{ContainerImage, Plan, ProposalId, RevisionInfo};
 use crate::ports::{ExecError, ExecErrorKind, ExecOutcome, Executor, PlanRequest, Standing};
+pub use command::{COMMAND, CommandExecutor, CommandTarget};
+pub use helm::{HELM, HelmExecutor, HelmTarget};
 use kubernetes::drill::{DrillError, Drills};
 use kubernetes::{DrillTarget, KubeError, KubeExecutor, KubePlan, KubernetesConfig, Outcome};
 pub use router::Executors;
@@ -121,13 +129,15 @@ impl KubeRollback {
     ) -> Result<(KubeExecutor, &'t kubernetes::KubeTarget), ExecError> {
         match target {
             Target::Kubernetes(k) => Ok((self.kube.clone(), k)),
-            Target::Custom(_) | Target::Swarm(_) => Err(ExecError::new(
-                ExecErrorKind::Unsupported,
-                format!(
-                    "the Kubernetes executor cannot roll back a {} target; register an executor for that kind",
-                    target.kind()
-                ),
-            )),
+            Target::Custom(_) | Target::Swarm(_) | Target::Command(_) | Target::Helm(_) => {
+                Err(ExecError::new(
+                    ExecErrorKind::Unsupported,
+                    format!(
+                        "the Kubernetes executor cannot roll back a {} target; register an executor for that kind",
+                        target.kind()
+                    ),
+                ))
+            }
             Target::Drill(d) => {
                 if !is_loopback_http(&d.url) {
                     return Err(ExecError::new(

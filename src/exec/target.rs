@@ -1,7 +1,7 @@
 //! What a service's rollback acts on: its target, whose kind picks the
 //! executor ([`super::Executors`]).
 //!
-//! A kind rollbot ships (Kubernetes, Docker Swarm; command runbooks next) is
+//! A kind rollbot ships (Kubernetes, Docker Swarm, commands, Helm) is
 //! one variant here, one table under `[services.NAME]` and one executor. A
 //! kind rollbot does not ship — an executor registered by a program that
 //! embeds rollbot, or by a test — needs no change here: its services name it
@@ -15,6 +15,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::command::{COMMAND, CommandTarget};
+use super::helm::{HELM, HelmTarget};
 use super::kubernetes::target::{DrillTarget, KubeTarget};
 use super::swarm::{SWARM, SwarmTarget};
 
@@ -36,6 +38,11 @@ pub enum Target {
     /// A kind rollbot does not ship, for an executor registered under
     /// [`CustomTarget::kind`].
     Custom(CustomTarget),
+    /// A rollback run by the service's own plan and rollback commands
+    /// ([`super::command`]).
+    Command(CommandTarget),
+    /// A Helm release ([`super::helm`]).
+    Helm(HelmTarget),
 }
 
 impl Target {
@@ -45,6 +52,8 @@ impl Target {
             Target::Kubernetes(_) | Target::Drill(_) => KUBERNETES,
             Target::Swarm(_) => SWARM,
             Target::Custom(c) => &c.kind,
+            Target::Command(_) => COMMAND,
+            Target::Helm(_) => HELM,
         }
     }
 }
@@ -73,6 +82,8 @@ impl fmt::Display for Target {
             Target::Drill(d) => write!(f, "DRILL copy of {}", d.workload),
             Target::Swarm(s) => write!(f, "{s}"),
             Target::Custom(c) => write!(f, "{} {}", c.kind, c.settings),
+            Target::Command(c) => write!(f, "command {}", c.rollback.join(" ")),
+            Target::Helm(h) => write!(f, "helm release {}/{}", h.namespace, h.release),
         }
     }
 }

@@ -94,6 +94,10 @@ pub enum ThreadNote {
     /// A drill's rollback is done; its checks were not run, since they
     /// measure production, which a drill does not change.
     DrillChecksSkipped,
+    /// A drill's runbook hooks were not run; these would have been.
+    HooksWouldRun {
+        hooks: Vec<String>,
+    },
     /// A drill opened by its schedule (`[services.NAME.drill]`): the people
     /// asked to take part, and whether it runs late, because rollbot was
     /// not running at `slot`, its scheduled time.
@@ -346,24 +350,33 @@ pub trait Executor: Send + Sync {
 /// mode, draining traffic before it; restoring traffic, maintenance off,
 /// a CDN purge after it. The pipeline runs a service's hooks in order
 /// (see [`crate::domain::pipeline`]).
-///
-/// A hook interrupted by a crash is run again after the restart, so it
-/// must be safe to repeat — as a runbook step must be.
 #[async_trait]
 pub trait Hook: Send + Sync {
     /// Short name shown in the thread and on the timeline, e.g. `db-backup`.
     fn name(&self) -> &str;
 
-    /// Runs the hook for the rollback of `plan`, sending progress lines;
-    /// returns what it did, for the timeline.
+    /// An after-hook that also runs when the rollout stopped before the
+    /// rollback was in place — a before-hook failed, the rollback failed or
+    /// was superseded (maintenance off, traffic back).
+    fn always(&self) -> bool {
+        false
+    }
+
+    /// Safe to run again when a restart interrupted it. A hook that is not
+    /// is reported as interrupted instead, and people finish it by hand.
+    fn idempotent(&self) -> bool {
+        true
+    }
+
+    /// Runs the hook for the rollback `call` describes, sending progress
+    /// lines; returns what it did, for the timeline.
     ///
     /// # Errors
     /// The hook failed: before the rollback, nothing is rolled back; after
     /// it, people are told to finish the step by hand.
     async fn run(
         &self,
-        service: &ServiceName,
-        plan: &Plan,
+        call: &HookCall,
         progress: mpsc::Sender<String>,
     ) -> Result<String, ExecError>;
 
@@ -387,9 +400,39 @@ pub trait Hook: Send + Sync {
     }
 }
 
-/// The hooks of one service, before and after its rollback.
+/// What a hook runs for: the proposal (service, plan, approvers) and the
+/// customer-facing status update drafted from its timeline so far.
+#[derive(Debug, Clone)]
+pub struct HookCall {
+    pub proposal: Proposal,
+    pub status_update: String,
+}
+
+/// What one pre-check found when the plan was made.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Finding {
+    /// Shown on the proposal for the approvers.
+    pub warnings: Vec<String>,
+    /// Database migrations ran between the two versions.
+    pub migrations: bool,
+    /// Why the plan cannot be approved, if it cannot.
+    pub blocker: Option<String>,
+}
+
+/// A read-only check run when the plan is made, before anyone votes (and
+/// for real in drills, so it must change nothing).
+#[async_trait]
+pub trait PreCheck: Send + Sync {
+    fn name(&self) -> &str;
+    /// Checks `plan` of `service`.
+    async fn check(&self, service: &ServiceName, plan: &Plan) -> Finding;
+}
+
+/// The runbook of one service: its pre-checks, and its hooks before and
+/// after the rollback.
 #[derive(Clone, Default)]
 pub struct Hooks {
+    pub pre_checks: Vec<std::sync::Arc<dyn PreCheck>>,
     pub before: Vec<std::sync::Arc<dyn Hook>>,
     pub after: Vec<std::sync::Arc<dyn Hook>>,
 }

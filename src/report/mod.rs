@@ -14,6 +14,9 @@
 //!   console and any chat adapter without a richer layout. The resolved
 //!   notice needs the proposal and its note alone ([`impact`],
 //!   [`first_check`]).
+//! - [`status_update`] drafts the customer-facing status update (in the
+//!   report, and for runbook HTTP steps); [`step_rows`] lists the report's
+//!   steps and hooks with their durations.
 //! - [`attachments`] names the report's files, as a drill's or an
 //!   incident's.
 //! - [`chart_png`] (in `chart`) draws the metric with markers at alert
@@ -29,8 +32,12 @@ use crate::ports::{CheckResult, Evidence, IncidentWindow, PrivateNote, ThreadNot
 use crate::templates::{TemplateError, Templates};
 
 mod chart;
+mod status;
+mod steps;
 
 pub use chart::{CHART_SIZE, chart_png};
+pub use status::status_update;
+pub use steps::{StepRow, step_rows};
 
 /// A report problem, saying what to do.
 #[derive(Debug, thiserror::Error)]
@@ -198,6 +205,10 @@ struct ReportContext<'a> {
     notes: &'a [String],
     chart: bool,
     chart_name: Option<&'a str>,
+    /// The rollout's steps and hooks with their durations.
+    steps: Vec<StepRow>,
+    /// The customer-facing status update, for people to copy.
+    status_update: String,
     /// This incident beside the service's last drills, when it had any.
     drills: Option<&'a DrillComparison>,
 }
@@ -479,6 +490,13 @@ pub fn draft_compared(
         notes: &notes,
         chart: chart_png.is_some(),
         chart_name: evidence.series.as_ref().map(|s| s.name.as_str()),
+        steps: step_rows(timeline),
+        status_update: status_update(
+            t,
+            p,
+            timeline,
+            timeline.last().map_or(p.updated_at, |e| e.at),
+        )?,
         drills,
     };
     let markdown = t.render(locale, "markdown/report.md", &ctx)?;

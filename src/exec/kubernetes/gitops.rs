@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 
 use super::{KubeExecutor, KubePlan, KubeTarget, KubernetesConfig, to_json};
 use crate::domain::{Plan, ServiceName};
-use crate::ports::{ExecError, ExecErrorKind, Hook, ThreadNote};
+use crate::ports::{ExecError, ExecErrorKind, Hook, HookCall, ThreadNote};
 
 /// Argo CD's tracking annotation (`<app>:<group>/<kind>:<ns>/<name>`).
 pub const TRACKING_ID: &str = "argocd.argoproj.io/tracking-id";
@@ -586,10 +586,10 @@ impl Hook for GitOpsPause {
 
     async fn run(
         &self,
-        service: &ServiceName,
-        plan: &Plan,
+        call: &HookCall,
         progress: mpsc::Sender<String>,
     ) -> Result<String, ExecError> {
+        let (service, plan) = (&call.proposal.service, &call.proposal.plan);
         let kube_plan: KubePlan = serde_json::from_value(plan.guard.clone()).map_err(|e| {
             hook_error(format!(
                 "the stored plan cannot be read ({e}); propose the rollback again"
