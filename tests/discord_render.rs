@@ -150,9 +150,10 @@ fn every_discord_message_renders() {
                 ),
             },
             ThreadNote::DrillChecksSkipped,
-            ThreadNote::Resolved { check: None },
+            ThreadNote::Resolved { check: None, status_update: None },
             ThreadNote::Resolved {
                 check: Some(CheckResult { name: "success rate".into(), passed: true, value: "0.997".into() }),
+                status_update: Some("payment-api: Resolved\nTime: 14:30 – 14:41 UTC".into()),
             },
             ThreadNote::Report { markdown: "# Report".into(), chart_png: None },
         ];

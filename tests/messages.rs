@@ -151,6 +151,7 @@ fn incident_notes(t: &Templates, p: &Proposal) -> Vec<ThreadNote> {
         },
         ThreadNote::Resolved {
             check: Some(check(true, "0.998")),
+            status_update: Some(rollbot::report::status_update(t, p, &[], at(15, 0)).unwrap()),
         },
         ThreadNote::Report {
             markdown: draft.markdown,
@@ -226,7 +227,10 @@ fn other_notes() -> Vec<ThreadNote> {
             git: "https://git.example.com/deploy.git, path apps/payments".into(),
             rolled_back: false,
         },
-        ThreadNote::Resolved { check: None },
+        ThreadNote::Resolved {
+            check: None,
+            status_update: None,
+        },
         ThreadNote::ScheduledDrill {
             schedule: "0 2 * * 1".into(),
             timezone: "Asia/Tokyo".into(),
@@ -757,6 +761,7 @@ fn the_slack_resolved_notice_carries_the_runbook_facts() {
         let p = resolved(locale);
         let note = ThreadNote::Resolved {
             check: Some(check(true, "0.998")),
+            status_update: None,
         };
         let slack = render::thread(&t, &p, &note).unwrap().json["text"]
             .as_str()

@@ -309,10 +309,20 @@ async fn the_reference_incident_ends_with_a_resolved_notice_and_a_report() {
                 .find(|n| matches!(n, ThreadNote::Resolved { .. }))
                 .unwrap();
             assert!(
-                matches!(note, ThreadNote::Resolved { check: Some(c) }
+                matches!(note, ThreadNote::Resolved { check: Some(c), .. }
                     if c.name == "health" && c.value == "HTTP 200, version=v1.2.0"),
                 "{note:?}"
             );
+            // And the customer-facing status update, drafted in the
+            // service's locale, for people to copy.
+            let ThreadNote::Resolved {
+                status_update: Some(update),
+                ..
+            } = note
+            else {
+                panic!("the resolved notice carries no status update: {note:?}")
+            };
+            assert!(update.contains("payment-api"), "{update}");
             let resolved = rollbot::report::render_note(templates, &p, note)
                 .unwrap()
                 .replace(p.id.as_str(), "RB-ID");

@@ -354,11 +354,25 @@ mod tests {
         let on_teams = at("teams", "teams:T1");
         router.update_proposal(&on_slack, &p).await.unwrap();
         router
-            .post_thread(&on_teams, &p, &ThreadNote::Resolved { check: None })
+            .post_thread(
+                &on_teams,
+                &p,
+                &ThreadNote::Resolved {
+                    check: None,
+                    status_update: None,
+                },
+            )
             .await
             .unwrap();
         router
-            .edit_thread(&on_slack, &p, &ThreadNote::Resolved { check: None })
+            .edit_thread(
+                &on_slack,
+                &p,
+                &ThreadNote::Resolved {
+                    check: None,
+                    status_update: None,
+                },
+            )
             .await
             .unwrap();
         assert_eq!(

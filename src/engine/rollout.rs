@@ -120,8 +120,15 @@ impl Engine {
     /// verification check read from the timeline.
     pub(super) fn resolved_note(&self, p: &Proposal) -> Result<ThreadNote, EngineError> {
         let timeline = self.inner.store.timeline(&p.id)?;
+        // The notice still goes out when the draft cannot be made; the
+        // draft is a convenience, the notice is the news.
+        let status_update = self
+            .status_update(p)
+            .inspect_err(|e| tracing::warn!(proposal = %p.id, error = %e, "cannot draft the status update for the resolved notice"))
+            .ok();
         Ok(ThreadNote::Resolved {
             check: crate::report::first_check(&timeline),
+            status_update,
         })
     }
 

@@ -113,6 +113,10 @@ pub enum ThreadNote {
     /// first verification check when there is one.
     Resolved {
         check: Option<CheckResult>,
+        /// The customer-facing status update drafted from the timeline in
+        /// the service's locale, for people to copy to a status page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status_update: Option<String>,
     },
     /// The draft incident report (Markdown) and an optional chart.
     Report {

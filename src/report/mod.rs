@@ -837,9 +837,13 @@ mod tests {
                 late: true,
                 notify: vec![UserId::parse("slack:UBOB").unwrap()],
             },
-            ThreadNote::Resolved { check: None },
+            ThreadNote::Resolved {
+                check: None,
+                status_update: None,
+            },
             ThreadNote::Resolved {
                 check: Some(check(true)),
+                status_update: Some("payment-api: Resolved".into()),
             },
         ]
     }
