@@ -136,7 +136,9 @@ impl App {
         let engine = Engine::new(store, config.services(), ports);
         // The runbook's steps, with the GitOps pause first among the steps
         // before a rollback.
-        let pauses = crate::exec::gitops_pause_hooks(config).await?;
+        let pauses =
+            crate::exec::gitops_pause_hooks(config.kubernetes.as_ref(), config.gitops_paused())
+                .await?;
         crate::runbook::install(&engine, config, pauses);
         engine.set_dedup_retention(config.store.dedup_retention());
         engine.set_drill_schedules(config.drill_schedules());
@@ -214,7 +216,9 @@ impl App {
             webhooks: Arc::new(webhooks),
             chat: chat_status,
             api_token,
-            targets: Arc::new(crate::exec::swarm::probes(&config.services())),
+            targets: Arc::new(crate::exec::swarm::probes(
+                config.services().values().map(|s| &s.target),
+            )),
             ..AppState::new(engine.clone(), ready)
         };
         let (stopping, mut stop) = watch::channel(false);

@@ -194,7 +194,21 @@ fn swarm_endpoints_unreachable(config: &Config) -> Vec<rollbot::config::Problem>
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(rollbot::exec::swarm::unreachable(config)),
+        Ok(rt) => {
+            let targets = config
+                .services
+                .iter()
+                .filter_map(|(name, s)| Some((name.as_str(), s.swarm.as_ref()?)));
+            rt.block_on(rollbot::exec::swarm::unreachable(targets))
+                .into_iter()
+                .map(|(name, e)| {
+                    rollbot::config::Problem::new(
+                        format!("services.{name}.swarm.docker_host"),
+                        e.to_string(),
+                    )
+                })
+                .collect()
+        }
         Err(e) => vec![rollbot::config::Problem::new(
             "<runtime>",
             format!("cannot start the async runtime to reach Docker: {e}"),

@@ -82,7 +82,7 @@ impl World {
         let mut exec = KubeRollback::new(self.kube.clone());
         exec.gitops_hold = HOLD;
         let t = Tester::with_executor(&WORLD.replace("POLICY", policy), Arc::new(exec));
-        for (service, pause) in pause_hooks(&t.config.services(), &self.kube) {
+        for (service, pause) in pause_hooks(t.config.gitops_paused(), &self.kube) {
             t.engine.set_hooks(
                 service,
                 Hooks {
@@ -447,7 +447,7 @@ async fn pause_suspends_a_flux_kustomization_and_resume_sync_unsuspends_it() {
                 ],
             );
             let service = ServiceName::parse("ledger-api").unwrap();
-            pause_hooks(&t.config.services(), &w.kube)[&service]
+            pause_hooks(t.config.gitops_paused(), &w.kube)[&service]
                 .resume(&service)
                 .await
                 .unwrap()

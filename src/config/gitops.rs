@@ -38,6 +38,22 @@ impl GitOpsPolicy {
     }
 }
 
+impl Config {
+    /// The services whose policy is `gitops = "pause"`, with the
+    /// Kubernetes workloads whose owners are paused (the policy applies to
+    /// Kubernetes targets only).
+    pub fn gitops_paused(&self) -> Vec<(ServiceName, crate::exec::kubernetes::KubeTarget)> {
+        self.services()
+            .into_iter()
+            .filter(|(_, s)| s.gitops == GitOpsPolicy::Pause)
+            .filter_map(|(name, s)| match s.target {
+                Target::Kubernetes(t) => Some((name, t)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,13 +35,6 @@ pub const PROPOSAL_VARIABLES: &[&str] = &["proposal", "approvers", "status_updat
 /// The variables of a command target's rollback command.
 pub const COMMAND_VARIABLES: &[&str] = &["from", "to", "from_revision", "to_revision"];
 
-/// The environment variables every command gets, one per template
-/// variable (`ROLLBOT_SERVICE`, `ROLLBOT_FROM`, …): a `shell = true`
-/// script reads them instead of templates.
-pub fn env_name(variable: &str) -> String {
-    format!("ROLLBOT_{}", variable.to_ascii_uppercase())
-}
-
 /// `[services.NAME.runbook]`: the steps around the rollback, each list in order.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

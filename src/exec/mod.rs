@@ -165,29 +165,23 @@ impl KubeRollback {
     }
 }
 
-/// The steps that pause a GitOps owner before the rollback, for the
-/// services whose policy is `gitops = "pause"`, by service (see
-/// [`kubernetes::gitops`]). Connects to the cluster only when there are
-/// such services.
+/// The steps that pause a GitOps owner before the rollback, one per
+/// service `paused` names (those whose policy is `gitops = "pause"`; see
+/// [`kubernetes::gitops`]). Connects to the cluster only when it names any.
 ///
 /// # Errors
 /// The Kubernetes client cannot be configured.
 pub async fn gitops_pause_hooks(
-    config: &crate::config::Config,
+    kubernetes: Option<&KubernetesConfig>,
+    paused: Vec<(crate::domain::ServiceName, kubernetes::KubeTarget)>,
 ) -> anyhow::Result<
     std::collections::BTreeMap<crate::domain::ServiceName, Arc<dyn crate::ports::Hook>>,
 > {
-    let services = config.services();
-    if !services
-        .values()
-        .any(|s| s.gitops == crate::config::GitOpsPolicy::Pause)
-    {
+    if paused.is_empty() {
         return Ok(Default::default());
     }
-    let kube = KubeRollback::connect(config.kubernetes.as_ref())
-        .await?
-        .kube;
-    Ok(kubernetes::gitops::pause_hooks(&services, &kube))
+    let kube = KubeRollback::connect(kubernetes).await?.kube;
+    Ok(kubernetes::gitops::pause_hooks(paused, &kube))
 }
 
 /// `http://127.0.0.1:PORT…` or `http://localhost:PORT…`.

@@ -15,10 +15,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::command::{COMMAND, CommandTarget};
-use super::helm::{HELM, HelmTarget};
+use super::command::target::{COMMAND, CommandTarget};
+use super::helm::target::{HELM, HelmTarget};
 use super::kubernetes::target::{DrillTarget, KubeTarget};
-use super::swarm::{SWARM, SwarmTarget};
+use super::swarm::target::{SWARM, SwarmTarget};
 
 /// The kind of Kubernetes targets (and of their drill copies).
 pub const KUBERNETES: &str = "kubernetes";

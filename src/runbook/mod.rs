@@ -15,6 +15,7 @@
 pub mod process;
 pub mod step;
 pub mod template;
+pub mod vars;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -664,23 +664,15 @@ impl GitOpsPause {
     }
 }
 
-/// The GitOps pause steps of the services whose policy is `pause` and
-/// whose target is Kubernetes, by service, reaching the cluster as
-/// `kube` does.
+/// The GitOps pause steps of the services `paused` names with their
+/// workloads, by service, reaching the cluster as `kube` does.
 pub fn pause_hooks(
-    services: &std::collections::BTreeMap<ServiceName, crate::config::Service>,
+    paused: Vec<(ServiceName, KubeTarget)>,
     kube: &KubeExecutor,
 ) -> std::collections::BTreeMap<ServiceName, Arc<dyn Hook>> {
-    services
-        .iter()
-        .filter(|(_, s)| s.gitops == crate::config::GitOpsPolicy::Pause)
-        .filter_map(|(name, s)| match &s.target {
-            crate::exec::Target::Kubernetes(t) => Some((
-                name.clone(),
-                GitOpsPause::new(kube.clone(), t.clone()) as Arc<dyn Hook>,
-            )),
-            _ => None,
-        })
+    paused
+        .into_iter()
+        .map(|(name, t)| (name, GitOpsPause::new(kube.clone(), t) as Arc<dyn Hook>))
         .collect()
 }
 

@@ -39,12 +39,9 @@ use tokio::sync::mpsc;
 use crate::domain::{ContainerImage, Plan, RevisionInfo};
 use crate::ports::{ExecError, ExecErrorKind, ExecOutcome, Executor, PlanRequest, Standing};
 pub use docker::{DockerApi, DockerError};
-pub use target::{DEFAULT_DOCKER_HOST, SwarmTarget, SwarmTls};
+pub use target::{DEFAULT_DOCKER_HOST, SWARM, SwarmTarget, SwarmTls};
 
 use super::Target;
-
-/// The kind of Swarm targets.
-pub const SWARM: &str = "swarm";
 
 /// How often a rollout is looked at while it runs.
 const POLL: Duration = Duration::from_millis(500);
@@ -702,12 +699,12 @@ pub async fn ping(target: &SwarmTarget) -> Result<(), DockerError> {
 
 /// The `/readyz` probes of the Docker endpoints `services` target, one per
 /// endpoint (services sharing a daemon share its probe).
-pub fn probes(
-    services: &std::collections::BTreeMap<crate::domain::ServiceName, crate::config::Service>,
+pub fn probes<'a>(
+    targets: impl IntoIterator<Item = &'a Target>,
 ) -> crate::http::probes::TargetProbes {
     let mut seen = std::collections::BTreeMap::new();
-    for s in services.values() {
-        if let Target::Swarm(t) = &s.target {
+    for target in targets {
+        if let Target::Swarm(t) = target {
             seen.entry(t.docker_host.clone())
                 .or_insert_with(|| t.clone());
         }
@@ -727,18 +724,15 @@ pub fn probes(
     )
 }
 
-/// The Swarm targets of `config` whose Docker endpoint does not answer, as
-/// problems of their `docker_host` (`rollbot check-config` reports them).
-pub async fn unreachable(config: &crate::config::Config) -> Vec<crate::config::Problem> {
+/// The `targets` (by service name) whose Docker endpoint does not answer,
+/// with why (`rollbot check-config` reports them).
+pub async fn unreachable<'a>(
+    targets: impl IntoIterator<Item = (&'a str, &'a SwarmTarget)>,
+) -> Vec<(&'a str, DockerError)> {
     let mut out = Vec::new();
-    for (name, s) in &config.services {
-        if let Some(t) = &s.swarm
-            && let Err(e) = ping(t).await
-        {
-            out.push(crate::config::Problem::new(
-                format!("services.{name}.swarm.docker_host"),
-                e.to_string(),
-            ));
+    for (name, t) in targets {
+        if let Err(e) = ping(t).await {
+            out.push((name, e));
         }
     }
     out

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+/// The kind of Swarm targets.
+pub const SWARM: &str = "swarm";
+
 /// The Docker endpoint used when a target names none: the local socket,
 /// as for the docker CLI.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";

@@ -15,13 +15,14 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+pub mod target;
+
+pub use target::{HELM, HelmTarget};
+
 use super::Target;
 use crate::domain::{ContainerImage, Plan, RevisionInfo};
 use crate::ports::{ExecError, ExecErrorKind, ExecOutcome, Executor, PlanRequest, Standing};
 use crate::runbook::process::{self, Spec};
-
-/// The kind of Helm targets.
-pub const HELM: &str = "helm";
 
 /// How much longer than `helm rollback --timeout` rollbot waits for the
 /// program itself before killing it.
@@ -29,28 +30,6 @@ const MARGIN: Duration = Duration::from_secs(30);
 
 /// How long reading a release's history may take.
 const HISTORY_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// `[services.NAME.helm]`: a Helm release.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HelmTarget {
-    pub release: String,
-    pub namespace: String,
-    /// The `helm` program; found on `PATH` when not set.
-    #[serde(default = "default_helm")]
-    pub binary: String,
-    /// `helm rollback --timeout`, e.g. `"5m"`.
-    #[serde(default = "default_helm_timeout")]
-    pub timeout: String,
-}
-
-fn default_helm() -> String {
-    "helm".into()
-}
-
-fn default_helm_timeout() -> String {
-    "5m".into()
-}
 
 /// One entry of `helm history -o json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -21,38 +21,19 @@
 //! plan command runs again: a version that moved since the plan was
 //! approved supersedes the proposal, and nothing runs.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+
+pub mod target;
+
+pub use target::{COMMAND, CommandTarget};
 
 use super::Target;
 use crate::domain::{ContainerImage, Plan, RevisionInfo};
 use crate::ports::{ExecError, ExecErrorKind, ExecOutcome, Executor, PlanRequest};
 use crate::runbook::process::{self, Spec};
-use crate::runbook::step::Vars;
-
-/// The kind of command targets.
-pub const COMMAND: &str = "command";
-
-/// `[services.NAME.command]`: the rollback itself as commands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CommandTarget {
-    /// Prints the current and target version as JSON (see README,
-    /// "Command rollbacks"); read-only.
-    pub plan: Vec<String>,
-    /// Rolls back; exit 0 means rolled back. Its output streams as progress.
-    pub rollback: Vec<String>,
-    /// Each command's limit, e.g. `"10m"`.
-    pub timeout: String,
-    pub dir: Option<PathBuf>,
-    /// Plain environment values (secrets belong in the scripts' own files).
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-}
+use crate::runbook::vars::Vars;
 
 /// A plan command's answer (see the module documentation).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
