@@ -309,14 +309,23 @@ fn keys_used(source: &str) -> Vec<(String, bool)> {
 /// `t("key", name=value, …)`: the catalogue entry `key` in the render's
 /// locale, rendered with the named arguments.
 fn translate(state: &State, key: &str, args: Kwargs) -> Result<String, minijinja::Error> {
-    let locale = state
-        .lookup("locale")
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| REFERENCE.to_string());
     let mut ctx = BTreeMap::new();
     for name in args.args() {
         ctx.insert(name.to_string(), args.get::<Value>(name)?);
     }
+    entry(state, key, ctx)
+}
+
+/// The catalogue entry `key` in the render's locale, rendered with `ctx`.
+fn entry(
+    state: &State,
+    key: &str,
+    ctx: BTreeMap<String, Value>,
+) -> Result<String, minijinja::Error> {
+    let locale = state
+        .lookup("locale")
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| REFERENCE.to_string());
     let entry = state
         .env()
         .get_template(&entry_name(known_locale(&locale), key))
@@ -348,13 +357,25 @@ fn utc(value: String) -> Result<String, minijinja::Error> {
     Ok(t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
 }
 
-/// `{{ seconds | minutes }}` → `5 min` / `1 h 5 min` / `40 s`.
-fn minutes(seconds: i64) -> String {
-    match seconds {
-        s if s < 60 => format!("{s} s"),
-        s if s < 3600 => format!("{} min", s / 60),
-        s => format!("{} h {} min", s / 3600, (s % 3600) / 60),
-    }
+/// `{{ seconds | minutes }}` → `40 s` / `5 min` / `1 h 5 min`, with the
+/// units of the render's locale (the catalogue's `units` table).
+fn minutes(state: &State, seconds: i64) -> Result<String, minijinja::Error> {
+    let n = |v: i64| Value::from(v);
+    let (key, ctx) = match seconds {
+        s if s < 60 => ("units.seconds", BTreeMap::from([("n".to_string(), n(s))])),
+        s if s < 3600 => (
+            "units.minutes",
+            BTreeMap::from([("n".to_string(), n(s / 60))]),
+        ),
+        s => (
+            "units.hours_minutes",
+            BTreeMap::from([
+                ("h".to_string(), n(s / 3600)),
+                ("m".to_string(), n((s % 3600) / 60)),
+            ]),
+        ),
+    };
+    entry(state, key, ctx)
 }
 
 /// `{{ output | code }}` → `` `output` ``: program output and identifiers
@@ -426,9 +447,23 @@ mod tests {
             utc("2025-03-14T23:30:00+09:00".into()).unwrap(),
             "2025-03-14 14:30:00 UTC"
         );
-        assert_eq!(minutes(30), "30 s");
-        assert_eq!(minutes(1800), "30 min");
-        assert_eq!(minutes(3900), "1 h 5 min");
+    }
+
+    #[test]
+    fn durations_take_the_units_of_the_locale() {
+        let t = Templates::load().unwrap();
+        let render = |locale: &str, seconds: i64| {
+            let env = &t.env;
+            let tmpl = env.template_from_str("{{ s | minutes }}").unwrap();
+            tmpl.render(minijinja::context! { locale => locale, s => seconds })
+                .unwrap()
+        };
+        assert_eq!(render("en", 30), "30 s");
+        assert_eq!(render("en", 1800), "30 min");
+        assert_eq!(render("en", 3900), "1 h 5 min");
+        assert_eq!(render("zh", 3900), "1 小时 5 分钟");
+        assert_eq!(render("ja", 1800), "30 分");
+        assert_eq!(render("ja", 30), "30 秒");
     }
 
     #[test]

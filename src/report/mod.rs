@@ -923,15 +923,20 @@ mod tests {
             let mut p = proposal();
             p.locale = locale.to_string();
             let d = draft_compared(t, &p, &[], &Evidence::default(), Some(&c), locale).unwrap();
+            // 12 minutes to decide, in the locale's units.
+            let twelve = t
+                .text(locale, "units.minutes", serde_json::json!({ "n": 12 }))
+                .unwrap();
+            let cell = format!("| {twelve} |");
             let start = d.markdown.find("## ").unwrap();
             let section: String = d.markdown[start..]
                 .split("\n## ")
-                .find(|s| s.contains("| 12 min |"))
+                .find(|s| s.contains(&cell))
                 .expect("the comparison section")
                 .to_string();
             sections.push(section);
             let plain = draft(t, &p, &[], &Evidence::default(), locale).unwrap();
-            assert!(!plain.markdown.contains("| 12 min |"));
+            assert!(!plain.markdown.contains(&cell));
         }
         insta::assert_snapshot!(sections.join("\n\n----\n\n"));
     }
