@@ -341,6 +341,36 @@ impl App {
 /// The target kinds `rollbot serve` has executors for.
 pub const SERVED_KINDS: &[&str] = &[KUBERNETES, SWARM, COMMAND, HELM];
 
+/// The channels (a service's own, else `[approval] channel`) on a chat
+/// platform whose section is missing, as problems of the key that names
+/// them: `serve` would refuse every message to them in an incident.
+pub fn unconfigured_channels(config: &Config) -> Vec<Problem> {
+    let configured = |platform: &str| match platform {
+        "slack" => config.slack.is_some(),
+        "discord" => config.discord.is_some(),
+        // The console and memory chats are the demo's and tests'.
+        _ => true,
+    };
+    let default = config.approval.channel.as_deref();
+    let mut problems: Vec<Problem> = config
+        .services
+        .iter()
+        .filter_map(|(name, s)| Some((format!("services.{name}.channel"), s.channel.as_deref()?)))
+        .chain(default.map(|c| ("approval.channel".to_string(), c)))
+        .filter_map(|(path, channel)| {
+            let (platform, _) = channel.split_once(':')?;
+            (!configured(platform)).then(|| Problem {
+                path,
+                message: format!(
+                    "{channel:?} is a {platform} channel, but there is no [{platform}] section: add one (see the README's chat setup) or name a channel of a configured platform"
+                ),
+            })
+        })
+        .collect();
+    problems.sort_by(|a, b| a.path.cmp(&b.path));
+    problems
+}
+
 /// The services whose target kind `rollbot serve` has no executor for, as
 /// problems of the target's table (`rollbot check-config` reports them).
 pub fn unserved_targets(config: &Config) -> Vec<Problem> {

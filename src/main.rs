@@ -79,6 +79,8 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => match Config::load(&config).and_then(|c| {
             // What `serve` would refuse: targets of a kind it has no executor for.
             let mut problems = rollbot::app::unserved_targets(&c);
+            // Channels on a platform that is not configured.
+            problems.extend(rollbot::app::unconfigured_channels(&c));
             // What would fail in an incident: a Docker endpoint that does not answer.
             problems.extend(swarm_endpoints_unreachable(&c));
             if problems.is_empty() {

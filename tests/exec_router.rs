@@ -439,3 +439,23 @@ async fn a_config_without_kubernetes_services_starts_without_a_kubeconfig() {
     })
     .await;
 }
+
+#[test]
+fn check_config_names_a_channel_whose_platform_is_not_configured() {
+    let config = r#"
+        [approval]
+        channel = "slack:C0123INCIDENTS"
+        [services.billing]
+        approvers = ["discord:1001", "discord:1002"]
+        channel = "discord:123456789012345678"
+        [services.billing.kubernetes]
+        namespace = "prod"
+        name = "billing"
+    "#;
+    let (ok, out) = check_config(config);
+    assert!(!ok, "{out}");
+    assert!(out.contains("services.billing.channel"), "{out}");
+    assert!(out.contains("no [discord] section"), "{out}");
+    assert!(out.contains("approval.channel"), "{out}");
+    assert!(out.contains("no [slack] section"), "{out}");
+}
