@@ -123,7 +123,7 @@ impl Engine {
         // The notice still goes out when the draft cannot be made; the
         // draft is a convenience, the notice is the news.
         let status_update = self
-            .status_update(p)
+            .status_update_from(p, &timeline)
             .inspect_err(|e| tracing::warn!(proposal = %p.id, error = %e, "cannot draft the status update for the resolved notice"))
             .ok();
         Ok(ThreadNote::Resolved {
@@ -797,9 +797,18 @@ impl Engine {
     /// in its locale (see [`crate::report::status_update`]).
     pub(super) fn status_update(&self, p: &Proposal) -> Result<String, EngineError> {
         let timeline = self.inner.store.timeline(&p.id)?;
+        self.status_update_from(p, &timeline)
+    }
+
+    /// As [`Self::status_update`], from a timeline already read.
+    fn status_update_from(
+        &self,
+        p: &Proposal,
+        timeline: &[crate::domain::TimelineEvent],
+    ) -> Result<String, EngineError> {
         let templates =
             crate::report::templates().map_err(|e| EngineError::Report(e.to_string()))?;
-        crate::report::status_update(templates, p, &timeline, self.now())
+        crate::report::status_update(templates, p, timeline, self.now())
             .map_err(|e| EngineError::Report(e.to_string()))
     }
 
