@@ -331,7 +331,7 @@ impl Engine {
             return Ok(None);
         }
         if joins.open.is_none() {
-            joins.open = self.inner.store.open_for(service)?.map(|p| p.id);
+            joins.open = self.inner.store.open_id_for(service)?;
         }
         if joins.open.is_some() {
             joins.queued.push(QueuedJoin {
@@ -429,32 +429,45 @@ impl Engine {
         id: &ProposalId,
         alerts: Vec<AlertRef>,
     ) -> Result<Proposal, EngineError> {
-        self.attach_alerts_claiming(id, alerts, &[]).await
+        self.attach_alerts_claiming(id, alerts, &[]).await?;
+        self.get(id)
     }
 
     /// [`Engine::attach_alerts`] claiming `claims` (with the proposal's id
     /// as their value) in the same write. Alerts past the kept ones only
     /// bump a counter: a storm into an open proposal stores its dedup keys
-    /// and a number, not a new copy of the proposal per delivery.
+    /// and a number, not a new copy of the proposal per delivery, and once
+    /// the proposal is known to be full it is not even read.
     async fn attach_alerts_claiming(
         &self,
         id: &ProposalId,
         alerts: Vec<AlertRef>,
         claims: &[&str],
-    ) -> Result<Proposal, EngineError> {
+    ) -> Result<(), EngineError> {
         let lock = self.lock_for(id);
         let _guard = lock.lock().await;
         let now = self.now();
         let claims: Vec<(&str, &str)> = claims.iter().map(|k| (*k, id.as_str())).collect();
-        let current = self.get(id)?;
-        if current.alerts.len() >= MAX_ATTACHED_ALERTS {
+        let known_full = self
+            .inner
+            .full
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id);
+        if known_full || self.get(id)?.alerts.len() >= MAX_ATTACHED_ALERTS {
+            if !known_full {
+                self.inner
+                    .full
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id.clone());
+            }
             self.inner
                 .store
                 .count_alerts(id, alerts.len() as u64, now, &claims)?;
-            return self.get(id);
+            return Ok(());
         }
-        let (_, p) = self
-            .inner
+        self.inner
             .store
             .update_claiming(id, now, &claims, |p| {
                 let room = MAX_ATTACHED_ALERTS.saturating_sub(p.alerts.len());
@@ -468,7 +481,7 @@ impl Engine {
                 Ok::<_, std::convert::Infallible>(((), events))
             })
             .map_err(store_only)?;
-        Ok(p)
+        Ok(())
     }
 
     /// A firing alert that may propose now. Caller holds the service's

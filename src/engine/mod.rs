@@ -27,7 +27,7 @@
 //! - `prechecks`: a service's runbook pre-checks, run as its plan is made;
 //! - `schedule`: scheduled drills, opened from the tick.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -177,6 +177,10 @@ struct Inner {
     // Alerts for one service are handled one at a time (check, act, claim),
     // so concurrent deliveries cannot both open or both attach.
     alert_locks: Mutex<HashMap<ServiceName, Arc<tokio::sync::Mutex<()>>>>,
+    /// Proposals that keep no more alerts (they hold
+    /// [`MAX_ATTACHED_ALERTS`]; kept alerts are never removed), so an alert
+    /// storm only counts without reading the proposal each time.
+    full: Mutex<HashSet<ProposalId>>,
     /// Runbook hooks per service (none unless set).
     hooks: RwLock<BTreeMap<ServiceName, crate::ports::Hooks>>,
     /// How long dedup keys are kept, and when the tick last swept them.
@@ -219,6 +223,7 @@ impl Engine {
                 locks: Mutex::new(HashMap::new()),
                 tasks: Tasks::default(),
                 alert_locks: Mutex::new(HashMap::new()),
+                full: Mutex::new(HashSet::new()),
                 hooks: RwLock::new(BTreeMap::new()),
                 retention: Mutex::new(Retention {
                     keep: crate::config::DEFAULT_DEDUP_RETENTION,

@@ -134,6 +134,12 @@ struct EnvelopeOut<'a, T> {
 }
 
 #[derive(Deserialize)]
+struct EnvelopeTyped<T> {
+    v: u32,
+    data: T,
+}
+
+#[derive(Deserialize)]
 struct EnvelopeIn {
     v: u32,
     data: serde_json::Value,
@@ -159,6 +165,14 @@ pub fn decode<T: DeserializeOwned>(
     key: &[u8],
     bytes: &[u8],
 ) -> Result<T, StoreError> {
+    // The common case in one pass, straight into `T`. Anything else (a
+    // newer schema, a value that does not fit) takes the slow path below,
+    // which checks the version first and names the field that is wrong.
+    if let Ok(env) = serde_json::from_slice::<EnvelopeTyped<T>>(bytes)
+        && env.v <= SCHEMA_VERSION
+    {
+        return Ok(env.data);
+    }
     let key_text = || String::from_utf8_lossy(key).replace('\0', "/");
     let env: EnvelopeIn = serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
         tree,
@@ -716,6 +730,18 @@ impl Store {
     /// As [`Store::get`].
     pub fn open_for(&self, service: &ServiceName) -> Result<Option<Proposal>, StoreError> {
         self.with(|t| t.open_at(&open_key(service, false)))
+    }
+
+    /// The id of the open proposal of `service`, if any, without reading
+    /// the proposal.
+    ///
+    /// # Errors
+    /// As [`Store::get`].
+    pub fn open_id_for(&self, service: &ServiceName) -> Result<Option<ProposalId>, StoreError> {
+        let key = open_key(service, false);
+        self.with(|t| t.open.get(&key))?
+            .map(|id| parse_id("open_by_service", &key, &id))
+            .transpose()
     }
 
     /// The open drill of `service`, if any. Drills have their own slot in
