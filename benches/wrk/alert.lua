@@ -1,7 +1,10 @@
 -- Alertmanager deliveries for wrk, one alert each.
--- Usage: wrk ... -s alert.lua URL -- TOKEN SERVICE MODE
+-- Usage: wrk ... -s alert.lua URL -- TOKEN SERVICES MODE
+--   SERVICES: one service, or several separated by commas; new alerts
+--             go to each in turn
 --   MODE new:    every delivery carries an alert never seen before
---   MODE repeat: every delivery is the same alert (the dedup path)
+--   MODE repeat: every delivery is the same alert for the first service
+--                (the dedup path)
 -- Deliveries go to /webhooks/alertmanager with a bearer token.
 local counter = 0
 function setup(thread)
@@ -10,17 +13,20 @@ function setup(thread)
 end
 
 local n = 0
-local token, service, mode
+local token, mode
+local services = {}
 function init(args)
   token = args[1] or "bench-token"
-  service = args[2] or "svc-0"
+  for s in string.gmatch(args[2] or "svc-0", "[^,]+") do
+    table.insert(services, s)
+  end
   mode = args[3] or "new"
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
   wrk.headers["Authorization"] = "Bearer " .. token
 end
 
-local function body(instance)
+local function body(service, instance)
   return string.format(
     '{"version":"4","status":"firing","receiver":"rollbot","groupKey":"{}:{service=\\"%s\\"}",' ..
     '"groupLabels":{"service":"%s"},"commonLabels":{},"commonAnnotations":{},' ..
@@ -34,10 +40,11 @@ local fixed
 function request()
   if mode == "repeat" then
     if not fixed then
-      fixed = wrk.format(nil, "/webhooks/alertmanager", nil, body("repeat"))
+      fixed = wrk.format(nil, "/webhooks/alertmanager", nil, body(services[1], "repeat"))
     end
     return fixed
   end
   n = n + 1
-  return wrk.format(nil, "/webhooks/alertmanager", nil, body(string.format("t%d-%d", id, n)))
+  local service = services[(n % #services) + 1]
+  return wrk.format(nil, "/webhooks/alertmanager", nil, body(service, string.format("t%d-%d", id, n)))
 end
