@@ -13,7 +13,6 @@
 //! ```
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code, unused_imports)]
 mod support;
 #[path = "../tests/support_proc/mod.rs"]
 mod support_proc;
@@ -379,28 +378,35 @@ where
 }
 
 impl World {
-    /// The moment the rollout of `name` is first seen complete: a task
-    /// woken by every write to the simulator's store (its change
-    /// notification), checking the Deployment at once. Subscribed before
-    /// this returns, so a completion after it cannot be missed.
+    /// The moment the rollout of `name` is first seen complete: a thread of
+    /// its own (so a busy runtime does not delay it) woken by every write
+    /// to the simulator's store (its change notification), checking the
+    /// Deployment at once. Subscribed before this returns, so a completion
+    /// after it cannot be missed.
     fn completion_watch(&self, name: &str) -> tokio::task::JoinHandle<Option<Instant>> {
         let sim = self.sim.clone();
         let name = name.to_string();
         let mut changes = sim.store().subscribe();
-        tokio::spawn(async move {
-            let deadline = tokio::time::Instant::now() + WAIT;
-            loop {
-                if sim
-                    .get(Kind::Deployment, NAMESPACE, &name)
-                    .is_some_and(|d| rollout_complete(&d))
-                {
-                    return Some(Instant::now());
+        tokio::task::spawn_blocking(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .ok()?;
+            rt.block_on(async move {
+                let deadline = tokio::time::Instant::now() + WAIT;
+                loop {
+                    if sim
+                        .get(Kind::Deployment, NAMESPACE, &name)
+                        .is_some_and(|d| rollout_complete(&d))
+                    {
+                        return Some(Instant::now());
+                    }
+                    match tokio::time::timeout_at(deadline, changes.changed()).await {
+                        Ok(Ok(())) => {}
+                        _ => return None,
+                    }
                 }
-                match tokio::time::timeout_at(deadline, changes.changed()).await {
-                    Ok(Ok(())) => {}
-                    _ => return None,
-                }
-            }
+            })
         })
     }
 
@@ -471,9 +477,72 @@ impl World {
     /// (pods frozen, so the rollout waits); the PATCH; pods released; the
     /// rollout completes; rollbot says so in the thread.
     async fn incident(&mut self, serve: &Serve, service: &str) -> Result<Incident> {
+        let base = serve.base.clone();
+        let (id, ts, alert_to_post) = self.open_proposal(&base, service).await?;
+
+        // Final vote → PATCH, with the rollout held until measured.
+        self.sim.set_pods_frozen(true);
+        let result = self.votes_and_rollout(&base, service, &id, &ts).await;
+        self.sim.set_pods_frozen(false);
+        let (vote_to_patch, requests, done_to_chat) = result?;
+
+        // The proposal closes (no verification configured), so the service
+        // takes its next incident.
+        self.wait_closed(&base, &id).await?;
+        Ok(Incident {
+            id,
+            alert_to_post,
+            vote_to_patch,
+            requests,
+            done_to_chat,
+        })
+    }
+
+    async fn wait_closed(&self, base: &str, id: &str) -> Result<String> {
+        poll_async(WAIT, Duration::from_millis(5), || async {
+            let p = self.api(base, &format!("/api/v1/proposals/{id}")).await?;
+            let state = p["state"].as_str()?;
+            (!matches!(state, "proposed" | "approved" | "executing")).then(|| state.to_owned())
+        })
+        .await
+        .with_context(|| format!("proposal {id} did not finish"))
+    }
+
+    /// An incident people decide against: the proposal is rejected with
+    /// an ❌ from an approver. Returns its id once it is closed.
+    async fn rejected(&mut self, serve: &Serve, service: &str) -> Result<String> {
+        let base = serve.base.clone();
+        let (id, ts, _) = self.open_proposal(&base, service).await?;
+        let body = reaction_event(&format!("EvX{:05}", self.incidents), "UCAROL", "x", &ts);
+        let mut req = self
+            .http
+            .post(format!("{base}/slack/events"))
+            .header("content-type", "application/json")
+            .timeout(Duration::from_secs(5));
+        for (k, v) in slack_signature(&body) {
+            req = req.header(k, v);
+        }
+        let r = req.body(body).send().await?;
+        if !r.status().is_success() {
+            bail!("rejection of {id}: {}", r.status());
+        }
+        let state = self.wait_closed(&base, &id).await?;
+        if state != "rejected" {
+            bail!("proposal {id} ended {state}, not rejected");
+        }
+        Ok(id)
+    }
+
+    /// A new bad release of `service`, then an alert about it: the
+    /// proposal's id, the ts of its Slack message (once rollbot has bound
+    /// it) and the time from the alert POST to that message at Slack.
+    async fn open_proposal(
+        &mut self,
+        base: &str,
+        service: &str,
+    ) -> Result<(String, String, Duration)> {
         self.incidents += 1;
         let n = self.incidents;
-        let base = serve.base.clone();
         self.release(service, &format!("bad-{n}")).await?;
 
         // Alert → proposal message.
@@ -504,7 +573,7 @@ impl World {
         let id = poll_async(WAIT, Duration::from_millis(5), || async {
             let list = self
                 .api(
-                    &base,
+                    base,
                     &format!("/api/v1/proposals?service={service}&limit=5"),
                 )
                 .await?;
@@ -534,34 +603,13 @@ impl World {
         // People vote on the message once rollbot knows it is the
         // proposal's (its ts is bound).
         poll_async(WAIT, Duration::from_millis(5), || async {
-            let p = self.api(&base, &format!("/api/v1/proposals/{id}")).await?;
+            let p = self.api(base, &format!("/api/v1/proposals/{id}")).await?;
             (p["messages"][0]["message"] == ts.as_str()).then_some(())
         })
         .await
         .with_context(|| format!("proposal {id} never named its Slack message"))?;
 
-        // Final vote → PATCH, with the rollout held until measured.
-        self.sim.set_pods_frozen(true);
-        let result = self.votes_and_rollout(&base, service, &id, &ts).await;
-        self.sim.set_pods_frozen(false);
-        let (vote_to_patch, requests, done_to_chat) = result?;
-
-        // The proposal closes (no verification configured), so the service
-        // takes its next incident.
-        poll_async(WAIT, Duration::from_millis(5), || async {
-            let p = self.api(&base, &format!("/api/v1/proposals/{id}")).await?;
-            let state = p["state"].as_str()?;
-            (!matches!(state, "proposed" | "approved" | "executing")).then_some(())
-        })
-        .await
-        .with_context(|| format!("proposal {id} did not finish"))?;
-        Ok(Incident {
-            id,
-            alert_to_post,
-            vote_to_patch,
-            requests,
-            done_to_chat,
-        })
+        Ok((id, ts, alert_to_post))
     }
 
     async fn votes_and_rollout(
@@ -632,6 +680,12 @@ impl World {
         })
         .await
         .with_context(|| format!("rollbot never said in Slack that {id}'s rollout completed"))?;
+        if std::env::var_os("PATHS_DEBUG").is_some() {
+            eprintln!(
+                "  {id}: completion told by {}: {}",
+                told.method, told.request
+            );
+        }
         Ok((patch.at - voted, requests, told.at - done))
     }
 
@@ -983,14 +1037,14 @@ async fn run(args: &Args) -> Result<()> {
         + storm_proposals[0]["alerts"]
             .as_array()
             .map_or(0, |a| a.len() as u64);
-    let template_id = idle.ids.last().cloned().context("an idle incident")?;
+    let template_id = w.rejected(&serve, "svc-00").await?;
     serve.stop().await?;
     let store_after_storm = disk_bytes(&store_dir);
 
     // 10,000 closed proposals.
     eprintln!("paths: writing {STORED} closed proposals into the store");
     let written = Instant::now();
-    let template_state = store_closed(&store_dir, &template_id).await?;
+    let (template_state, template_events) = store_closed(&store_dir, &template_id).await?;
     let write_secs = written.elapsed().as_secs_f64();
     let store_with_closed = disk_bytes(&store_dir);
     let mut restarts = vec![];
@@ -1032,7 +1086,7 @@ async fn run(args: &Args) -> Result<()> {
         ratio(&idle.vote_to_patch, &warm_t),
     ));
     md.push_str(&format!(
-        "\n## Completion detection\n\nPods frozen in the simulator until the watcher is in place (rollbot: its watch after the PATCH; kubectl: `kubectl rollout status deployment/{KUBECTL_STATUS} -n {NAMESPACE}` started, warm cache, its watch open), then released. Timed from the moment the simulator's stored Deployment first shows the rollout complete (observed by an in-process task woken by every write to the simulator's store) → rollbot's first chat call saying `successfully rolled out` or `Rollback complete` arriving at the Slack proxy, or → kubectl's process exit.\n\n| | ms, median (min–max) | runs |\n|---|---|---|\n| rollbot: complete → message at Slack | {} | {runs} |\n| kubectl rollout status: complete → exit | {} | {runs} |\n",
+        "\n## Completion detection\n\nPods frozen in the simulator until the watcher is in place (rollbot: its watch after the PATCH; kubectl: `kubectl rollout status deployment/{KUBECTL_STATUS} -n {NAMESPACE}` started, warm cache, its watch open), then released. Timed from the moment the simulator's stored Deployment first shows the rollout complete (observed in-process by a dedicated thread woken by every write to the simulator's store, not by polling) → rollbot's first chat call saying `successfully rolled out` or `Rollback complete` arriving at the Slack proxy, or → kubectl's process exit.\n\n| | ms, median (min–max) | runs |\n|---|---|---|\n| rollbot: complete → message at Slack | {} | {runs} |\n| kubectl rollout status: complete → exit | {} | {runs} |\n",
         stats(&idle.done_to_chat),
         stats(&status_t),
     ));
@@ -1050,7 +1104,7 @@ async fn run(args: &Args) -> Result<()> {
         store_after_storm.saturating_sub(store_before_storm) as f64 / deliveries.max(1) as f64;
     let per_proposal = store_with_closed.saturating_sub(store_after_storm) as f64 / STORED as f64;
     md.push_str(&format!(
-        "\n## Footprint and growth\n\nStart-up: spawning `rollbot serve` → `/readyz` answering 200 (polled every 1 ms). RSS: VmRSS from `/proc/PID/status`. Store size: disk blocks of the store directory (as `du`), the storm's after a clean stop (SIGTERM) divided by its deliveries (that includes the {runs} measured incidents under load). The {STORED} closed proposals are copies, with fresh ids and timestamps spread over the past, of a real `{template_state}` proposal rollbot had written in this run (alert, proposal, two votes, rollback, its whole timeline), inserted with `rollbot::store::Store::insert` while serve was stopped ({write_secs:.1} s). The list is `GET /api/v1/proposals?limit=50` and the page its `Link` header names.\n\n| measure | value | runs |\n|---|---|---|\n| start-up, empty store | {} ms | {runs} |\n| RSS idle, just ready | {} | 1 |\n| RSS during the storm, peak (sampled every 50 ms) | {} | 1 |\n| RSS at the storm's end | {} | 1 |\n| RSS 2 s after the storm | {} | 1 |\n| store bytes per alert delivery (storm) | {per_alert:.0} B ({} B over {deliveries} deliveries; the storm's proposal counts {storm_alerts} alerts) | 1 |\n| store bytes per closed proposal | {per_proposal:.0} B ({} B over {STORED}) | 1 |\n| list page 1 (`limit=50`) with {STORED} stored | {} ms | {runs} |\n| list page 2 (its cursor) | {} ms | {runs} |\n| restart with {STORED} stored: spawn → `/readyz` | {} ms | {restarts_n} |\n| RSS after that restart | {} | {restarts_n} |\n",
+        "\n## Footprint and growth\n\nStart-up: spawning `rollbot serve` → `/readyz` answering 200 (polled every 1 ms). RSS: VmRSS from `/proc/PID/status`. Store size: disk blocks of the store directory (as `du`), the storm's after a clean stop (SIGTERM) divided by its deliveries (that includes the {runs} measured incidents under load). The {STORED} closed proposals are copies, with fresh ids and timestamps spread over the past, of a real closed proposal `rollbot serve` had written in this run: opened by an alert, posted, then `{template_state}` with an ❌ reaction ({template_events} timeline events), inserted with `rollbot::store::Store::insert` while serve was stopped ({write_secs:.1} s). The list is `GET /api/v1/proposals?limit=50` and the page its `Link` header names.\n\n| measure | value | runs |\n|---|---|---|\n| start-up, empty store | {} ms | {runs} |\n| RSS idle, just ready | {} | 1 |\n| RSS during the storm, peak (sampled every 50 ms) | {} | 1 |\n| RSS at the storm's end | {} | 1 |\n| RSS 2 s after the storm | {} | 1 |\n| store bytes per alert delivery (storm) | {per_alert:.0} B ({} B over {deliveries} deliveries; the storm's proposal counts {storm_alerts} alerts) | 1 |\n| store bytes per closed proposal | {per_proposal:.0} B ({} B over {STORED}) | 1 |\n| list page 1 (`limit=50`) with {STORED} stored | {} ms | {runs} |\n| list page 2 (its cursor) | {} ms | {runs} |\n| restart with {STORED} stored: spawn → `/readyz` | {} ms | {restarts_n} |\n| RSS after that restart | {} | {restarts_n} |\n",
         stats(&empty_starts),
         mib(rss_idle),
         mib(rss_peak.load(std::sync::atomic::Ordering::Relaxed)),
@@ -1071,8 +1125,9 @@ async fn run(args: &Args) -> Result<()> {
 /// Writes [`STORED`] closed proposals, copies of the closed proposal
 /// `template` (as rollbot stored it, with its timeline), each with a fresh
 /// id and every timestamp moved back by a few seconds per copy so the
-/// newest-first order is real. Returns the template's state.
-async fn store_closed(store_dir: &Path, template: &str) -> Result<String> {
+/// newest-first order is real. Returns the template's state and its
+/// number of timeline events.
+async fn store_closed(store_dir: &Path, template: &str) -> Result<(String, usize)> {
     use rollbot::domain::ProposalId;
     let store = rollbot::store::Store::open(store_dir)?;
     let id = ProposalId::parse(template)?;
@@ -1100,7 +1155,7 @@ async fn store_closed(store_dir: &Path, template: &str) -> Result<String> {
         store.insert(&q, &events)?;
     }
     store.flush().await?;
-    Ok(p.state.as_str().to_string())
+    Ok((p.state.as_str().to_string(), timeline.len()))
 }
 
 /// Times `GET /api/v1/proposals?limit=50` and the next page its `Link`
