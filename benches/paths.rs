@@ -11,6 +11,8 @@
 //! cargo bench --bench paths -- --out /tmp/paths.md [--runs 15]
 //!     [--rollbot target/release/rollbot] [--kubectl PATH] [--wrk wrk]
 //! ```
+//!
+//! `PATHS_DEBUG=1` also prints the Slack call each completion was told by.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
