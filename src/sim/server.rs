@@ -32,6 +32,9 @@ pub struct RequestRecord {
     pub query: String,
     /// `Content-Type` of the request, if any.
     pub content_type: Option<String>,
+    /// When the request arrived (before it was handled), for measuring
+    /// how long a client took to get here.
+    pub at: std::time::Instant,
 }
 
 /// Shared state of the HTTP handlers.
@@ -183,8 +186,10 @@ async fn handle(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let at = std::time::Instant::now();
     if let Ok(mut r) = st.requests.lock() {
         r.push(RequestRecord {
+            at,
             method: method.to_string(),
             path: uri.path().to_owned(),
             query: uri.query().unwrap_or_default().to_owned(),

@@ -187,6 +187,8 @@ impl Health {
 #[derive(Debug, Clone)]
 pub struct Exchange {
     pub method: String,
+    /// When the call reached the proxy, before it was forwarded.
+    pub at: Instant,
     pub request: Value,
     pub response: Value,
 }
@@ -264,6 +266,7 @@ async fn forward(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let at = Instant::now();
     let raw = String::from_utf8_lossy(&body).into_owned();
     let request: Value = serde_json::from_str(&raw).unwrap_or_else(|_| {
         let form: Vec<(String, String)> = serde_urlencoded::from_str(&raw).unwrap_or_default();
@@ -299,6 +302,7 @@ async fn forward(
     let bytes = resp.bytes().await.unwrap_or_default();
     inner.exchanges.lock().unwrap().push(Exchange {
         method,
+        at,
         request,
         response: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     });
@@ -382,6 +386,18 @@ pub fn am_body(group: &str, alerts: Vec<Value>) -> Value {
 /// deployment (routed by the alert's `service` label, verified against
 /// [`Health`]), Slack through `slack_api`, the simulator's kubeconfig.
 pub fn write_config(dir: &Path, names: &[String], slack_api: &str, health: &str) -> PathBuf {
+    write_config_with(dir, names, slack_api, Some(health))
+}
+
+/// [`write_config`], with verification against `health` only when given:
+/// without it a rollback ends when the rollout does, so a service can take
+/// its next proposal at once (benchmarks).
+pub fn write_config_with(
+    dir: &Path,
+    names: &[String],
+    slack_api: &str,
+    health: Option<&str>,
+) -> PathBuf {
     std::fs::write(dir.join("bot-token"), "xoxb-test-token").unwrap();
     std::fs::write(dir.join("signing-secret"), SLACK_SECRET).unwrap();
     std::fs::write(dir.join("am-token"), AM_TOKEN).unwrap();
@@ -421,7 +437,11 @@ groups = ["sre"]
 [services.{name}.kubernetes]
 namespace = "{NAMESPACE}"
 name = "{name}"
-[services.{name}.verify]
+"#
+        ));
+        let Some(health) = health else { continue };
+        text.push_str(&format!(
+            r#"[services.{name}.verify]
 window = "20s"
 interval = "200ms"
 [[services.{name}.verify.http]]
