@@ -89,7 +89,7 @@ impl App {
         let webhooks = http::webhooks::Webhooks::from_config(config.alerts.as_ref())
             .map_err(|e| anyhow::anyhow!("{e}"))
             .context("reading the [alerts] webhook secrets")?;
-        let store = Store::open(&config.store.path)
+        let store = Store::open_with_cache(&config.store.path, config.store.cache_mib)
             .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
         let slack = match &config.slack {
             Some(c) => Some(

@@ -128,6 +128,11 @@ pub struct StoreConfig {
     /// for ever.
     #[serde(default = "default_dedup_retention")]
     pub dedup_retention: Span,
+    /// Memory for sled's page cache, in MiB: what the store keeps of its
+    /// pages in memory, and so the bulk of what a large store adds to the
+    /// server's RSS. Reads past it come from the OS's file cache.
+    #[serde(default = "default_cache_mib")]
+    pub cache_mib: u64,
 }
 
 impl Default for StoreConfig {
@@ -135,6 +140,7 @@ impl Default for StoreConfig {
         Self {
             path: default_store_path(),
             dedup_retention: default_dedup_retention(),
+            cache_mib: default_cache_mib(),
         }
     }
 }
@@ -161,11 +167,25 @@ impl StoreConfig {
                 ),
             ));
         }
+        if !(4..=65536).contains(&self.cache_mib) {
+            problems.push(Problem::new(
+                format!("{at}.cache_mib"),
+                format!(
+                    "{} MiB is out of range; use between 4 and 65536 (the default is {})",
+                    self.cache_mib,
+                    crate::store::DEFAULT_CACHE_MIB
+                ),
+            ));
+        }
     }
 }
 
 /// Seven days: longer than Alertmanager's and Slack's retry windows.
 pub const DEFAULT_DEDUP_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+fn default_cache_mib() -> u64 {
+    crate::store::DEFAULT_CACHE_MIB
+}
 
 fn default_dedup_retention() -> Span {
     Span::of(DEFAULT_DEDUP_RETENTION)

@@ -381,3 +381,17 @@ fn discord_roles_approve_and_discord_channels_are_ids() {
         "{p:#?}"
     );
 }
+
+#[test]
+fn the_store_cache_defaults_and_is_checked() {
+    let c = Config::parse(MINIMAL).unwrap();
+    assert_eq!(c.store.cache_mib, crate::store::DEFAULT_CACHE_MIB);
+    let c = Config::parse(&format!("[store]\ncache_mib = 8\n{MINIMAL}")).unwrap();
+    assert_eq!(c.store.cache_mib, 8);
+    let p = problems(&format!("[store]\ncache_mib = 0\n{MINIMAL}"));
+    assert!(
+        p.iter()
+            .any(|p| p.contains("store.cache_mib") && p.contains("between 4 and 65536")),
+        "{p:?}"
+    );
+}

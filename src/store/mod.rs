@@ -145,6 +145,11 @@ struct EnvelopeIn {
     data: serde_json::Value,
 }
 
+/// sled's page cache unless `[store] cache_mib` says otherwise. sled's own
+/// default is 1 GiB, which a store of 10,000 proposals filled to over
+/// 200 MiB of RSS after a restart.
+pub const DEFAULT_CACHE_MIB: u64 = 32;
+
 /// Wraps `value` in the versioned envelope every stored value has.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Serializing our own plain data types into JSON cannot fail.
@@ -324,13 +329,24 @@ impl Store {
     /// [`StoreError::Open`] when the directory cannot be used, e.g. another
     /// process holds its lock.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, DEFAULT_CACHE_MIB)
+    }
+
+    /// [`Store::open`] with `cache_mib` MiB for sled's page cache.
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub fn open_with_cache(path: &Path, cache_mib: u64) -> Result<Self, StoreError> {
         // sled lets go of its file lock from a background thread shortly
         // after the last handle is dropped, so a store closed and opened
         // again in one process (a restart in tests, `rollbot report` after
         // a server stopped) may find it still held for a moment.
         let mut tries = 0;
         let db = loop {
-            match sled::Config::new().path(path).open() {
+            let config = sled::Config::new()
+                .path(path)
+                .cache_capacity(cache_mib.max(1) * 1024 * 1024);
+            match config.open() {
                 Ok(db) => break db,
                 Err(sled::Error::Io(e)) if e.to_string().contains("lock") && tries < 20 => {
                     tries += 1;
