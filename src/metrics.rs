@@ -161,6 +161,20 @@ pub struct Metrics {
     executor_errors: Family<KindLabels, Counter>,
     outbox_depth: Family<PlatformLabels, Gauge>,
     outbox_age: Family<PlatformLabels, Gauge<f64, AtomicU64>>,
+    /// The timeline-derived counts: being rebuilt from the store, or how
+    /// far the rebuild read each timeline (see [`Metrics::rebuild`]).
+    rebuild: std::sync::Mutex<Rebuild>,
+}
+
+/// See [`Metrics::rebuild`].
+#[derive(Default)]
+struct Rebuild {
+    /// While the rebuild runs: what the store recorded meanwhile, as the
+    /// proposal then and the range of its timeline that write added.
+    pending: Option<Vec<(Proposal, usize, usize)>>,
+    /// How many events of each timeline the rebuild counted: a write it
+    /// already saw, reported late, must not count twice.
+    counted: std::collections::HashMap<crate::domain::ProposalId, usize>,
 }
 
 impl Default for Metrics {
@@ -296,6 +310,7 @@ impl Metrics {
             executor_errors,
             outbox_depth,
             outbox_age,
+            rebuild: std::sync::Mutex::new(Rebuild::default()),
         }
     }
 
@@ -334,18 +349,80 @@ impl Metrics {
         }
     }
 
-    /// Counts what every stored timeline shows. Call once, on a fresh
-    /// value, before [`Store::set_observer`] hands it new events.
+    /// Marks the timeline-derived counts as being rebuilt: until
+    /// [`Metrics::rebuild`] ends, what the store records is held back, and
+    /// [`Metrics::rebuilding`] is true. Call on a fresh value before
+    /// [`Store::set_observer`], so the server can start while the counts
+    /// are rebuilt beside it.
+    pub fn begin_rebuild(&self) {
+        self.rebuild_state().pending = Some(Vec::new());
+    }
+
+    /// Whether the counts are still being rebuilt (`/metrics` answers 503
+    /// meanwhile rather than counters that would jump when it ends).
+    pub fn rebuilding(&self) -> bool {
+        self.rebuild_state().pending.is_some()
+    }
+
+    fn rebuild_state(&self) -> std::sync::MutexGuard<'_, Rebuild> {
+        self.rebuild
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts what every stored timeline shows, then what the store
+    /// recorded meanwhile past what was read (after [`Metrics::begin_rebuild`]
+    /// and [`Store::set_observer`]; without them, call it before the store
+    /// has an observer).
     ///
     /// # Errors
-    /// Storage failure (a proposal or timeline that cannot be read).
+    /// Storage failure (a proposal or timeline that cannot be read); the
+    /// writes held back are counted anyway.
     pub fn rebuild(&self, store: &Store) -> Result<usize, StoreError> {
-        let proposals = store.list()?;
-        for p in &proposals {
-            let timeline = store.timeline(&p.id)?;
-            self.count(p, &observe(&timeline, 0));
+        let mut counted = std::collections::HashMap::new();
+        let result = (|| {
+            let proposals = store.list()?;
+            for p in &proposals {
+                let timeline = store.timeline(&p.id)?;
+                counted.insert(p.id.clone(), timeline.len());
+                self.count(p, &observe(&timeline, 0));
+            }
+            Ok(proposals.len())
+        })();
+        // Held-back writes are counted under the lock, so one reported
+        // meanwhile waits and then finds the rebuild over.
+        let mut state = self.rebuild_state();
+        state.counted = counted;
+        for (p, from, to) in state.pending.take().unwrap_or_default() {
+            self.count_recorded(store, &state.counted, &p, from, to);
         }
-        Ok(proposals.len())
+        result
+    }
+
+    /// Counts the events `from..to` of `p`'s timeline, those past what the
+    /// rebuild already counted.
+    fn count_recorded(
+        &self,
+        store: &Store,
+        counted: &std::collections::HashMap<crate::domain::ProposalId, usize>,
+        p: &Proposal,
+        from: usize,
+        to: usize,
+    ) {
+        let from = from.max(counted.get(&p.id).copied().unwrap_or(0));
+        if from >= to {
+            return;
+        }
+        match store.timeline(&p.id) {
+            Ok(mut timeline) => {
+                // Events a later write appended are that write's to count.
+                timeline.truncate(to);
+                self.count(p, &observe(&timeline, from));
+            }
+            Err(e) => {
+                tracing::error!(proposal = %p.id, error = %e, "cannot read a timeline to update the rollback metrics");
+            }
+        }
     }
 
     fn count(&self, p: &Proposal, observations: &[Observation]) {
@@ -515,17 +592,14 @@ impl Observer for Metrics {
         if !written.iter().any(|e| counts(&e.kind)) {
             return;
         }
-        let len = usize::try_from(p.timeline_len).unwrap_or(usize::MAX);
-        match store.timeline(&p.id) {
-            Ok(mut timeline) => {
-                // Events a later write appended are that write's to count.
-                timeline.truncate(len);
-                self.count(p, &observe(&timeline, len.saturating_sub(written.len())));
-            }
-            Err(e) => {
-                tracing::error!(proposal = %p.id, error = %e, "cannot read a timeline to update the rollback metrics");
-            }
+        let to = usize::try_from(p.timeline_len).unwrap_or(usize::MAX);
+        let from = to.saturating_sub(written.len());
+        let mut state = self.rebuild_state();
+        if let Some(pending) = &mut state.pending {
+            pending.push((p.clone(), from, to));
+            return;
         }
+        self.count_recorded(store, &state.counted, p, from, to);
     }
 }
 

@@ -176,6 +176,7 @@ async fn incidents_are_measured_and_the_values_survive_a_restart() {
 
         let before = rollback_lines(&text);
         let t = t.restart().await;
+        wait_until("the metrics are rebuilt", || !t.engine.metrics().rebuilding()).await;
         let after = rollback_lines(&t.engine.metrics().render());
         assert_eq!(after, before, "rebuilt from the store after a restart");
 
@@ -208,6 +209,36 @@ async fn metrics_are_served_with_the_engines_values() {
                 .await,
             1
         );
+        t
+    })
+    .await;
+}
+
+/// The rebuild after a start runs beside the server: a write recorded while
+/// it runs counts once, whether or not the rebuild's read already saw it.
+#[tokio::test]
+async fn writes_while_the_metrics_are_rebuilt_count_once() {
+    run_test(|t| async move {
+        let p = t.propose_by("slack:UALICE").await.unwrap();
+        t.reject(&p.id, "slack:UBOB").await;
+        let store = t.engine.store().clone();
+        let m = std::sync::Arc::new(rollbot::metrics::Metrics::new());
+        m.begin_rebuild();
+        store.set_observer(m.clone());
+        assert!(m.rebuilding());
+        // Recorded before the rebuild reads it: held back, then found read.
+        let q = t.propose_by("slack:UALICE").await.unwrap();
+        assert_eq!(m.rebuild(&store).unwrap(), 2);
+        assert!(!m.rebuilding());
+        let opened = r#"rollbot_proposals_opened_total{service="payment-api",origin="command"}"#;
+        let rejected = r#"rollbot_proposal_outcomes_total{service="payment-api",outcome="rejected",drill="false"}"#;
+        assert_eq!(sample(&m.render(), opened), 2.0);
+        assert_eq!(sample(&m.render(), rejected), 1.0);
+        // Recorded after it: counted as it comes.
+        t.reject(&q.id, "slack:UBOB").await;
+        assert_eq!(sample(&m.render(), rejected), 2.0);
+        assert_eq!(sample(&m.render(), opened), 2.0);
+        t.ignore_messages();
         t
     })
     .await;

@@ -227,7 +227,17 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
     Ok(Json(body))
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+async fn metrics(State(state): State<AppState>) -> Response {
+    if state.metrics.rebuilding() {
+        // Counters that start low and jump when the rebuild ends would
+        // read as a burst of incidents; a failed scrape reads as what it is.
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(axum::http::header::RETRY_AFTER, "1")],
+            "rebuilding the rollback metrics from the stored timelines; scrape again in a moment\n",
+        )
+            .into_response();
+    }
     // Gauges of what is queued now, read at the scrape.
     if let Err(e) = state
         .metrics
@@ -239,6 +249,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         [(axum::http::header::CONTENT_TYPE, Metrics::CONTENT_TYPE)],
         state.metrics.render(),
     )
+        .into_response()
 }
 
 /// 401 unless the request carries `Authorization: Bearer <api_token>`

@@ -730,16 +730,21 @@ impl Server {
         req.send().await.unwrap()
     }
 
-    /// The `/metrics` text.
+    /// The `/metrics` text, once the metrics are rebuilt after a start.
     pub async fn metrics(&self) -> String {
-        self.client
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        for _ in 0..500 {
+            let r = self
+                .client
+                .get(format!("{}/metrics", self.base))
+                .send()
+                .await
+                .unwrap();
+            if r.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                return r.text().await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("/metrics still rebuilding after 5 s");
     }
 
     /// The value of one sample line of `/metrics` (0 when absent).
