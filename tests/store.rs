@@ -284,3 +284,43 @@ fn iterations_transactions_and_flushes_together_never_stall() {
         );
     }
 }
+
+/// The write of an alert storm: claims and a counter, all or nothing, and
+/// the count kept across a restart.
+#[tokio::test]
+async fn counted_alerts_claim_all_or_nothing_and_add_up() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open_proposal(7, "payment-api");
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.insert(&p, &[]).unwrap();
+            let id = p.id.as_str();
+            store
+                .count_alerts(&p.id, 3, t0(), &[("fp:a", id), ("delivery:1", id)])
+                .unwrap();
+            // One key already claimed: nothing of this write is kept.
+            let e = store
+                .count_alerts(&p.id, 5, t0(), &[("fp:b", id), ("fp:a", id)])
+                .unwrap_err();
+            assert!(
+                matches!(&e, StoreError::AlreadyClaimed { key, .. } if key == "fp:a"),
+                "{e}"
+            );
+            assert!(store.seen("fp:b").unwrap().is_none(), "fp:b was undone");
+            // The same key twice in one write is refused too.
+            let e = store
+                .count_alerts(&p.id, 1, t0(), &[("fp:c", id), ("fp:c", id)])
+                .unwrap_err();
+            assert!(matches!(e, StoreError::AlreadyClaimed { .. }), "{e}");
+            assert!(store.seen("fp:c").unwrap().is_none());
+            store.count_alerts(&p.id, 4, t0(), &[]).unwrap();
+            assert_eq!(store.get(&p.id).unwrap().unwrap().extra_alerts, 7);
+            store.flush().await.unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.get(&p.id).unwrap().unwrap().extra_alerts, 7);
+        assert!(store.seen("delivery:1").unwrap().is_some());
+    })
+    .await;
+}

@@ -387,7 +387,11 @@ impl Store {
             messages: db.open_tree("messages")?,
             unbound: db.open_tree("unbound")?,
             by_time: db.open_tree("proposals_by_time")?,
-            counted: db.open_tree("counted_alerts")?,
+            counted: {
+                let counted = db.open_tree("counted_alerts")?;
+                counted.set_merge_operator(add_u64);
+                counted
+            },
             parked: db.open_tree("pending_alerts")?,
             inbox: db.open_tree("inbox")?,
             queues: HashMap::new(),
@@ -676,35 +680,32 @@ impl Store {
     ) -> Result<(), StoreError> {
         let id_key = id.as_str().as_bytes();
         self.write(|t| {
-            // As in a transaction: a key already claimed, or twice in
-            // `claims`, refuses the whole write.
-            for (i, (key, value)) in claims.iter().enumerate() {
-                let seen = match t.dedup.get(key.as_bytes())? {
-                    Some(seen) => Some(decode("dedup", key.as_bytes(), &seen)?),
-                    None => claims[..i]
-                        .iter()
-                        .any(|(k, _)| k == key)
-                        .then(|| DedupEntry {
-                            value: (*value).to_string(),
-                            at: now,
-                        }),
-                };
-                if let Some(seen) = seen {
-                    return Err(StoreError::AlreadyClaimed {
-                        key: (*key).to_string(),
-                        seen,
-                    });
-                }
-            }
+            // Each claim is one compare-and-swap (absent → claimed). As in a
+            // transaction, a key already claimed, or twice in `claims`,
+            // refuses the whole write: the claims made so far are undone.
+            let mut made: Vec<&str> = Vec::with_capacity(claims.len());
             for (key, value) in claims {
-                let entry = DedupEntry {
+                let entry = encode(&DedupEntry {
                     value: (*value).to_string(),
                     at: now,
-                };
-                t.dedup.insert(key.as_bytes(), encode(&entry))?;
+                });
+                if let Err(taken) =
+                    t.dedup
+                        .compare_and_swap(key.as_bytes(), None::<&[u8]>, Some(entry))?
+                {
+                    for k in made {
+                        t.dedup.remove(k.as_bytes())?;
+                    }
+                    let current = taken.current.unwrap_or_default();
+                    return Err(StoreError::AlreadyClaimed {
+                        key: (*key).to_string(),
+                        seen: decode("dedup", key.as_bytes(), &current)?,
+                    });
+                }
+                made.push(key);
             }
-            let before = t.counted.get(id_key)?.map_or(0, |v| read_u64(&v));
-            t.counted.insert(id_key, &(before + n).to_be_bytes()[..])?;
+            // One step, not a read then a write (see `add_u64`).
+            t.counted.merge(id_key, n.to_be_bytes())?;
             Ok(())
         })
     }
@@ -972,6 +973,12 @@ fn parse_id(tree: &'static str, key: &[u8], id: &[u8]) -> Result<ProposalId, Sto
         key: String::from_utf8_lossy(key).into_owned(),
         detail: e.to_string(),
     })
+}
+
+/// sled merge operator of the `counted_alerts` tree: adds big-endian u64s.
+fn add_u64(_key: &[u8], old: Option<&[u8]>, more: &[u8]) -> Option<Vec<u8>> {
+    let sum = old.map_or(0, read_u64).saturating_add(read_u64(more));
+    Some(sum.to_be_bytes().to_vec())
 }
 
 fn read_u64(bytes: &[u8]) -> u64 {
