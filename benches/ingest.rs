@@ -21,6 +21,7 @@
 //! ```text
 //! cargo bench --bench ingest -- [--rollbot PATH] [--out FILE] [--seconds S]
 //!     [--runs N] [--conns 4,32,128] [--profile DIR] [--wrk PATH]
+//!     [--goals FILE]
 //! ```
 
 use std::fmt::Write as _;
@@ -45,6 +46,8 @@ struct Args {
     conns: Vec<u32>,
     profile: Option<PathBuf>,
     wrk: String,
+    /// Rows of the goals table are appended here (`scripts/bench.sh`).
+    goals: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -58,6 +61,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         conns: vec![4, 32, 128],
         profile: None,
         wrk: "wrk".into(),
+        goals: None,
     };
     while let Some(flag) = argv.next() {
         let mut value = || argv.next().ok_or(format!("{flag} needs a value"));
@@ -78,6 +82,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             }
             "--profile" => a.profile = Some(value()?.into()),
             "--wrk" => a.wrk = value()?,
+            "--goals" => a.goals = Some(value()?.into()),
             // `cargo bench` adds `--bench`.
             _ => {}
         }
@@ -389,6 +394,7 @@ async fn run(args: Args) {
     ];
 
     let mut table = String::new();
+    let mut goals = String::new();
     let mut notes = String::new();
     let mut profiles = String::new();
     for (k, kind) in kinds.iter().enumerate() {
@@ -452,6 +458,21 @@ async fn run(args: Args) {
             let p99: Vec<f64> = ours.iter().map(|r| r.p99_ms).collect();
             let bare_p99: Vec<f64> = peer.iter().map(|r| r.p99_ms).collect();
             let errors: u64 = ours.iter().map(|r| r.errors).sum();
+            if conns == 32 && kind.name != "repeat" {
+                let mut r = ratios.clone();
+                let m = median(&mut r);
+                let verdict = if m >= 0.5 {
+                    "met".to_string()
+                } else {
+                    format!("**not met**: {:.1}× short", 0.5 / m)
+                };
+                writeln!(
+                    goals,
+                    "| ingest `{}` at 32 connections, rollbot / bare axum | ≥ 0.5 | {m:.3} | {verdict} |",
+                    kind.name
+                )
+                .unwrap();
+            }
             writeln!(
                 table,
                 "| {} | {conns} | {} | {} | {} | {} | **{}** | {errors} |",
@@ -501,6 +522,15 @@ async fn run(args: Args) {
     )
     .unwrap();
     md.push_str(&profiles);
+    if let Some(path) = &args.goals {
+        use std::io::Write as _;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(goals.as_bytes()))
+            .expect("write --goals");
+    }
     match &args.out {
         Some(path) => std::fs::write(path, &md).expect("write --out"),
         None => print!("{md}"),
@@ -557,19 +587,37 @@ async fn profile(args: &Args, pdir: &Path, lua: &Path, port: u16, pid: u32, kind
         .arg(&data)
         .output()
         .await;
-    let text = match report {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
-        _ => {
-            return format!("\n(no profile of `{}`: `perf report` failed)\n", kind.name);
+    let (text, stderr) = match report {
+        Ok(o) => (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        ),
+        Err(e) => {
+            return format!("\n(no profile of `{}`: `perf report`: {e})\n", kind.name);
         }
     };
+    // User-space symbols only (the kernel's share shows as the gap), and
+    // not the frames perf could not name.
     let top: Vec<&str> = text
         .lines()
-        .filter(|l| l.contains('%') && !l.trim_start().starts_with('#'))
+        .filter(|l| {
+            let l = l.trim_start();
+            l.contains("[.] ") && !l.starts_with('#') && {
+                let sym = l.rsplit("[.] ").next().unwrap_or("");
+                !sym.starts_with("0x") && !sym.starts_with("0000")
+            }
+        })
         .take(30)
         .collect();
+    if top.is_empty() {
+        return format!(
+            "\n(no profile of `{}`: `perf report` named no symbol: {})\n",
+            kind.name,
+            stderr.trim()
+        );
+    }
     format!(
-        "\n### Profile: `{}` at 32 connections\n\n`perf record -F 499 -g` on `rollbot serve` for {seconds} s, inclusive (children) share of samples per symbol, top 30 (full data: `{}`):\n\n```text\n{}\n```\n",
+        "\n### Profile: `{}` at 32 connections\n\n`perf record -F 499 -g` on `rollbot serve` for {seconds} s, inclusive (children) share of all samples per user-space symbol, top 30; without frame pointers most call chains stop early, so read it as where the CPU is spent (full data: `{}`):\n\n```text\n{}\n```\n",
         kind.name,
         data.display(),
         top.join("\n")

@@ -53,6 +53,8 @@ struct Args {
     kubectl: PathBuf,
     wrk: PathBuf,
     runs: usize,
+    /// Rows of the goals table are appended here (`scripts/bench.sh`).
+    goals: Option<PathBuf>,
 }
 
 impl Args {
@@ -73,6 +75,7 @@ impl Args {
             },
             wrk: PathBuf::from("wrk"),
             runs: 15,
+            goals: None,
         };
         let mut it = std::env::args().skip(1);
         while let Some(a) = it.next() {
@@ -82,6 +85,7 @@ impl Args {
                 "--rollbot" => args.rollbot = value("--rollbot")?.into(),
                 "--kubectl" => args.kubectl = value("--kubectl")?.into(),
                 "--wrk" => args.wrk = value("--wrk")?.into(),
+                "--goals" => args.goals = Some(value("--goals")?.into()),
                 "--runs" => {
                     args.runs = value("--runs")?.parse().context("--runs takes a number")?;
                     if args.runs == 0 {
@@ -180,6 +184,26 @@ fn count_stats(xs: &[usize]) -> String {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// A row of the goals table: `measured` against an upper bound `goal`.
+fn goal_row(what: &str, measured: f64, goal: f64, unit: &str) -> String {
+    let verdict = if measured <= goal {
+        "met".to_string()
+    } else {
+        format!("**not met**: {:.1}× the goal", measured / goal)
+    };
+    format!("| {what} | ≤ {goal} {unit} | {measured:.2} {unit} | {verdict} |\n")
+}
+
+fn append_goals(path: &Path, rows: &str) -> Result<()> {
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(rows.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn mib(kib: u64) -> String {
@@ -953,6 +977,7 @@ async fn run(args: &Args) -> Result<()> {
             kubectl: args.kubectl.clone(),
             wrk: args.wrk.clone(),
             runs,
+            goals: args.goals.clone(),
         },
         sim,
         proxy,
@@ -1120,6 +1145,36 @@ async fn run(args: &Args) -> Result<()> {
         mib(med(&rss_restart.iter().map(|&k| k as f64).collect::<Vec<_>>()) as u64),
     ));
     std::fs::write(&args.out, md).with_context(|| format!("writing {}", args.out.display()))?;
+    if let Some(path) = &args.goals {
+        let rows = [
+            goal_row(
+                "final vote → PATCH, idle",
+                med(&idle.vote_to_patch),
+                5.0,
+                "ms",
+            ),
+            goal_row(
+                "final vote → PATCH, under the 32-connection storm",
+                med(&loaded.vote_to_patch),
+                5.0,
+                "ms",
+            ),
+            goal_row(
+                "ready after start, empty store",
+                med(&empty_starts),
+                100.0,
+                "ms",
+            ),
+            goal_row(
+                &format!("ready after start, {STORED} closed proposals stored"),
+                med(&restarts),
+                100.0,
+                "ms",
+            ),
+            goal_row("RSS idle", rss_idle as f64 / 1024.0, 20.0, "MiB"),
+        ];
+        append_goals(path, &rows.concat())?;
+    }
     drop(fake);
     Ok(())
 }
