@@ -1209,7 +1209,16 @@ async fn store_closed(store_dir: &Path, template: &str) -> Result<(String, usize
             .iter()
             .map(|e| (e.at - back, e.kind.clone()))
             .collect();
-        store.insert(&q, &events)?;
+        // Ids are short (six characters): among 10,000 random ones two may
+        // meet, so draw again.
+        loop {
+            match store.insert(&q, &events) {
+                Err(rollbot::store::StoreError::Exists(_)) => {
+                    q.id = ProposalId::from_random(uuid::Uuid::new_v4().as_u128());
+                }
+                other => break other?,
+            }
+        }
     }
     store.flush().await?;
     Ok((p.state.as_str().to_string(), timeline.len()))
