@@ -617,9 +617,10 @@ async fn profile(args: &Args, pdir: &Path, lua: &Path, port: u16, pid: u32, kind
         );
     }
     format!(
-        "\n### Profile: `{}` at 32 connections\n\n`perf record -F 499 -g` on `rollbot serve` for {seconds} s, inclusive (children) share of all samples per user-space symbol, top 30; without frame pointers most call chains stop early, so read it as where the CPU is spent (full data: `{}`):\n\n```text\n{}\n```\n",
+        "\n### Profile: `{}` at 32 connections\n\n`perf record -F 499 -g` on `rollbot serve` for {seconds} s, inclusive (children) share of all samples per user-space symbol, top 30; without frame pointers most call chains stop early, so read it as where the CPU is spent (full data: `{}` in the `--profile` directory, `bench-profiles` under the target directory from `scripts/bench.sh`):\n\n```text\n{}\n```\n",
         kind.name,
-        data.display(),
+        data.file_name()
+            .map_or_else(|| "?".into(), |n| n.to_string_lossy()),
         top.join("\n")
     )
 }

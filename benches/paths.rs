@@ -947,8 +947,8 @@ async fn run(args: &Args) -> Result<()> {
         })
         .unwrap_or_else(|| "unknown".into());
     md.push_str(&format!(
-        "\nrollbot: `{}`; kubectl: `{}` ({kubectl_version}); runs per measurement: {runs}; {} CPUs.\n",
-        args.rollbot.display(),
+        "\nrollbot: the release binary (`{}`); kubectl: `{}` ({kubectl_version}); runs per measurement: {runs}; {} CPUs.\n",
+        args.rollbot.file_name().map_or_else(|| "rollbot".into(), |n| n.to_string_lossy()),
         args.kubectl.display(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     ));
