@@ -482,7 +482,21 @@ impl World {
     }
 
     async fn vote(&self, base: &str, event_id: &str, user: &str, ts: &str) -> Result<()> {
-        let body = reaction_event(event_id, user, "white_check_mark", ts);
+        self.react(base, event_id, user, "white_check_mark", ts)
+            .await
+            .with_context(|| format!("vote by {user}"))
+    }
+
+    /// A signed `reaction_added` event posted to `/slack/events`.
+    async fn react(
+        &self,
+        base: &str,
+        event_id: &str,
+        user: &str,
+        emoji: &str,
+        ts: &str,
+    ) -> Result<()> {
+        let body = reaction_event(event_id, user, emoji, ts);
         let mut req = self
             .http
             .post(format!("{base}/slack/events"))
@@ -493,7 +507,7 @@ impl World {
         }
         let r = req.body(body).send().await?;
         if !r.status().is_success() {
-            bail!("vote by {user}: {}", r.status());
+            bail!("{emoji} reaction answered {}", r.status());
         }
         Ok(())
     }
@@ -539,19 +553,10 @@ impl World {
     async fn rejected(&mut self, serve: &Serve, service: &str) -> Result<String> {
         let base = serve.base.clone();
         let (id, ts, _) = self.open_proposal(&base, service).await?;
-        let body = reaction_event(&format!("EvX{:05}", self.incidents), "UCAROL", "x", &ts);
-        let mut req = self
-            .http
-            .post(format!("{base}/slack/events"))
-            .header("content-type", "application/json")
-            .timeout(Duration::from_secs(5));
-        for (k, v) in slack_signature(&body) {
-            req = req.header(k, v);
-        }
-        let r = req.body(body).send().await?;
-        if !r.status().is_success() {
-            bail!("rejection of {id}: {}", r.status());
-        }
+        let event_id = format!("EvX{:05}", self.incidents);
+        self.react(&base, &event_id, "UCAROL", "x", &ts)
+            .await
+            .with_context(|| format!("rejection of {id}"))?;
         let state = self.wait_closed(&base, &id).await?;
         if state != "rejected" {
             bail!("proposal {id} ended {state}, not rejected");
