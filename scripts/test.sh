@@ -64,3 +64,7 @@ cargo fmt --all --check
 . scripts/cargo-flags.sh
 echo "==> cargo test (linted by clippy; warnings are errors)"
 cargo test --locked
+# The benchmarks are not run here (scripts/bench.sh runs them on a quiet
+# machine), but they build and pass the same lints from the same build.
+echo "==> cargo test --benches --no-run"
+cargo test --locked --benches --no-run
