@@ -69,7 +69,7 @@ kubectl_bin="${KUBECTL:-/usr/lib/google-cloud-sdk/bin/kubectl.1.33}"
   echo
   echo "- Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) memory, Linux $(uname -r)."
   echo "- Tools: $(rustc --version), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), kubectl $("$kubectl_bin" version --client -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])' 2>/dev/null || echo '?') (\`$kubectl_bin\`)."
-  echo "- Everything on 127.0.0.1; rollbot is the release build, its store on local disk with every acknowledged write flushed. Build ${build_secs} s, benchmarks ${run_secs} s."
+  echo "- Everything on 127.0.0.1; rollbot is the release build, its store on local disk with every acknowledged write flushed. Building took ${build_secs} s (cargo reuses what is built; from clean, the release build and the benches take over 10 minutes on 2 cores), the benchmarks ${run_secs} s."
   echo "- Medians with min–max over repeated runs; each section says what is timed. Benchmarks print figures only; nothing here is a pass/fail test."
   echo
   echo "## Goals"
