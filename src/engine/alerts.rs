@@ -448,20 +448,7 @@ impl Engine {
         let _guard = lock.lock().await;
         let now = self.now();
         let claims: Vec<(&str, &str)> = claims.iter().map(|k| (*k, id.as_str())).collect();
-        let known_full = self
-            .inner
-            .full
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(id);
-        if known_full || self.get(id)?.alerts.len() >= MAX_ATTACHED_ALERTS {
-            if !known_full {
-                self.inner
-                    .full
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(id.clone());
-            }
+        if self.keeps_no_more_alerts(id)? {
             self.inner
                 .store
                 .count_alerts(id, alerts.len() as u64, now, &claims)?;
@@ -482,6 +469,20 @@ impl Engine {
             })
             .map_err(store_only)?;
         Ok(())
+    }
+
+    /// Whether `id` already holds [`MAX_ATTACHED_ALERTS`]; remembered once
+    /// true, as kept alerts are never removed.
+    fn keeps_no_more_alerts(&self, id: &ProposalId) -> Result<bool, EngineError> {
+        let full = || self.inner.full.lock().unwrap_or_else(|e| e.into_inner());
+        if full().contains(id) {
+            return Ok(true);
+        }
+        let is_full = self.get(id)?.alerts.len() >= MAX_ATTACHED_ALERTS;
+        if is_full {
+            full().insert(id.clone());
+        }
+        Ok(is_full)
     }
 
     /// A firing alert that may propose now. Caller holds the service's
