@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use rollbot::sim::{Kind, SimHandle};
+use rollbot::sim::{Kind, RequestRecord, SimHandle};
 use serde_json::{Value, json};
 use support_proc::{
     AM_TOKEN, NAMESPACE, SlackProxy, am_alert, am_body, reaction_event, slack_signature, start_sim,
@@ -538,6 +538,18 @@ impl World {
         })
     }
 
+    /// The first watch request the simulator received at or after `since`,
+    /// waiting up to `limit` for one.
+    async fn watch_opened_after(&self, since: Instant, limit: Duration) -> Option<RequestRecord> {
+        poll(limit, Duration::from_millis(2), || {
+            self.sim
+                .requests()
+                .into_iter()
+                .find(|r| r.at >= since && r.query.contains("watch"))
+        })
+        .await
+    }
+
     async fn wait_closed(&self, base: &str, id: &str) -> Result<String> {
         poll_async(WAIT, Duration::from_millis(5), || async {
             let p = self.api(base, &format!("/api/v1/proposals/{id}")).await?;
@@ -684,13 +696,9 @@ impl World {
 
         // rollbot follows the rollout with a watch; release the pods once
         // it has opened one (or after a bounded wait if it polls instead).
-        let watching = poll(Duration::from_secs(3), Duration::from_millis(2), || {
-            self.sim
-                .requests()
-                .into_iter()
-                .find(|r| r.at > patch.at && r.query.contains("watch"))
-        })
-        .await;
+        let watching = self
+            .watch_opened_after(patch.at, Duration::from_secs(3))
+            .await;
         if watching.is_none() {
             eprintln!("  ({id}: saw no watch from rollbot after its PATCH; releasing pods anyway)");
         }
@@ -808,13 +816,7 @@ impl World {
         let started = Instant::now();
         let mut child = cmd.spawn().context("running kubectl")?;
         // kubectl is waiting once it has opened its watch.
-        let watching = poll(WAIT, Duration::from_millis(2), || {
-            self.sim
-                .requests()
-                .into_iter()
-                .find(|r| r.at >= started && r.query.contains("watch"))
-        })
-        .await;
+        let watching = self.watch_opened_after(started, WAIT).await;
         if watching.is_none() {
             bail!("kubectl rollout status never opened a watch");
         }
